@@ -1,0 +1,219 @@
+"""The dataset kinds a spec can name, behind one interface: a list of samples that load lazily.
+
+Decoding is lazy (a folder can be larger than memory) but cached up to a budget, because
+the workflow reads the same samples for the FP32 baseline, calibration and the INT8 run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .inspection import ModelInfo
+from .preprocessing import IMAGE_SUFFIXES, ImagePreprocessor, check_shape
+from .problems import CalibrationError, Problem
+from .spec import Spec
+
+CACHE_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class Entry:
+    source: str            # image file, or "file.npz[i]"
+    label: int | None
+
+
+class Dataset:
+    kind: str = ""
+    annotated: bool = False
+    generated: bool = False
+
+    def __init__(self, entries: list[Entry], spec: Spec, model: ModelInfo):
+        self.entries = entries
+        self.spec = spec
+        self.model = model
+        self._cache: dict[int, dict[str, np.ndarray]] = {}
+        self._cached_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def label(self, index: int) -> int | None:
+        return self.entries[index].label
+
+    def load(self, index: int) -> dict[str, np.ndarray]:
+        """Model inputs of one sample (batch dimension 1), checked against the model's shapes."""
+        if index in self._cache:
+            return self._cache[index]
+        inputs = self._load(index)
+        for info in self.model.inputs:
+            check_shape(inputs[info.name], info, self.entries[index].source, self.model.path)
+        size = sum(a.nbytes for a in inputs.values())
+        if self._cached_bytes + size <= CACHE_BYTES:
+            self._cache[index] = inputs
+            self._cached_bytes += size
+        return inputs
+
+    def _load(self, index: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def subset_indices(self) -> list[int]:
+        """The deterministic calibration subset, in dataset order."""
+        size = self.spec.dataset.subset_size(len(self))
+        if size == 0:
+            raise CalibrationError(self.spec.problem(
+                f"subset {self.spec.dataset.subset} of {len(self)} samples selects no sample",
+                "dataset", "subset", rule="subset-too-small", fix="raise the percent or give a count"))
+        if size >= len(self):
+            return list(range(len(self)))
+        rng = np.random.default_rng(self.spec.dataset.seed)
+        return sorted(int(i) for i in rng.choice(len(self), size=size, replace=False))
+
+
+class _ImageDataset(Dataset):
+    def __init__(self, entries, spec, model):
+        super().__init__(entries, spec, model)
+        if len(model.inputs) != 1:
+            raise CalibrationError(spec.problem(
+                f"an image dataset feeds one input; the model has {len(model.inputs)}",
+                "dataset", "kind", rule="multi-input-unannotated", fix='use kind = "npz" with one array per input'))
+        self.preprocess = ImagePreprocessor(spec.preprocessing, model.inputs[0])
+
+    def _load(self, index):
+        return {self.model.inputs[0].name: self.preprocess(self.entries[index].source)}
+
+
+class ClassFolderDataset(_ImageDataset):
+    """ImageNet style: one sub-folder per class. Numeric folder names are the labels;
+    otherwise the label is the folder's index in sorted order (as torchvision's ImageFolder)."""
+    kind, annotated = "imagenet", True
+
+    @classmethod
+    def scan(cls, root: Path, spec, model):
+        classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+        numeric = bool(classes) and all(c.isdigit() for c in classes)
+        entries = [Entry(str(f), int(c) if numeric else i)
+                   for i, c in enumerate(classes) for f in _images(root / c)]
+        return cls(entries, spec, model)
+
+
+class ImageListDataset(_ImageDataset):
+    """A text file of `path label` lines; paths relative to the file; `#` starts a comment."""
+    kind, annotated = "image_list", True
+
+    @classmethod
+    def scan(cls, list_file: Path, spec, model):
+        entries = []
+        for number, raw in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            parts = line.rsplit(maxsplit=1)
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                raise CalibrationError(Problem("expected `path label` with an integer label",
+                                               path=str(list_file), line=number, rule="dataset-format"))
+            image = (list_file.parent / parts[0]).resolve()
+            if not image.is_file():
+                raise CalibrationError(Problem(f"image not found: {parts[0]}", path=str(list_file),
+                                               line=number, rule="dataset-missing"))
+            entries.append(Entry(str(image), int(parts[1])))
+        return cls(entries, spec, model)
+
+
+class ImageFolderDataset(_ImageDataset):
+    """Unannotated images anywhere below a folder: enough for Default calibration."""
+    kind, annotated = "images", False
+
+    @classmethod
+    def scan(cls, root: Path, spec, model):
+        return cls([Entry(str(f), None) for f in _images(root, recursive=True)], spec, model)
+
+
+class NpzDataset(Dataset):
+    """Ready tensors: one array per model input (or `inputs` for a single-input model),
+    first axis = samples; optional integer `labels`."""
+    kind = "npz"
+
+    @classmethod
+    def scan(cls, file: Path, spec, model):
+        try:
+            arrays = dict(np.load(file, allow_pickle=False))
+        except (OSError, ValueError) as exc:
+            raise CalibrationError(Problem(f"cannot read the .npz: {exc}", path=str(file),
+                                           rule="dataset-format")) from None
+        names = [t.name for t in model.inputs]
+        if len(names) == 1 and names[0] not in arrays and "inputs" in arrays:
+            arrays[names[0]] = arrays.pop("inputs")
+        missing = [n for n in names if n not in arrays]
+        if missing:
+            raise CalibrationError(Problem(
+                f"no array for model input(s) {missing}; arrays present: {sorted(arrays)}",
+                path=str(file), rule="dataset-format", fix="name the arrays after the model inputs"))
+        counts = {len(arrays[n]) for n in names}
+        labels = arrays.get("labels")
+        if labels is not None:
+            counts.add(len(labels))
+        if len(counts) != 1:
+            raise CalibrationError(Problem(f"arrays disagree on the sample count: {sorted(counts)}",
+                                           path=str(file), rule="dataset-format"))
+        n = counts.pop()
+        ds = cls([Entry(f"{file}[{i}]", None if labels is None else int(labels[i])) for i in range(n)],
+                 spec, model)
+        ds.arrays = {k: arrays[k] for k in names}
+        ds.annotated = labels is not None
+        return ds
+
+    def _load(self, index):
+        return {k: np.ascontiguousarray(a[index:index + 1], dtype=_dtype(self.model, k))
+                for k, a in self.arrays.items()}
+
+
+class GeneratedDataset(Dataset):
+    """Random tensors shaped like the inputs: honest for speed, meaningless for calibration."""
+    kind, generated = "generated", True
+
+    @classmethod
+    def scan(cls, spec, model):
+        return cls([Entry(f"generated[{i}]", None) for i in range(spec.dataset.count)], spec, model)
+
+    def _load(self, index):
+        rng = np.random.default_rng(self.spec.dataset.seed + index)
+        return {t.name: rng.standard_normal([max(d, 1) for d in t.shape]).astype(_dtype(self.model, t.name))
+                for t in self.model.inputs}
+
+
+def _dtype(model: ModelInfo, name: str):
+    et = next((t.element_type for t in model.inputs if t.name == name), "f32")
+    return {"f16": np.float16, "i64": np.int64, "i32": np.int32, "u8": np.uint8, "boolean": np.bool_}.get(et, np.float32)
+
+
+def _images(folder: Path, recursive: bool = False) -> list[Path]:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(f for f in found if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+
+
+def open_dataset(spec: Spec, model: ModelInfo) -> Dataset:
+    """The spec's dataset, scanned (not decoded); refuses missing paths and empty datasets."""
+    ds = spec.dataset
+    if ds.kind == "generated":
+        return GeneratedDataset.scan(spec, model)
+    if not ds.path:
+        raise CalibrationError(spec.problem(f"kind {ds.kind!r} needs a path", "dataset", "path",
+                                            rule="dataset-missing"))
+    path = spec.resolve(ds.path)
+    wants_dir = ds.kind in ("imagenet", "images")
+    if not (path.is_dir() if wants_dir else path.is_file()):
+        what = "folder" if wants_dir else "file"
+        raise CalibrationError(spec.problem(f"dataset {what} not found: {path}", "dataset", "path",
+                                            rule="dataset-missing", fix=f"point path at an existing {what}"))
+    scanner = {"imagenet": ClassFolderDataset, "image_list": ImageListDataset,
+               "images": ImageFolderDataset, "npz": NpzDataset}[ds.kind]
+    dataset = scanner.scan(path, spec, model)
+    if not len(dataset):
+        raise CalibrationError(spec.problem(f"dataset has no samples: {path}", "dataset", "path",
+                                            rule="dataset-empty", fix="add images or fix the path"))
+    return dataset
+
+
+__all__ = ["Dataset", "Entry", "open_dataset"]

@@ -1,0 +1,85 @@
+"""Can this (model, spec) pair be calibrated? Every refusal is a located, fixable Problem.
+
+Works on the XML inspection and the spec alone (no OpenVINO import), so editors and
+folder scans stay fast; `device_problems` asks the runtime only when one is at hand.
+"""
+from __future__ import annotations
+
+from .inspection import ModelInfo
+from .problems import Problem
+from .spec import Spec
+
+# Devices the product does not calibrate for (DL Workbench's rule: INT8 is a CPU path).
+NO_INT8_DEVICES = frozenset({"GPU", "VPU", "MYRIAD", "HDDL", "NPU", "GNA"})
+
+
+def model_problems(info: ModelInfo) -> list[Problem]:
+    """Rules that concern the model alone, located in its XML."""
+    p = info.path
+    out: list[Problem] = []
+    if info.bin_size is None:
+        out.append(Problem(f"weights file not found: {info.bin_path}", path=p, line=1, rule="missing-weights",
+                           fix="copy the .bin next to the .xml with the same name"))
+    elif not info.weights_complete:
+        out.append(Problem(f"weights file is truncated: {info.bin_size} of {info.bin_expected_size} bytes",
+                           path=p, line=1, rule="truncated-weights",
+                           fix="wait for the copy to finish, or copy the .bin again"))
+    if info.derived is not None:
+        src = info.derived.get("source", "its original")
+        out.append(Problem(f"this model is an output of int8-workbench (from {src}); only the original "
+                           "model can be calibrated", path=p, line=info.version_line, rule="derived-model",
+                           fix=f"calibrate {src} instead"))
+    elif info.quantized:
+        out.append(Problem(f"the model is already quantized ({info.quantized_evidence})", path=p,
+                           line=info.quantized_line, rule="already-calibrated",
+                           fix="calibrate the original FP32 model"))
+    if info.ir_version is None or info.ir_version < 10:
+        out.append(Problem(f"IR version {info.ir_version} is not supported (needs 10 or later)", path=p,
+                           line=info.version_line, rule="ir-version",
+                           fix="convert the original model again with a current openvino (ovc)"))
+    if info.precision != "FP32" and not info.quantized:
+        out.append(Problem(f"the model computes in {info.precision}, not FP32", path=p,
+                           line=info.inputs[0].line if info.inputs else 1, rule="not-fp32",
+                           fix="export the model in FP32 (FP16-compressed weights are fine)"))
+    if not info.int8_layers:
+        out.append(Problem("the model has no layer that can run in INT8 (Convolution, MatMul, ...)", path=p,
+                           line=info.version_line, rule="no-int8-layers",
+                           fix="nothing to gain from INT8; deploy the FP32 model"))
+    if info.fp16_compressed_weights:
+        out.append(Problem("FP32 model with FP16-compressed weights: calibrated as FP32", path=p,
+                           line=info.version_line, rule="fp16-compressed-weights", severity="info"))
+    return out
+
+
+def spec_problems(spec: Spec, *, annotated: bool | None = None, metric_needs_labels: bool = True) -> list[Problem]:
+    """Rules that concern the spec: dataset kind, device, labels for the chosen method."""
+    out: list[Problem] = []
+    if spec.dataset.kind == "generated":
+        out.append(spec.problem("a generated (random) dataset cannot calibrate a model: its statistics "
+                                "would be meaningless", "dataset", "kind", rule="generated-dataset",
+                                fix="point the dataset at real samples; generated data is for speed only"))
+    base = spec.device.split(".")[0].split(":")[0].upper()
+    if base in NO_INT8_DEVICES:
+        out.append(spec.problem(f"device {spec.device} has no INT8 calibration path", "device",
+                                rule="device-without-int8", fix='set device = "CPU"'))
+    if annotated is False and metric_needs_labels:
+        out.append(spec.problem(f"metric {spec.accuracy.metric!r} needs labels but the dataset has none",
+                                "accuracy", "metric", rule="unannotated-dataset",
+                                fix='use metric = "agreement", or an annotated dataset kind'))
+    return out
+
+
+def device_problems(spec: Spec, core) -> list[Problem]:
+    """Asks the runtime whether the device exists and has INT8 (needs an openvino Core)."""
+    base = spec.device.split(".")[0].split(":")[0]
+    if base not in {d.split(".")[0] for d in core.available_devices}:
+        return [spec.problem(f"device {spec.device} is not available here (have: {', '.join(core.available_devices)})",
+                             "device", rule="device-missing", fix='set device = "CPU"')]
+    if "INT8" not in core.get_property(spec.device, "OPTIMIZATION_CAPABILITIES"):
+        return [spec.problem(f"device {spec.device} does not report INT8 capability", "device",
+                             rule="device-without-int8", fix='set device = "CPU"')]
+    return []
+
+
+def errors(problems: list[Problem]) -> list[Problem]:
+    return [p for p in problems if p.severity == "error"]

@@ -1,0 +1,63 @@
+"""Calibration methods: turn an FP32 ov.Model and calibration samples into an INT8 ov.Model."""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterator
+
+import nncf
+import openvino as ov
+import rich
+
+from .datasets import Dataset
+from .problems import Cancelled
+from .spec import Spec
+
+nncf.set_log_level(logging.WARNING)  # NNCF's INFO lines would drown our own progress
+
+
+class _Feed:
+    """The calibration subset as NNCF iterates it, reporting progress and honouring cancel.
+
+    NNCF may walk the data more than once (statistics, then bias correction), so the
+    progress is the share of samples served modulo one pass.
+    """
+
+    def __init__(self, dataset: Dataset, indices: list[int], progress, cancel):
+        self.dataset, self.indices = dataset, indices
+        self.progress, self.cancel = progress, cancel
+        self.served = 0
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[dict]:
+        for i in self.indices:
+            if self.cancel and self.cancel():
+                raise Cancelled()
+            self.served += 1
+            if self.progress:
+                self.progress(min(0.99, self.served / (2 * len(self.indices))))
+            yield self.dataset.load(i)
+
+
+def quantize_default(model: ov.Model, spec: Spec, dataset: Dataset, indices: list[int],
+                     progress: Callable[[float], None] | None = None,
+                     cancel: Callable[[], bool] | None = None) -> ov.Model:
+    """Every INT8-able layer quantized: NNCF post-training quantization over the subset."""
+    feed = _Feed(dataset, indices, progress, cancel)
+    preset = {"performance": nncf.QuantizationPreset.PERFORMANCE,
+              "mixed": nncf.QuantizationPreset.MIXED}[spec.calibration.preset]
+    device = nncf.TargetDevice.CPU if spec.device.upper().startswith("CPU") else nncf.TargetDevice.ANY
+    return _quiet(nncf.quantize, model, nncf.Dataset(feed), preset=preset, target_device=device,
+                  subset_size=len(indices))
+
+
+def _quiet(fn, *args, **kwargs):
+    """Runs an NNCF call with its progress bars (drawn on rich's global console) silenced:
+    callers get our progress instead, and stdout stays clean for --json."""
+    console = rich.get_console()
+    was, console.quiet = console.quiet, True
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        console.quiet = was

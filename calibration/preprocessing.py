@@ -1,0 +1,64 @@
+"""Image → model input tensor, exactly as the spec's [preprocessing] table says."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .inspection import TensorInfo
+from .problems import CalibrationError, Problem
+from .spec import PreprocessingSpec
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif"})
+
+
+class ImagePreprocessor:
+    def __init__(self, spec: PreprocessingSpec, model_input: TensorInfo):
+        self.spec = spec
+        self.input = model_input
+        shape = model_input.shape
+        spatial = (shape[2:4] if spec.layout == "NCHW" else shape[1:3]) if len(shape) == 4 else []
+        channels = (shape[1] if spec.layout == "NCHW" else shape[3]) if len(shape) == 4 else -1
+        self.size = tuple(spec.resize) if spec.resize else (
+            tuple(spatial) if spatial and min(spatial) > 0 else None)
+        self.color = spec.color or ("GRAY" if channels == 1 else "RGB")
+        n = 1 if self.color == "GRAY" else 3
+        self.mean = self._per_channel(spec.mean, n, "mean")
+        self.scale = self._per_channel(spec.scale, n, "scale")
+
+    @staticmethod
+    def _per_channel(values: list[float], n: int, key: str) -> np.ndarray:
+        if len(values) not in (1, n):
+            raise CalibrationError(Problem(f"{key} has {len(values)} values for {n} channels",
+                                           key=f"preprocessing.{key}"))
+        return np.asarray(values, dtype=np.float32)
+
+    def __call__(self, path: str) -> np.ndarray:
+        try:
+            with Image.open(path) as img:
+                img = img.convert("L" if self.color == "GRAY" else "RGB")
+                if self.size and img.size != (self.size[1], self.size[0]):
+                    img = img.resize((self.size[1], self.size[0]), Image.BILINEAR)
+                arr = np.asarray(img, dtype=np.float32)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise CalibrationError(Problem(f"cannot decode the image: {exc}", path=path, rule="bad-image",
+                                           fix="remove or replace the file")) from None
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if self.color == "BGR":
+            arr = arr[..., ::-1]
+        arr = (arr - self.mean) / self.scale
+        if self.spec.layout == "NCHW":
+            arr = arr.transpose(2, 0, 1)
+        return np.ascontiguousarray(arr[None], dtype=np.float32)
+
+
+def check_shape(tensor: np.ndarray, model_input: TensorInfo, source: str, model_path: str) -> None:
+    """Raises input-shape-mismatch when a sample cannot feed the model input as it is."""
+    want = model_input.shape
+    ok = len(want) == tensor.ndim and all(w < 0 or w == g for w, g in zip(want, tensor.shape))
+    if not ok:
+        pretty = ",".join("?" if d < 0 else str(d) for d in want)
+        raise CalibrationError(Problem(
+            f"sample shape {list(tensor.shape)} does not fit input '{model_input.name}' [{pretty}] of {model_path}",
+            path=source, rule="input-shape-mismatch",
+            fix="set [preprocessing] resize/layout/color to match the model input"))

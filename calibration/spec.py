@@ -1,0 +1,220 @@
+"""The calibration spec file (`*.calibration.toml`): schema, loading and located errors.
+
+pydantic gives us validation and the published JSON Schema from one definition; we add
+the file/line/key of every error, since users fix specs in an editor, not in a traceback.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from .problems import CalibrationError, Problem
+from .toml_lines import line_of
+
+SPEC_SUFFIX = ".calibration.toml"
+SCHEMA_PATH = Path(__file__).with_name("schema") / "calibration.schema.json"
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DatasetSpec(_Table):
+    kind: Literal["imagenet", "image_list", "images", "npz", "generated"] = Field(
+        description="imagenet: one sub-folder of images per class; image_list: a text file of "
+                    "`path label` lines; images: an unannotated folder (Default method only); "
+                    "npz: tensors named after the model inputs (or `inputs`) and optional `labels`; "
+                    "generated: random tensors, for speed only")
+    path: str | None = Field(None, description="Folder or file, relative to the spec file (not for generated)")
+    subset: Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*%\s*$")] = Field(
+        "100%", description='Part of the dataset that feeds calibration: a percent ("25%") or a count (300)')
+    seed: int = Field(0, description="Seed of the deterministic subset selection")
+    count: int = Field(32, ge=1, description="Number of random samples (generated only)")
+
+    @field_validator("subset")
+    @classmethod
+    def _percent_range(cls, value):
+        if isinstance(value, str):
+            pct = float(_PERCENT.match(value).group(1))
+            if not 0 < pct <= 100:
+                raise ValueError("a percent must be above 0 % and at most 100 %")
+        return value
+
+    def subset_size(self, total: int) -> int:
+        """How many of `total` samples the subset selects (0 when the percent selects none)."""
+        if isinstance(self.subset, int):
+            return min(self.subset, total)
+        pct = float(_PERCENT.match(self.subset).group(1))
+        return min(total, int(total * pct / 100 + 1e-9))
+
+
+class PreprocessingSpec(_Table):
+    resize: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None, min_length=2, max_length=2,
+        description="[height, width]; default: the model input's spatial size")
+    layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="Layout of the model input")
+    color: Literal["RGB", "BGR", "GRAY"] | None = Field(
+        None, description="Channel order fed to the model; default GRAY for 1 channel, else RGB")
+    mean: list[float] = Field([0.0], min_length=1, description="Subtracted per channel (pixel values 0..255)")
+    scale: list[float] = Field([1.0], min_length=1, description="Divides per channel after the mean")
+
+    @field_validator("scale")
+    @classmethod
+    def _nonzero(cls, value):
+        if any(v == 0 for v in value):
+            raise ValueError("scale values must not be 0")
+        return value
+
+
+class AccuracySpec(_Table):
+    metric: Literal["top1", "topk", "agreement"] = Field(
+        "top1", description="top1/topk: classification against labels; agreement: share of samples "
+                            "whose top-1 class equals the FP32 model's (needs no labels)")
+    k: int = Field(5, ge=1, description="k of topk")
+    output: str | None = Field(None, description="Model output holding the class scores; default the first")
+
+
+class CalibrationSpec(_Table):
+    method: Literal["default"] = Field(
+        "default", description="default: every INT8-able layer runs INT8 (maximum performance)")
+    preset: Literal["performance", "mixed"] = Field(
+        "performance", description="performance: symmetric quantization; mixed: asymmetric activations")
+
+
+class InferenceSpec(_Table):
+    batch: int = Field(1, ge=1, description="Batch size for the speed comparison")
+    streams: int | Literal["auto"] = Field("auto", description="Inference streams (\"auto\": device decides)")
+    requests: int | Literal["auto"] = Field("auto", description="Parallel infer requests (\"auto\": optimal)")
+    duration: float = Field(3.0, gt=0, le=600, description="Seconds of measurement per model variant")
+
+    @field_validator("streams", "requests")
+    @classmethod
+    def _positive(cls, value):
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1 or \"auto\"")
+        return value
+
+
+class OutputSpec(_Table):
+    dir: str = Field("calibrated", description="Folder for the INT8 model and the result, relative to the spec")
+
+
+class Spec(_Table):
+    """One calibration: model, data, method, and how to compare the result."""
+    model: str = Field(description="FP32 IR model (.xml; its .bin beside it), relative to the spec file")
+    device: str = Field("CPU", description="Target device")
+    dataset: DatasetSpec
+    preprocessing: PreprocessingSpec = PreprocessingSpec()
+    accuracy: AccuracySpec = AccuracySpec()
+    calibration: CalibrationSpec = CalibrationSpec()
+    inference: InferenceSpec = InferenceSpec()
+    output: OutputSpec = OutputSpec()
+
+    _path: Path = PrivateAttr(default=Path("spec.calibration.toml"))
+    _text: str = PrivateAttr(default="")
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def resolve(self, relative: str) -> Path:
+        return (self._path.parent / relative).resolve()
+
+    @property
+    def model_path(self) -> Path:
+        return self.resolve(self.model)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.resolve(self.output.dir)
+
+    def line(self, *keys: str) -> int:
+        return line_of(self._text, keys)
+
+    def problem(self, message: str, *keys: str, rule: str = "spec", fix: str | None = None) -> Problem:
+        """A problem located at `keys` of this spec."""
+        return Problem(message, path=str(self._path), line=self.line(*keys), key=".".join(keys) or None,
+                       rule=rule, fix=fix)
+
+
+def load_spec(path: str | Path, text: str | None = None) -> Spec:
+    """Parses and validates a spec; `text` overrides the file (an editor's unsaved buffer)."""
+    path = Path(path).resolve()
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CalibrationError(Problem(f"cannot read the spec: {exc}", path=str(path))) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        raise CalibrationError(Problem(f"invalid TOML: {exc}", path=str(path),
+                                       line=int(match.group(1)) if match else 1, rule="toml")) from None
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        raise CalibrationError(_merge([_located(path, text, err) for err in exc.errors()])) from None
+    spec._path, spec._text = path, text
+    return spec
+
+
+def _located(path: Path, text: str, err: dict) -> Problem:
+    # Union members add their type name to loc ("subset", "int"); keep only real keys.
+    loc = tuple(p for p in err["loc"] if isinstance(p, int) or not _is_type_tag(p))
+    key = ".".join(str(p) for p in loc)
+    message = err["msg"]
+    if err["type"] == "extra_forbidden":
+        message = f"unknown key '{loc[-1]}'" + _did_you_mean(loc)
+    elif err["type"] == "missing":
+        message = "required key is missing"
+    elif err["type"] == "literal_error":
+        message = f"{message}, got {err.get('input')!r}"
+    return Problem(message, path=str(path), line=line_of(text, loc), key=key, rule="spec")
+
+
+def _merge(problems: list[Problem]) -> list[Problem]:
+    """A union field fails once per member; say it once, listing what each member wanted."""
+    merged: dict[str | None, Problem] = {}
+    for p in problems:
+        if p.key in merged:
+            p = Problem(f"{merged[p.key].message}; or {p.message}", p.path, p.line, p.key, p.rule)
+        merged[p.key] = p
+    return list(merged.values())
+
+
+def _is_type_tag(part: str) -> bool:
+    return part in {"int", "str", "float", "list[int]", "constrained-int", "constrained-str", "none"} \
+        or part.startswith(("literal[", "function-after[", "constrained-"))
+
+
+def _did_you_mean(loc: tuple) -> str:
+    model: type[BaseModel] = Spec
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        ann = model.model_fields.get(str(part))
+        if ann is None or not (isinstance(ann.annotation, type) and issubclass(ann.annotation, BaseModel)):
+            return ""
+        model = ann.annotation
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(model.model_fields)}"
+
+
+def json_schema() -> dict:
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "int8-workbench calibration spec"
+    return schema
+
+
+def write_json_schema(path: Path = SCHEMA_PATH) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(json_schema(), indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,190 @@
+"""The main job: baseline FP32 → calibrate → infer INT8 → compare. Plain data in, plain data out.
+
+Front ends (CLI, language server worker, pytest, drop folder) call `calibrate` with a spec,
+a progress callback and a cancel predicate; they never see OpenVINO or NNCF objects.
+"""
+from __future__ import annotations
+
+import os
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Callable
+
+import openvino as ov
+
+from . import eligibility, performance
+from .datasets import open_dataset
+from .evaluation import evaluate, output_index
+from .inspection import inspect_model
+from .methods import quantize_default
+from .metrics import make_metric
+from .output import Staging, mark
+from .problems import Cancelled, CalibrationError
+from .runtime import DEFAULT, F32, INT8, config_for, default_precision, read_model
+from .spec import Spec
+
+ProgressFn = Callable[[float, str], None]
+
+# (phase, share of the run) in order; percentages are derived so they always add to 100.
+PHASES = [("checking", 2), ("baseline accuracy", 16), ("calibrating", 30), ("saving", 2),
+          ("INT8 accuracy", 14), ("speed: FP32 strict f32", 10), ("speed: FP32 device default", 10),
+          ("speed: INT8", 10), ("per-layer profile", 6)]
+
+
+class _Progress:
+    def __init__(self, fn: ProgressFn | None):
+        self.fn = fn
+        self.starts, total = {}, 0
+        for name, share in PHASES:
+            self.starts[name] = (total, share)
+            total += share
+
+    def __call__(self, phase: str, fraction: float = 0.0) -> None:
+        if self.fn:
+            start, share = self.starts[phase]
+            self.fn(round(start + share * min(max(fraction, 0.0), 1.0), 1), phase)
+
+    def within(self, phase: str) -> Callable[[float], None]:
+        return lambda fraction: self(phase, fraction)
+
+
+def versions() -> dict:
+    out = {}
+    for dist in ("int8-workbench", "openvino", "nncf"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def output_paths(spec: Spec) -> dict[str, Path]:
+    stem = spec.model_path.name.removesuffix(".xml")
+    folder = spec.output_dir
+    return {"model": folder / f"{stem}.int8.xml", "weights": folder / f"{stem}.int8.bin",
+            "result": folder / f"{stem}.int8.json"}
+
+
+def calibrate(spec: Spec, progress: ProgressFn | None = None,
+              cancel: Callable[[], bool] | None = None) -> dict:
+    """Runs the whole workflow; raises CalibrationError (nothing written) or Cancelled."""
+    step = _Progress(progress)
+    started = time.time()
+    step("checking")
+    info = inspect_model(spec.model_path) if spec.model_path.is_file() else None
+    if info is None:
+        raise CalibrationError(spec.problem(f"model not found: {spec.model_path}", "model",
+                                            rule="model-missing", fix="fix the model path"))
+    problems = eligibility.errors(eligibility.model_problems(info) + eligibility.spec_problems(spec))
+    if problems:
+        raise CalibrationError(problems)
+    dataset = open_dataset(spec, info)
+    metric = make_metric(spec.accuracy)
+    problems = eligibility.errors(eligibility.spec_problems(
+        spec, annotated=dataset.annotated, metric_needs_labels=metric.needs_labels))
+    core = ov.Core()
+    problems += eligibility.device_problems(spec, core)
+    if problems:
+        raise CalibrationError(problems)
+    subset = dataset.subset_indices()
+    everything = list(range(len(dataset)))
+    paths = output_paths(spec)
+    if paths["model"].resolve() == spec.model_path:
+        raise CalibrationError(spec.problem("the output would overwrite the original model", "output", "dir",
+                                            rule="output-overwrites-model", fix="choose another output dir"))
+    fp32 = read_model(core, str(spec.model_path))
+
+    # Baseline first: it decodes every sample, so bad data fails before anything is written.
+    step("baseline accuracy")
+    compiled = core.compile_model(fp32, spec.device, config_for(F32, spec.device))
+    out = output_index(compiled, spec.accuracy.output,
+                       lambda m: spec.problem(m, "accuracy", "output", rule="spec"))
+    base = evaluate(compiled, dataset, everything, metric, output=out, progress=step.within("baseline accuracy"),
+                    cancel=cancel)
+    del compiled
+
+    staging = Staging(spec.output_dir)
+    try:
+        step("calibrating")
+        t0 = time.perf_counter()
+        int8 = quantize_default(fp32, spec, dataset, subset, step.within("calibrating"), cancel)
+        calibration_s = time.perf_counter() - t0
+        step("saving")
+        mark(int8, source=str(spec.model_path), method=spec.calibration.method,
+             preset=spec.calibration.preset, version=versions()["int8-workbench"] or "dev")
+        tmp_xml = staging.save_model(int8, paths["model"])
+        int8 = read_model(core, str(tmp_xml))  # measure what is on disk, not what is in memory
+
+        step("INT8 accuracy")
+        compiled = core.compile_model(int8, spec.device, config_for(INT8, spec.device))
+        q = evaluate(compiled, dataset, everything, metric, output=out, references=base.references,
+                     progress=step.within("INT8 accuracy"), cancel=cancel)
+        del compiled
+
+        sample = dataset.load(subset[0])
+        variants = {F32: (fp32, "speed: FP32 strict f32"), DEFAULT: (fp32, "speed: FP32 device default"),
+                    INT8: (int8, "speed: INT8")}
+        speed = {}
+        for name, (model, phase) in variants.items():
+            step(phase)
+            speed[name] = performance.measure(core, model, spec.device, config_for(name, spec.device),
+                                              spec.inference, sample, cancel=cancel)
+            if cancel and cancel():
+                raise Cancelled()
+        step("per-layer profile")
+        layers = {F32: performance.profile(core, fp32, spec.device, config_for(F32, spec.device), sample),
+                  INT8: performance.profile(core, int8, spec.device, config_for(INT8, spec.device), sample)}
+
+        result = _result(spec, info, dataset, subset, metric, base, q, speed, layers, paths,
+                         tmp_xml, calibration_s, time.time() - started, default_precision(core, spec.device))
+        staging.write_json(result, paths["result"])
+        staging.commit()
+    except BaseException:
+        staging.discard()
+        raise
+    step("per-layer profile", 1.0)
+    return result
+
+
+def _result(spec, info, dataset, subset, metric, base, q, speed, layers, paths, tmp_xml,
+            calibration_s, total_s, device_default) -> dict:
+    fp32_size = os.path.getsize(spec.model_path) + os.path.getsize(info.bin_path)
+    int8_size = os.path.getsize(tmp_xml) + os.path.getsize(tmp_xml.with_suffix(".bin"))
+    drop = base.accuracy - q.accuracy
+    throughput = {k: round(v["throughput"], 2) for k, v in speed.items()}
+    notes = []
+    if throughput[INT8] < throughput[DEFAULT]:
+        notes.append(f"The INT8 model is slower than the FP32 model as {spec.device} runs it by default "
+                     f"({device_default}): {throughput[INT8]:.1f} vs {throughput[DEFAULT]:.1f} samples/s.")
+    int8_rows = [r for r in layers[INT8] if r["runtimePrecision"] in ("u8", "i8")]
+    if not int8_rows:
+        notes.append("No layer runs in INT8 on this device: the calibration brought no INT8 execution.")
+    return {
+        "spec": str(spec.path),
+        "model": str(spec.model_path),
+        "device": spec.device,
+        "device_default_precision": device_default,
+        "method": spec.calibration.method,
+        "preset": spec.calibration.preset,
+        "metric": metric.name,
+        "dataset": {"kind": dataset.kind, "size": len(dataset), "subset": len(subset),
+                    "subset_spec": spec.dataset.subset, "seed": spec.dataset.seed},
+        "fp32": {"accuracy": base.accuracy, "precision_hint": "f32"},
+        "int8": {"accuracy": q.accuracy},
+        "drop": drop,
+        "throughput": throughput,
+        "latency_ms": {k: round(v["latency_ms"]["median"], 3) for k, v in speed.items()},
+        "speed": speed,
+        "speedup": {"vs_f32": throughput[INT8] / throughput[F32],
+                    "vs_default": throughput[INT8] / throughput[DEFAULT]},
+        "model_size": {"fp32": fp32_size, "int8": int8_size},
+        "output": {k: str(v) for k, v in paths.items()},
+        "layers": layers,
+        "layer_summary": {k: performance.summarise(v) for k, v in layers.items()},
+        "int8_layer_count": len(int8_rows),
+        "settings": spec.inference.model_dump(),
+        "timing_s": {"calibration": round(calibration_s, 3), "total": round(total_s, 3)},
+        "versions": versions(),
+        "notes": notes,
+    }

@@ -1,0 +1,1 @@
+"""The language-server front end (protocol only; the engine lives in `calibration`)."""

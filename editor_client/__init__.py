@@ -1,0 +1,1 @@
+"""Front ends: the `int8wb` command line (and, beside it, the editor extension)."""
