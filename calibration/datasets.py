@@ -13,7 +13,7 @@ import numpy as np
 from .inspection import ModelInfo
 from .preprocessing import IMAGE_SUFFIXES, ImagePreprocessor, check_shape
 from .problems import CalibrationError, Problem
-from .spec import Spec
+from .spec import DatasetSpec, Spec
 
 CACHE_BYTES = 1 << 30
 
@@ -29,10 +29,12 @@ class Dataset:
     annotated: bool = False
     generated: bool = False
 
-    def __init__(self, entries: list[Entry], spec: Spec, model: ModelInfo):
+    def __init__(self, entries: list[Entry], spec: Spec, model: ModelInfo, role: str = "dataset"):
         self.entries = entries
         self.spec = spec
         self.model = model
+        self.role = role                      # the spec table it comes from
+        self.table: DatasetSpec = getattr(spec, role)
         self._cache: dict[int, dict[str, np.ndarray]] = {}
         self._cached_bytes = 0
 
@@ -60,24 +62,24 @@ class Dataset:
 
     def subset_indices(self) -> list[int]:
         """The deterministic calibration subset, in dataset order."""
-        size = self.spec.dataset.subset_size(len(self))
+        size = self.table.subset_size(len(self))
         if size == 0:
             raise CalibrationError(self.spec.problem(
-                f"subset {self.spec.dataset.subset} of {len(self)} samples selects no sample",
-                "dataset", "subset", rule="subset-too-small", fix="raise the percent or give a count"))
+                f"subset {self.table.subset} of {len(self)} samples selects no sample",
+                self.role, "subset", rule="subset-too-small", fix="raise the percent or give a count"))
         if size >= len(self):
             return list(range(len(self)))
-        rng = np.random.default_rng(self.spec.dataset.seed)
+        rng = np.random.default_rng(self.table.seed)
         return sorted(int(i) for i in rng.choice(len(self), size=size, replace=False))
 
 
 class _ImageDataset(Dataset):
-    def __init__(self, entries, spec, model):
-        super().__init__(entries, spec, model)
+    def __init__(self, entries, spec, model, role="dataset"):
+        super().__init__(entries, spec, model, role)
         if len(model.inputs) != 1:
             raise CalibrationError(spec.problem(
                 f"an image dataset feeds one input; the model has {len(model.inputs)}",
-                "dataset", "kind", rule="multi-input-unannotated", fix='use kind = "npz" with one array per input'))
+                role, "kind", rule="multi-input-unannotated", fix='use kind = "npz" with one array per input'))
         self.preprocess = ImagePreprocessor(spec.preprocessing, model.inputs[0])
 
     def _load(self, index):
@@ -90,12 +92,12 @@ class ClassFolderDataset(_ImageDataset):
     kind, annotated = "imagenet", True
 
     @classmethod
-    def scan(cls, root: Path, spec, model):
+    def scan(cls, root: Path, spec, model, role):
         classes = sorted(d.name for d in root.iterdir() if d.is_dir())
         numeric = bool(classes) and all(c.isdigit() for c in classes)
         entries = [Entry(str(f), int(c) if numeric else i)
                    for i, c in enumerate(classes) for f in _images(root / c)]
-        return cls(entries, spec, model)
+        return cls(entries, spec, model, role)
 
 
 class ImageListDataset(_ImageDataset):
@@ -103,7 +105,7 @@ class ImageListDataset(_ImageDataset):
     kind, annotated = "image_list", True
 
     @classmethod
-    def scan(cls, list_file: Path, spec, model):
+    def scan(cls, list_file: Path, spec, model, role):
         entries = []
         for number, raw in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
             line = raw.split("#", 1)[0].strip()
@@ -118,7 +120,7 @@ class ImageListDataset(_ImageDataset):
                 raise CalibrationError(Problem(f"image not found: {parts[0]}", path=str(list_file),
                                                line=number, rule="dataset-missing"))
             entries.append(Entry(str(image), int(parts[1])))
-        return cls(entries, spec, model)
+        return cls(entries, spec, model, role)
 
 
 class ImageFolderDataset(_ImageDataset):
@@ -126,8 +128,8 @@ class ImageFolderDataset(_ImageDataset):
     kind, annotated = "images", False
 
     @classmethod
-    def scan(cls, root: Path, spec, model):
-        return cls([Entry(str(f), None) for f in _images(root, recursive=True)], spec, model)
+    def scan(cls, root: Path, spec, model, role):
+        return cls([Entry(str(f), None) for f in _images(root, recursive=True)], spec, model, role)
 
 
 class NpzDataset(Dataset):
@@ -136,7 +138,7 @@ class NpzDataset(Dataset):
     kind = "npz"
 
     @classmethod
-    def scan(cls, file: Path, spec, model):
+    def scan(cls, file: Path, spec, model, role):
         try:
             arrays = dict(np.load(file, allow_pickle=False))
         except (OSError, ValueError) as exc:
@@ -159,7 +161,7 @@ class NpzDataset(Dataset):
                                            path=str(file), rule="dataset-format"))
         n = counts.pop()
         ds = cls([Entry(f"{file}[{i}]", None if labels is None else int(labels[i])) for i in range(n)],
-                 spec, model)
+                 spec, model, role)
         ds.arrays = {k: arrays[k] for k in names}
         ds.annotated = labels is not None
         return ds
@@ -174,11 +176,12 @@ class GeneratedDataset(Dataset):
     kind, generated = "generated", True
 
     @classmethod
-    def scan(cls, spec, model):
-        return cls([Entry(f"generated[{i}]", None) for i in range(spec.dataset.count)], spec, model)
+    def scan(cls, spec, model, role):
+        table = getattr(spec, role)
+        return cls([Entry(f"generated[{i}]", None) for i in range(table.count)], spec, model, role)
 
     def _load(self, index):
-        rng = np.random.default_rng(self.spec.dataset.seed + index)
+        rng = np.random.default_rng(self.table.seed + index)
         return {t.name: rng.standard_normal([max(d, 1) for d in t.shape]).astype(_dtype(self.model, t.name))
                 for t in self.model.inputs}
 
@@ -193,27 +196,25 @@ def _images(folder: Path, recursive: bool = False) -> list[Path]:
     return sorted(f for f in found if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
 
 
-def open_dataset(spec: Spec, model: ModelInfo) -> Dataset:
-    """The spec's dataset, scanned (not decoded); refuses missing paths and empty datasets."""
-    ds = spec.dataset
+def open_dataset(spec: Spec, model: ModelInfo, role: str = "dataset") -> Dataset:
+    """One of the spec's dataset tables (dataset, validation, evaluation), scanned but not decoded;
+    refuses missing paths and empty datasets."""
+    ds: DatasetSpec = getattr(spec, role)
     if ds.kind == "generated":
-        return GeneratedDataset.scan(spec, model)
+        return GeneratedDataset.scan(spec, model, role)
     if not ds.path:
-        raise CalibrationError(spec.problem(f"kind {ds.kind!r} needs a path", "dataset", "path",
+        raise CalibrationError(spec.problem(f"kind {ds.kind!r} needs a path", role, "path",
                                             rule="dataset-missing"))
     path = spec.resolve(ds.path)
     wants_dir = ds.kind in ("imagenet", "images")
     if not (path.is_dir() if wants_dir else path.is_file()):
         what = "folder" if wants_dir else "file"
-        raise CalibrationError(spec.problem(f"dataset {what} not found: {path}", "dataset", "path",
+        raise CalibrationError(spec.problem(f"dataset {what} not found: {path}", role, "path",
                                             rule="dataset-missing", fix=f"point path at an existing {what}"))
     scanner = {"imagenet": ClassFolderDataset, "image_list": ImageListDataset,
                "images": ImageFolderDataset, "npz": NpzDataset}[ds.kind]
-    dataset = scanner.scan(path, spec, model)
+    dataset = scanner.scan(path, spec, model, role)
     if not len(dataset):
-        raise CalibrationError(spec.problem(f"dataset has no samples: {path}", "dataset", "path",
+        raise CalibrationError(spec.problem(f"dataset has no samples: {path}", role, "path",
                                             rule="dataset-empty", fix="add images or fix the path"))
     return dataset
-
-
-__all__ = ["Dataset", "Entry", "open_dataset"]

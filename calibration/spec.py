@@ -102,6 +102,16 @@ class InferenceSpec(_Table):
         return value
 
 
+class GateSpec(_Table):
+    """Budgets the pytest gate enforces (see the README's pytest section)."""
+    max_drop: float | None = Field(None, ge=0, description="Largest allowed accuracy drop as a fraction "
+                                   "(0.01 = 1 pp); default: the method's budget, else 0.01")
+    min_speedup: float | None = Field(None, gt=0, description="Smallest allowed INT8 speedup")
+    speedup_baseline: Literal["f32", "default"] = Field(
+        "default", description="Speedup against the FP32 model in strict f32, or as the device runs it by default")
+    max_model_size: int | None = Field(None, ge=1, description="Largest allowed INT8 model size in bytes (.xml + .bin)")
+
+
 class OutputSpec(_Table):
     dir: str = Field("calibrated", description="Folder for the INT8 model and the result, relative to the spec")
 
@@ -111,11 +121,16 @@ class Spec(_Table):
     model: str = Field(description="FP32 IR model (.xml; its .bin beside it), relative to the spec file")
     device: str = Field("CPU", description="Target device")
     dataset: DatasetSpec
+    validation: DatasetSpec | None = Field(
+        None, description="Where accuracy and the drop are measured; default: all of [dataset]")
+    evaluation: DatasetSpec | None = Field(
+        None, description="Optional held-out set, never used to calibrate: measured on FP32 and INT8 too")
     preprocessing: PreprocessingSpec = PreprocessingSpec()
     accuracy: AccuracySpec = AccuracySpec()
     calibration: CalibrationSpec = CalibrationSpec()
     inference: InferenceSpec = InferenceSpec()
     output: OutputSpec = OutputSpec()
+    gate: GateSpec = GateSpec()
 
     _path: Path = PrivateAttr(default=Path("spec.calibration.toml"))
     _text: str = PrivateAttr(default="")

@@ -81,14 +81,19 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None,
         raise CalibrationError(problems)
     dataset = open_dataset(spec, info)
     metric = make_metric(spec.accuracy)
+    subset = dataset.subset_indices()
+    # Accuracy roles: validation (the drop we report) and an optional held-out evaluation set.
+    roles = {"validation": (open_dataset(spec, info, "validation"), None) if spec.validation else
+             (dataset, list(range(len(dataset))))}
+    if spec.evaluation:
+        roles["evaluation"] = (open_dataset(spec, info, "evaluation"), None)
+    roles = {k: (ds, idx if idx is not None else ds.subset_indices()) for k, (ds, idx) in roles.items()}
     problems = eligibility.errors(eligibility.spec_problems(
-        spec, annotated=dataset.annotated, metric_needs_labels=metric.needs_labels))
+        spec, annotated=roles["validation"][0].annotated, metric_needs_labels=metric.needs_labels))
     core = ov.Core()
     problems += eligibility.device_problems(spec, core)
     if problems:
         raise CalibrationError(problems)
-    subset = dataset.subset_indices()
-    everything = list(range(len(dataset)))
     paths = output_paths(spec)
     if paths["model"].resolve() == spec.model_path:
         raise CalibrationError(spec.problem("the output would overwrite the original model", "output", "dir",
@@ -100,8 +105,7 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None,
     compiled = core.compile_model(fp32, spec.device, config_for(F32, spec.device))
     out = output_index(compiled, spec.accuracy.output,
                        lambda m: spec.problem(m, "accuracy", "output", rule="spec"))
-    base = evaluate(compiled, dataset, everything, metric, output=out, progress=step.within("baseline accuracy"),
-                    cancel=cancel)
+    base = _accuracy(compiled, roles, metric, out, None, step.within("baseline accuracy"), cancel)
     del compiled
 
     staging = Staging(spec.output_dir)
@@ -118,8 +122,7 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None,
 
         step("INT8 accuracy")
         compiled = core.compile_model(int8, spec.device, config_for(INT8, spec.device))
-        q = evaluate(compiled, dataset, everything, metric, output=out, references=base.references,
-                     progress=step.within("INT8 accuracy"), cancel=cancel)
+        q = _accuracy(compiled, roles, metric, out, base, step.within("INT8 accuracy"), cancel)
         del compiled
 
         sample = dataset.load(subset[0])
@@ -147,11 +150,24 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None,
     return result
 
 
+def _accuracy(compiled, roles: dict, metric, out: int, reference: dict | None, progress, cancel) -> dict:
+    """Evaluations per role; `reference` (the FP32 ones) feeds label-free metrics."""
+    results, total = {}, sum(len(idx) for _, idx in roles.values())
+    done = 0
+    for role, (ds, idx) in roles.items():
+        offset = done
+        results[role] = evaluate(compiled, ds, idx, metric, output=out,
+                                 references=reference[role].references if reference else None,
+                                 progress=lambda f: progress((offset + f * len(idx)) / total), cancel=cancel)
+        done += len(idx)
+    return results
+
+
 def _result(spec, info, dataset, subset, metric, base, q, speed, layers, paths, tmp_xml,
             calibration_s, total_s, device_default) -> dict:
     fp32_size = os.path.getsize(spec.model_path) + os.path.getsize(info.bin_path)
     int8_size = os.path.getsize(tmp_xml) + os.path.getsize(tmp_xml.with_suffix(".bin"))
-    drop = base.accuracy - q.accuracy
+    drop = base["validation"].accuracy - q["validation"].accuracy
     throughput = {k: round(v["throughput"], 2) for k, v in speed.items()}
     notes = []
     if throughput[INT8] < throughput[DEFAULT]:
@@ -170,9 +186,14 @@ def _result(spec, info, dataset, subset, metric, base, q, speed, layers, paths, 
         "metric": metric.name,
         "dataset": {"kind": dataset.kind, "size": len(dataset), "subset": len(subset),
                     "subset_spec": spec.dataset.subset, "seed": spec.dataset.seed},
-        "fp32": {"accuracy": base.accuracy, "precision_hint": "f32"},
-        "int8": {"accuracy": q.accuracy},
+        "accuracy_on": {"role": "validation" if spec.validation else "dataset",
+                        "size": len(base["validation"].scores)},
+        "fp32": {"accuracy": base["validation"].accuracy, "precision_hint": "f32"},
+        "int8": {"accuracy": q["validation"].accuracy},
         "drop": drop,
+        "heldout": {"fp32": base["evaluation"].accuracy, "int8": q["evaluation"].accuracy,
+                    "drop": base["evaluation"].accuracy - q["evaluation"].accuracy,
+                    "size": len(base["evaluation"].scores)} if "evaluation" in base else None,
         "throughput": throughput,
         "latency_ms": {k: round(v["latency_ms"]["median"], 3) for k, v in speed.items()},
         "speed": speed,

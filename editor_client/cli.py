@@ -76,7 +76,7 @@ def cmd_calibrate(args) -> int:
     if args.layers:
         layers = Table(title="INT8 runtime layers")
         for col in ("layer", "type", "outputPrecisions", "runtimePrecision", "time"):
-            layers.add_column(col)
+            layers.add_column(col, overflow="fold")
         for row in layer_rows(result):
             layers.add_row(*row)
         out.print(layers)

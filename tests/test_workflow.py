@@ -25,7 +25,8 @@ def test_example_calibrates_within_one_point(result):
     res, _, _ = result
     assert 0.95 < res["fp32"]["accuracy"] <= 1.0
     assert res["drop"] <= 0.01
-    assert res["dataset"]["size"] == 540 and res["dataset"]["subset"] == 270
+    assert res["dataset"]["size"] == 300 and res["dataset"]["subset"] == 300
+    assert res["accuracy_on"] == {"role": "validation", "size": 540}
 
 
 def test_int8_convolutions_run_u8_i8(result):
@@ -92,7 +93,7 @@ BAD_INPUTS = {
                       "corrupt-model", "model.xml"),
     "wrong type": (lambda d: _edit(d, 'seed = 0', 'seed = "zero"'), "spec", "dataset.seed"),
     "unknown key": (lambda d: _edit(d, 'seed = 0', 'sede = 0'), "spec", "dataset.sede"),
-    "missing dataset": (lambda d: shutil.rmtree(d / "data" / "test"), "dataset-missing", "dataset.path"),
+    "missing dataset": (lambda d: shutil.rmtree(d / "data" / "calibration"), "dataset-missing", "dataset.path"),
     "undecodable image": (lambda d: (d / "data" / "test" / "3" / "zz.png").write_bytes(b"garbage"),
                           "bad-image", "zz.png"),
     "shape mismatch": (lambda d: _edit(d, "resize = [32, 32]", "resize = [30, 32]"),
