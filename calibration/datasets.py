@@ -21,7 +21,7 @@ CACHE_BYTES = 1 << 30
 @dataclass(frozen=True)
 class Entry:
     source: str            # image file, or "file.npz[i]"
-    label: int | None
+    label: int | str | None  # str for text labels (e.g. OCR words)
 
 
 class Dataset:
@@ -101,25 +101,27 @@ class ClassFolderDataset(_ImageDataset):
 
 
 class ImageListDataset(_ImageDataset):
-    """A text file of `path label` lines; paths relative to the file; `#` starts a comment."""
+    """A text file of `path label` lines; paths relative to the file; `#` starts a comment.
+    Integer labels are classes; any other label is text (tab-separated when it holds spaces)."""
     kind, annotated = "image_list", True
 
     @classmethod
     def scan(cls, list_file: Path, spec, model, role):
         entries = []
         for number, raw in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
-            line = raw.split("#", 1)[0].strip()
-            if not line:
+            line = raw.strip() if "\t" in raw else raw.split("#", 1)[0].strip()
+            if not line or line.startswith("#"):
                 continue
-            parts = line.rsplit(maxsplit=1)
-            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                raise CalibrationError(Problem("expected `path label` with an integer label",
+            parts = line.split("\t", 1) if "\t" in line else line.rsplit(maxsplit=1)
+            if len(parts) != 2 or not parts[1]:
+                raise CalibrationError(Problem("expected `path label` (or `path<TAB>label`)",
                                                path=str(list_file), line=number, rule="dataset-format"))
             image = (list_file.parent / parts[0]).resolve()
             if not image.is_file():
                 raise CalibrationError(Problem(f"image not found: {parts[0]}", path=str(list_file),
                                                line=number, rule="dataset-missing"))
-            entries.append(Entry(str(image), int(parts[1])))
+            label = parts[1].strip()
+            entries.append(Entry(str(image), int(label) if label.lstrip("-").isdigit() else label))
         return cls(entries, spec, model, role)
 
 

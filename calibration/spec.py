@@ -12,7 +12,8 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from .problems import CalibrationError, Problem
 from .toml_lines import line_of
@@ -74,16 +75,32 @@ class PreprocessingSpec(_Table):
 
 
 class AccuracySpec(_Table):
-    metric: Literal["top1", "topk", "agreement"] = Field(
+    metric: Literal["top1", "topk", "agreement", "custom"] = Field(
         "top1", description="top1/topk: classification against labels; agreement: share of samples "
-                            "whose top-1 class equals the FP32 model's (needs no labels)")
+                            "whose top-1 class equals the FP32 model's (needs no labels); custom: "
+                            "a Python function named by `custom` (runs only when the workspace trusts it)")
     k: int = Field(5, ge=1, description="k of topk")
     output: str | None = Field(None, description="Model output holding the class scores; default the first")
+    custom: str | None = Field(
+        None, pattern=r"^[^:]+:[A-Za-z_][A-Za-z0-9_]*$",
+        description='"file.py:function" (relative to the spec): function(output, label) -> float per sample')
+    higher_is_better: bool = Field(True, description="Direction of the metric (false for error rates, losses)")
+    needs_labels: bool = Field(True, description="custom only: whether the function needs labels")
+
+    @model_validator(mode="after")
+    def _custom_metric_named(self):
+        if self.metric == "custom" and not self.custom:
+            raise PydanticCustomError("custom_missing", 'metric "custom" needs custom = "file.py:function"')
+        return self
 
 
 class CalibrationSpec(_Table):
-    method: Literal["default"] = Field(
-        "default", description="default: every INT8-able layer runs INT8 (maximum performance)")
+    method: Literal["default", "accuracy_aware"] = Field(
+        "default", description="default: every INT8-able layer runs INT8 (maximum performance); "
+                               "accuracy_aware: only layers that keep the drop within max_drop")
+    max_drop: float = Field(0.005, ge=0, description="accuracy_aware: largest allowed drop "
+                            "(absolute: in metric units, 0.005 = 0.5 pp; relative: a fraction of FP32's)")
+    drop_type: Literal["absolute", "relative"] = Field("absolute", description="How max_drop is measured")
     preset: Literal["performance", "mixed"] = Field(
         "performance", description="performance: symmetric quantization; mixed: asymmetric activations")
 

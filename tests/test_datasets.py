@@ -55,7 +55,7 @@ def test_subset_is_deterministic_and_sized(tmp_path, model_xml):
 
 def test_image_list_with_bad_line(tmp_path, model_xml):
     make_images(tmp_path / "imgs", 2)
-    (tmp_path / "list.txt").write_text("# comment\nimgs/000.png 3\nimgs/001.png three\n")
+    (tmp_path / "list.txt").write_text("# comment\nimgs/000.png 3\nimgs/001.png\n")
     with pytest.raises(CalibrationError) as exc:
         open_dataset(spec_for(tmp_path, model_xml, 'kind = "image_list"\npath = "list.txt"'),
                      inspect_model(model_xml))
