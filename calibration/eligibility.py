@@ -63,9 +63,17 @@ def spec_problems(spec: Spec, *, annotated: bool | None = None, metric_needs_lab
         out.append(spec.problem(f"device {spec.device} has no INT8 calibration path", "device",
                                 rule="device-without-int8", fix='set device = "CPU"'))
     if annotated is False and metric_needs_labels:
-        out.append(spec.problem(f"metric {spec.accuracy.metric!r} needs labels but the dataset has none",
-                                "accuracy", "metric", rule="unannotated-dataset",
-                                fix='use metric = "agreement", or an annotated dataset kind'))
+        where = "validation" if spec.validation else "dataset"
+        if spec.calibration.method == "accuracy_aware":
+            out.append(spec.problem("AccuracyAware needs an annotated dataset to measure its drop, and "
+                                    f"[{where}] has no labels", "calibration", "method",
+                                    rule="unannotated-accuracy-aware",
+                                    fix='set method = "default", or use an annotated dataset, or a label-free '
+                                        'metric (metric = "agreement")'))
+        else:
+            out.append(spec.problem(f"metric {spec.accuracy.metric!r} needs labels but [{where}] has none",
+                                    "accuracy", "metric", rule="unannotated-dataset",
+                                    fix='use metric = "agreement", or an annotated dataset kind'))
     return out
 
 

@@ -57,3 +57,10 @@ def make_metric(spec: AccuracySpec) -> Metric:
     if spec.metric == "agreement":
         return Agreement()
     return TopK(1 if spec.metric == "top1" else spec.k)
+
+
+def needs_labels(spec: AccuracySpec) -> bool:
+    """Whether the metric compares with labels (checked without importing user code)."""
+    if spec.metric == "custom":
+        return spec.needs_labels
+    return spec.metric != "agreement"

@@ -7,6 +7,7 @@ import json
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -86,6 +87,26 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from calibration.checker import check_paths
+
+    problems = check_paths(args.paths)
+    if args.json:
+        print(json.dumps([{k: p.to_dict()[k] for k in ("path", "rule", "severity", "message", "line", "key", "fix")}
+                          for p in problems], indent=2))
+    else:
+        colour = {"error": "red", "warning": "yellow", "info": "blue"}
+        for p in problems:
+            where = f"{p.path}:{p.line}" if p.line else str(p.path)
+            fix = f"\n    fix: {p.fix}" if p.fix else ""
+            text = escape(f"[{p.rule}] {(p.key + ': ') if p.key else ''}{p.message}{fix}")
+            out.print(f"{escape(where)}: [{colour.get(p.severity, 'white')}]{p.severity}[/] {text}",
+                      soft_wrap=True, highlight=False)
+        errors = sum(p.severity == "error" for p in problems)
+        err.print(f"{errors} error(s), {len(problems) - errors} other finding(s)")
+    return 1 if any(p.severity == "error" for p in problems) else 0
+
+
 def cmd_schema(args) -> int:
     from calibration.spec import json_schema
     print(json.dumps(json_schema(), indent=2))
@@ -105,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("check", help="eligibility and spec problems of specs, models and folders (recursive)")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--json", action="store_true", help="a list of {path, rule, severity, message, line, key, fix}")
+    p.set_defaults(func=cmd_check)
     p = sub.add_parser("schema", help="print the JSON Schema of calibration spec files")
     p.set_defaults(func=cmd_schema)
     return parser

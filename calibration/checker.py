@@ -1,0 +1,137 @@
+"""`check`: every problem of specs, models and folders, without running OpenVINO.
+
+Never raises for bad input: whatever is wrong with a file comes back as a Problem, so an
+editor, a folder scan or CI can list everything at once.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterable
+
+from . import eligibility
+from .datasets import open_dataset
+from .inspection import inspect_model
+from .metrics import needs_labels
+from .problems import CalibrationError, Problem
+from .spec import SPEC_SUFFIX, Spec, load_spec
+
+
+def check_model(path: str | os.PathLike, *, scanned: bool = False) -> list[Problem]:
+    """Problems of one IR model, located in its XML. `scanned`: found in a folder walk rather
+    than named, so our own outputs are information, not errors."""
+    try:
+        info = inspect_model(path)
+    except CalibrationError as exc:
+        return exc.problems
+    problems = eligibility.model_problems(info)
+    if scanned and info.derived is not None:
+        problems = [replace(p, severity="info") if p.rule in ("derived-model", "already-calibrated") else p
+                    for p in problems]
+    return problems
+
+
+def check_spec(path: str | os.PathLike, text: str | None = None) -> list[Problem]:
+    """Problems of one spec (the editor's buffer when `text` is given), all located in the spec."""
+    try:
+        spec = load_spec(path, text)
+    except CalibrationError as exc:
+        return exc.problems
+    try:
+        return _spec_problems(spec)
+    except CalibrationError as exc:
+        return exc.problems
+    except Exception as exc:  # the checker must never take its caller down  # noqa: BLE001
+        return [Problem(f"internal error while checking: {type(exc).__name__}: {exc}", path=str(spec.path),
+                        line=1, rule="internal")]
+
+
+def _spec_problems(spec: Spec) -> list[Problem]:
+    out: list[Problem] = []
+    model = spec.model_path
+    if not model.is_file():
+        return [spec.problem(f"model not found: {model}", "model", rule="model-missing",
+                             fix="point model at an existing .xml")]
+    try:
+        info = inspect_model(model)
+    except CalibrationError as exc:
+        info = None
+        out += [_at_model_key(spec, p) for p in exc.problems]
+    if info is not None:
+        out += [_at_model_key(spec, p) for p in eligibility.model_problems(info)]
+    out += eligibility.spec_problems(spec)
+    if info is None:
+        return out
+    roles = ["dataset"] + [r for r in ("validation", "evaluation") if getattr(spec, r)]
+    datasets = {}
+    for role in roles:
+        try:
+            ds = datasets[role] = open_dataset(spec, info, role)
+            ds.subset_indices()
+            ds.load(0)  # one sample proves decoding and the input shape
+        except CalibrationError as exc:
+            out += exc.problems
+    accuracy_set = datasets.get("validation" if spec.validation else "dataset")
+    if accuracy_set is not None:
+        out += [p for p in eligibility.spec_problems(spec, annotated=accuracy_set.annotated,
+                                                     metric_needs_labels=needs_labels(spec.accuracy))
+                if p.rule.startswith("unannotated")]
+    return out
+
+
+def _at_model_key(spec: Spec, p: Problem) -> Problem:
+    """A model problem shown on the spec's `model` line, keeping the rule and fix."""
+    name = Path(p.path).name if p.path else "model"
+    located = spec.problem(f"{name}: {p.message}", "model", rule=p.rule, fix=p.fix)
+    return replace(located, severity=p.severity)
+
+
+def _is_ir(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return b"<net" in fh.read(512)
+    except OSError:
+        return False
+
+
+def targets(paths: Iterable[str | os.PathLike]) -> Iterable[tuple[Path, str, bool]]:
+    """(file, "spec"|"model", scanned) for named files and for what folders hold, recursively."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    f = Path(root) / name
+                    if name.endswith(SPEC_SUFFIX):
+                        yield f, "spec", True
+                    elif name.endswith(".xml") and _is_ir(f):
+                        yield f, "model", True
+        elif path.name.endswith(SPEC_SUFFIX):
+            yield path, "spec", False
+        else:
+            yield path, "model", False
+
+
+PARALLEL_FROM = 64  # below this many files a process pool costs more than it saves
+
+
+def _check_one(target: tuple[Path, str, bool]) -> list[Problem]:
+    path, kind, scanned = target
+    if not path.exists():
+        return [Problem("no such file or folder", path=str(path), rule="not-found")]
+    return check_spec(path) if kind == "spec" else check_model(path, scanned=scanned)
+
+
+def check_paths(paths: Iterable[str | os.PathLike], workers: int | None = None) -> list[Problem]:
+    """Problems of every target, in a stable order; large folders are read on all cores."""
+    found = list(targets(paths))
+    workers = workers or os.cpu_count() or 1
+    if workers > 1 and len(found) >= PARALLEL_FROM:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(_check_one, found, chunksize=max(1, len(found) // (workers * 8))))
+    else:
+        results = [_check_one(t) for t in found]
+    return [p for problems in results for p in problems]

@@ -1,0 +1,205 @@
+"""One test per eligibility rule, on real files made here; the checker never raises."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import openvino as ov
+import pytest
+from openvino import opset13 as ops
+from PIL import Image
+
+from calibration.checker import check_model, check_paths, check_spec
+from calibration.output import mark
+from conftest import conv_net, save
+
+
+def rules(problems, severity="error"):
+    return {p.rule for p in problems if severity is None or p.severity == severity}
+
+
+@pytest.fixture
+def project(tmp_path):
+    """An eligible model, a labelled image folder and a spec that passes."""
+    save(conv_net(), tmp_path / "model.xml")
+    rng = np.random.default_rng(0)
+    for label in ("0", "1"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "data" / label / f"{i}.png")
+    spec = tmp_path / "m.calibration.toml"
+    spec.write_text('model = "model.xml"\n\n[dataset]\nkind = "imagenet"\npath = "data"\n')
+    return spec
+
+
+def edit(spec, old, new):
+    text = spec.read_text()
+    assert old in text
+    spec.write_text(text.replace(old, new))
+
+
+def test_clean_project_has_no_problem(project):
+    assert check_spec(project) == [] and check_paths([project.parent]) == []
+
+
+def test_generated_dataset(project):
+    edit(project, 'kind = "imagenet"\npath = "data"', 'kind = "generated"')
+    [p] = [p for p in check_spec(project) if p.rule == "generated-dataset"]
+    assert p.line == 4 and p.key == "dataset.kind" and p.fix
+
+
+def test_ir_version(project):
+    xml = project.parent / "model.xml"
+    edit(xml, 'version="11"', 'version="7"')
+    [p] = [p for p in check_model(xml) if p.rule == "ir-version"]
+    assert p.line == 2 and "7" in p.message
+    assert "ir-version" in rules(check_spec(project))
+
+
+def test_already_calibrated(tmp_path):
+    x = ops.parameter([1, 3, 8, 8], np.float32, name="x")
+    lo, hi = ops.constant(np.float32(0)), ops.constant(np.float32(1))
+    w = ops.constant(np.ones((2, 3, 1, 1), np.float32))
+    y = ops.convolution(ops.fake_quantize(x, lo, hi, lo, hi, 256), w, [1, 1], [0, 0], [0, 0], [1, 1])
+    xml = save(ov.Model([y], [x]), tmp_path / "q.xml")
+    [p] = [p for p in check_model(xml) if p.rule == "already-calibrated"]
+    assert "FakeQuantize" in xml.read_text().splitlines()[p.line - 1]
+
+
+def test_derived_model_is_an_error_when_named_and_info_when_scanned(tmp_path):
+    model = conv_net()
+    mark(model, source="orig.xml")
+    xml = save(model, tmp_path / "m.int8.xml")
+    assert "derived-model" in rules(check_model(xml))
+    assert "derived-model" in rules(check_paths([tmp_path]), severity="info")
+    assert not rules(check_paths([tmp_path]))
+
+
+@pytest.mark.parametrize("device", ["GPU", "GPU.1", "NPU", "MYRIAD"])
+def test_device_without_int8(project, device):
+    edit(project, 'model = "model.xml"', f'model = "model.xml"\ndevice = "{device}"')
+    [p] = [p for p in check_spec(project) if p.rule == "device-without-int8"]
+    assert p.key == "device" and p.line == 2
+
+
+def test_device_capabilities_from_the_runtime(project):
+    from calibration import load_spec
+    from calibration.eligibility import device_problems
+    assert device_problems(load_spec(project), ov.Core()) == []
+    edit(project, 'model = "model.xml"', 'model = "model.xml"\ndevice = "FPGA"')
+    assert rules(device_problems(load_spec(project), ov.Core())) == {"device-missing"}
+
+
+def test_not_fp32(project):
+    save(conv_net(fp16=True), project.parent / "model.xml")
+    assert "not-fp32" in rules(check_spec(project))
+
+
+def test_fp16_compressed_weights_is_only_info(project):
+    save(conv_net(), project.parent / "model.xml", compress_to_fp16=True)
+    problems = check_spec(project)
+    assert not rules(problems) and "fp16-compressed-weights" in rules(problems, severity="info")
+
+
+def test_no_int8_layers(tmp_path):
+    x = ops.parameter([1, 4], np.float32, name="x")
+    xml = save(ov.Model([ops.relu(ops.add(x, ops.constant(np.ones((1, 4), np.float32))))], [x]), tmp_path / "m.xml")
+    assert rules(check_model(xml)) == {"no-int8-layers"}
+
+
+def test_unannotated_accuracy_aware_and_its_label_free_way_out(project):
+    edit(project, 'kind = "imagenet"', 'kind = "images"')
+    project.write_text(project.read_text() + '\n[calibration]\nmethod = "accuracy_aware"\n')
+    [p] = [p for p in check_spec(project) if p.rule == "unannotated-accuracy-aware"]
+    assert p.key == "calibration.method" and p.line == 8 and "default" in p.fix
+    project.write_text(project.read_text() + '\n[accuracy]\nmetric = "agreement"\n')
+    assert not rules(check_spec(project))
+
+
+def test_unannotated_default_with_a_label_metric(project):
+    edit(project, 'kind = "imagenet"', 'kind = "images"')
+    assert rules(check_spec(project)) == {"unannotated-dataset"}
+
+
+def test_multi_input_unannotated(project):
+    a = ops.parameter([1, 3, 16, 16], np.float32, name="a")
+    b = ops.parameter([1, 3, 16, 16], np.float32, name="b")
+    w = ops.constant(np.ones((2, 3, 1, 1), np.float32))
+    y = ops.convolution(ops.add(a, b), w, [1, 1], [0, 0], [0, 0], [1, 1])
+    save(ov.Model([y], [a, b]), project.parent / "model.xml")
+    edit(project, 'kind = "imagenet"', 'kind = "images"')
+    assert "multi-input-unannotated" in rules(check_spec(project))
+
+
+def test_missing_and_truncated_weights(project):
+    bin_path = project.parent / "model.bin"
+    data = bin_path.read_bytes()
+    bin_path.write_bytes(data[:10])
+    assert "truncated-weights" in rules(check_spec(project))
+    bin_path.unlink()
+    assert "missing-weights" in rules(check_model(project.parent / "model.xml"))
+
+
+def test_corrupt_model(project):
+    xml = project.parent / "model.xml"
+    xml.write_text(xml.read_text()[:500])
+    [p] = check_model(xml)
+    assert p.rule == "corrupt-model" and p.line
+    assert "corrupt-model" in rules(check_spec(project))
+
+
+def test_dataset_missing_empty_and_subset(project):
+    edit(project, 'path = "data"', 'path = "nothing"')
+    assert rules(check_spec(project)) == {"dataset-missing"}
+    (project.parent / "empty").mkdir()
+    edit(project, 'path = "nothing"', 'path = "empty"')
+    assert rules(check_spec(project)) == {"dataset-empty"}
+    edit(project, 'path = "empty"', 'path = "data"\nsubset = "5%"')
+    assert rules(check_spec(project)) == {"subset-too-small"}
+
+
+def test_input_shape_mismatch(project):
+    project.write_text(project.read_text() + "\n[preprocessing]\nresize = [8, 8]\n")
+    assert rules(check_spec(project)) == {"input-shape-mismatch"}
+
+
+def test_spec_errors_are_problems(project):
+    edit(project, 'path = "data"', 'path = "data"\nsede = 1')
+    [p] = check_spec(project)
+    assert (p.rule, p.key, p.line) == ("spec", "dataset.sede", 6)
+    project.write_text("model = [\n")
+    assert rules(check_spec(project)) == {"toml"}
+
+
+def test_model_missing(project):
+    (project.parent / "model.xml").unlink()
+    assert rules(check_spec(project)) == {"model-missing"}
+
+
+def test_cli_check_json_and_exit_status(project):
+    edit(project, 'kind = "imagenet"\npath = "data"', 'kind = "generated"')
+    cmd = [sys.executable, "-m", "editor_client.cli", "check", str(project.parent), "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 1
+    found = json.loads(proc.stdout)
+    assert {"path", "rule", "severity", "message", "line", "fix"} <= set(found[0])
+    assert any(f["rule"] == "generated-dataset" and f["line"] == 4 for f in found)
+    shutil.rmtree(project.parent / "data")
+    edit(project, 'kind = "generated"', 'kind = "generated"\ncount = 2')
+    project.unlink()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0 and json.loads(proc.stdout) == []
+
+
+def test_large_folder_is_read_in_parallel_with_the_same_findings(tmp_path):
+    src = save(conv_net(), tmp_path / "src" / "model.xml")
+    for i in range(70):
+        dest = tmp_path / "zoo" / f"m{i:02d}"
+        dest.mkdir(parents=True)
+        shutil.copy(src, dest / "model.xml")
+        data = src.with_suffix(".bin").read_bytes()
+        (dest / "model.bin").write_bytes(data if i % 7 else data[:8])  # every 7th is truncated
+    serial = check_paths([tmp_path / "zoo"], workers=1)
+    assert check_paths([tmp_path / "zoo"], workers=2) == serial
+    assert sum(p.rule == "truncated-weights" for p in serial) == 10
