@@ -45,11 +45,15 @@ def quantize_default(model: ov.Model, spec: Spec, dataset: Dataset, indices: lis
                      cancel: Callable[[], bool] | None = None) -> ov.Model:
     """Every INT8-able layer quantized: NNCF post-training quantization over the subset."""
     feed = _Feed(dataset, indices, progress, cancel)
+    return _quiet(nncf.quantize, model, nncf.Dataset(feed), subset_size=len(indices), **nncf_settings(spec))
+
+
+def nncf_settings(spec: Spec) -> dict:
+    """The preset and target device NNCF quantizes for."""
     preset = {"performance": nncf.QuantizationPreset.PERFORMANCE,
               "mixed": nncf.QuantizationPreset.MIXED}[spec.calibration.preset]
     device = nncf.TargetDevice.CPU if spec.device.upper().startswith("CPU") else nncf.TargetDevice.ANY
-    return _quiet(nncf.quantize, model, nncf.Dataset(feed), preset=preset, target_device=device,
-                  subset_size=len(indices))
+    return {"preset": preset, "target_device": device}
 
 
 def _quiet(fn, *args, **kwargs):

@@ -1,9 +1,16 @@
 """Accuracy metrics as per-sample scores, so a drop can be traced to the samples that moved."""
 from __future__ import annotations
 
+import importlib.util
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+from .problems import CalibrationError
 from .spec import AccuracySpec
+
+if TYPE_CHECKING:
+    from .spec import Spec
 
 
 class Metric:
@@ -53,10 +60,54 @@ class Agreement(Metric):
         return float(int(np.argmax(_class_scores(output))) == reference)
 
 
-def make_metric(spec: AccuracySpec) -> Metric:
-    if spec.metric == "agreement":
-        return Agreement()
-    return TopK(1 if spec.metric == "top1" else spec.k)
+class Custom(Metric):
+    """A user's per-sample function `fn(output, label) -> float`, loaded from a file beside the spec."""
+
+    def __init__(self, fn, name: str, higher_is_better: bool, needs_labels: bool):
+        self.fn, self.name = fn, name
+        self.higher_is_better, self.needs_labels = higher_is_better, needs_labels
+
+    def score(self, output, label, reference):
+        return float(self.fn(output, label))
+
+
+def load_custom(spec: "Spec", trusted: bool) -> Custom:
+    """Imports `file.py:function` named by the spec; user code runs only when the caller trusts it."""
+    acc = spec.accuracy
+    if not trusted:
+        raise CalibrationError(spec.problem(
+            f"custom metric {acc.custom} is Python code from the workspace and is not trusted here",
+            "accuracy", "custom", rule="untrusted-metric",
+            fix="trust the workspace: `int8wb calibrate --trust`, INT8WB_TRUST=1, or the editor setting "
+                "int8wb.trustCustomMetrics"))
+    file_part, func = acc.custom.rsplit(":", 1)
+    path = spec.resolve(file_part)
+    if not path.is_file():
+        raise CalibrationError(spec.problem(f"metric file not found: {path}", "accuracy", "custom",
+                                            rule="metric-missing"))
+    module_spec = importlib.util.spec_from_file_location(f"int8wb_metric_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+        fn = getattr(module, func)
+    except Exception as exc:  # user code: report it, located at the spec key
+        raise CalibrationError(spec.problem(f"cannot load {acc.custom}: {type(exc).__name__}: {exc}",
+                                            "accuracy", "custom", rule="metric-error")) from None
+    return Custom(fn, func, acc.higher_is_better, acc.needs_labels)
+
+
+def make_metric(spec: "Spec", trusted: bool = False) -> Metric:
+    acc = spec.accuracy
+    if acc.metric == "custom":
+        return load_custom(spec, trusted)
+    metric = Agreement() if acc.metric == "agreement" else TopK(1 if acc.metric == "top1" else acc.k)
+    return metric
+
+
+def degradation(metric: Metric, fp32: float, int8: float) -> tuple[float, float]:
+    """(absolute, relative) accuracy drop; positive means INT8 is worse, whatever the direction."""
+    drop = (fp32 - int8) if metric.higher_is_better else (int8 - fp32)
+    return drop, (drop / abs(fp32) if fp32 else (0.0 if drop == 0 else float("inf")))
 
 
 def needs_labels(spec: AccuracySpec) -> bool:

@@ -2,6 +2,8 @@
 
 Everything is written under a temporary name in the destination folder and renamed into
 place at the end (rename is atomic within a filesystem); a failure removes the temporaries.
+The final names are chosen at commit time, so an over-budget result can be committed under
+names that say so instead of as a success.
 """
 from __future__ import annotations
 
@@ -20,37 +22,46 @@ def mark(model: ov.Model, **fields: str) -> None:
         model.set_rt_info(str(value), [MARK, key])
 
 
+def output_paths(folder: Path, model_stem: str, over_budget: bool = False) -> dict[str, Path]:
+    stem = f"{model_stem}.int8" + (".over-budget" if over_budget else "")
+    return {"model": folder / f"{stem}.xml", "weights": folder / f"{stem}.bin",
+            "result": folder / f"{stem}.json", "report": folder / f"{stem}.report.html"}
+
+
 class Staging:
-    """Temporary outputs that become visible together on commit()."""
+    """Temporary outputs, by role ("model", "weights", "result", ...), renamed together on commit()."""
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.pending: list[tuple[Path, Path]] = []  # (temporary, final)
+        self.pending: dict[str, Path] = {}
 
-    def temp_for(self, final: Path) -> Path:
-        return final.with_name(f".{final.name}.tmp-{os.getpid()}")
-
-    def save_model(self, model: ov.Model, final_xml: Path) -> Path:
-        """Saves to a temporary pair (XML named *.xml so OpenVINO finds the .bin) and returns it."""
+    def _temp(self, role: str, suffix: str) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp_xml = final_xml.with_name(f".{final_xml.stem}.tmp-{os.getpid()}.xml")
-        ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
-        # The .bin lands first so a watcher that sees the .xml finds the pair complete.
-        self.pending += [(tmp_xml.with_suffix(".bin"), final_xml.with_suffix(".bin")), (tmp_xml, final_xml)]
-        return tmp_xml
+        return self.folder / f".{role}.tmp-{os.getpid()}{suffix}"
 
-    def write_json(self, data: dict, final: Path) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.temp_for(final)
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        self.pending.append((tmp, final))
+    def save_model(self, model: ov.Model) -> Path:
+        """Saves to a temporary pair (XML named *.xml so OpenVINO finds the .bin) and returns the XML."""
+        xml = self._temp("model", ".xml")
+        ov.save_model(model, str(xml), compress_to_fp16=False)
+        self.pending["weights"], self.pending["model"] = xml.with_suffix(".bin"), xml
+        return xml
 
-    def commit(self) -> None:
-        for tmp, final in self.pending:
-            os.replace(tmp, final)
+    def write_text(self, role: str, text: str) -> Path:
+        tmp = self._temp(role, ".txt")
+        tmp.write_text(text, encoding="utf-8")
+        self.pending[role] = tmp
+        return tmp
+
+    def write_json(self, role: str, data: dict) -> Path:
+        return self.write_text(role, json.dumps(data, indent=2) + "\n")
+
+    def commit(self, finals: dict[str, Path]) -> None:
+        # The .bin lands before the .xml so a watcher that sees the .xml finds the pair complete.
+        for role in sorted(self.pending, key=lambda r: r == "model"):
+            os.replace(self.pending[role], finals[role])
         self.pending.clear()
 
     def discard(self) -> None:
-        for tmp, _ in self.pending:
+        for tmp in self.pending.values():
             tmp.unlink(missing_ok=True)
         self.pending.clear()

@@ -1,7 +1,22 @@
-"""The comparison of a calibration result as plain rows, for any front end to render."""
+"""The comparison of a calibration result: plain rows for any front end, and one self-contained HTML page.
+
+The HTML report is DL Workbench's compare page as a single file: the page, its CSS, its sort
+script and its SVG charts are all inline, so it opens offline, can be mailed or attached to a CI
+run, and prints. Layout lives in `templates/` (Jinja2); this module only shapes the data.
+"""
 from __future__ import annotations
 
+import functools
+import math
+import os
+import re
+from pathlib import Path
+
+import jinja2
+
 from .runtime import DEFAULT, F32, INT8, VARIANT_LABELS
+
+VARIANTS = (F32, DEFAULT, INT8)
 
 
 def _mib(n: int) -> str:
@@ -35,3 +50,160 @@ def layer_rows(result: dict, variant: str = INT8) -> list[tuple[str, str, str, s
     """(layer, type, outputPrecisions, runtimePrecision, time) of one variant's runtime model."""
     return [(r["name"], r["type"], r["outputPrecisions"], r["runtimePrecision"], f"{r['time_us']:.1f} us")
             for r in result["layers"][variant]]
+
+
+# ---- HTML report ---------------------------------------------------------------------------
+
+# One format per kind of figure; the tests read the page back and expect exactly these.
+# Built-in metrics are fractions shown as percent; a custom metric is shown in its own units.
+FORMATS = {
+    "acc": lambda v, percent=True: f"{v * 100:.2f} %" if percent else f"{v:.4g}",
+    "drop": lambda v, percent=True: f"{v * 100:+.2f} pp" if percent else f"{v:+.4g}",
+    "limit": lambda v, percent=True: f"{v * 100:.2f} pp" if percent else f"{v:.4g}",
+    "rel": lambda v: f"{v * 100:.2f} %",          # a relative drop or budget, a fraction of FP32's
+    "rate": lambda v: f"{v:,.1f} /s",             # throughput, samples per second
+    "ms": lambda v: f"{v:.3f} ms",
+    "us": lambda v: f"{v:,.1f} µs",
+    "dus": lambda v: f"{v:+,.1f} µs" if round(v, 1) else "0.0 µs",  # a time difference
+    "x": lambda v: f"{v:.2f}×",                   # a ratio
+    "size": lambda n: f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB",
+}
+PERCENT_METRICS = re.compile(r"top\d+|agreement")
+
+
+def pair_layers(fp32_rows: list[dict], int8_rows: list[dict]) -> list[dict]:
+    """FP32 and INT8 runtime rows side by side, in execution order.
+
+    The runtime fuses and renames nodes differently in each model, so rows are matched on the
+    original (IR) layers they were built from; a row without any (a Reorder, say) matches by name.
+    Rows with no counterpart (a FakeQuantize the INT8 model adds) stand alone.
+    """
+    used: set[int] = set()
+
+    def match(row: dict) -> int | None:
+        mine = set(row["originalLayers"])
+        best, overlap = None, 0
+        for i, other in enumerate(fp32_rows):
+            common = len(mine & set(other["originalLayers"]))
+            if i not in used and common > overlap:
+                best, overlap = i, common
+        if best is None:
+            best = next((i for i, o in enumerate(fp32_rows) if i not in used and o["name"] == row["name"]), None)
+        return best
+
+    matches = []
+    for row in int8_rows:
+        j = match(row)
+        if j is not None:
+            used.add(j)
+        matches.append(j)
+    pairs, upto = [], 0
+    for row, j in zip(int8_rows, matches):
+        if j is not None:
+            # FP32-only rows that run before the match keep their place.
+            pairs += [_pair(fp32_rows[i], None) for i in range(upto, j) if i not in used]
+            upto = max(upto, j + 1)
+        pairs.append(_pair(fp32_rows[j] if j is not None else None, row))
+    pairs += [_pair(fp32_rows[i], None) for i in range(upto, len(fp32_rows)) if i not in used]
+    return pairs
+
+
+def _pair(fp32: dict | None, int8: dict | None) -> dict:
+    # A missing side costs nothing there, so the deltas add up to the difference of the totals.
+    delta = (int8["time_us"] if int8 else 0.0) - (fp32["time_us"] if fp32 else 0.0)
+    return {"fp32": fp32, "int8": int8, "delta": round(delta, 2),
+            "only": None if fp32 and int8 else ("INT8" if int8 else "FP32")}
+
+
+def axis(values, ticks: int = 4) -> dict:
+    """A round axis maximum ≥ every value, and its tick values, for the SVG charts."""
+    top = max([v for v in values if v] or [1.0])
+    raw = top / ticks
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(s * magnitude for s in (1, 2, 2.5, 5, 10) if s * magnitude >= raw)
+    end = math.ceil(top / step - 1e-9) * step
+    return {"max": end, "ticks": [round(i * step, 10) for i in range(int(round(end / step)) + 1)]}
+
+
+def _budget(result: dict) -> dict | None:
+    """The accuracy budget when the result carries one: AccuracyAware's max_drop, or a bare number."""
+    budget = result.get("budget")
+    if budget is None:
+        return None
+    if not isinstance(budget, dict):
+        budget = {"max_drop": budget}
+    relative = budget.get("drop_type") == "relative"
+    measured = budget.get("measured", result.get("drop_relative") if relative else result["drop"])
+    met = budget.get("met", measured is not None and measured <= budget["max_drop"] + 1e-12)
+    return {"max_drop": budget["max_drop"], "relative": relative, "measured": measured, "met": met}
+
+
+def _view(result: dict) -> dict:
+    """What the template needs beyond the result itself: paired rows and chart data."""
+    reference = F32 if F32 in result["layers"] else DEFAULT
+    summary = result["layer_summary"]
+    by_type = {v: summary[v]["time_us_by_type"] for v in (reference, INT8)}
+    types = sorted(set(by_type[reference]) | set(by_type[INT8]),
+                   key=lambda t: -max(by_type[reference].get(t, 0.0), by_type[INT8].get(t, 0.0)))
+    labels = dict(VARIANT_LABELS)
+    labels[DEFAULT] = f"FP32 default ({result.get('device_default_precision') or '?'})"
+    return {
+        "names": (Path(result["model"]).name, Path(result["output"]["model"]).name),
+        "percent": bool(PERCENT_METRICS.fullmatch(result["metric"])),
+        "reference": reference,
+        "labels": labels,
+        "pairs": pair_layers(result["layers"][reference], result["layers"][INT8]),
+        "layer_types": [{"type": t, reference: by_type[reference].get(t, 0.0), INT8: by_type[INT8].get(t, 0.0)}
+                        for t in types],
+        "precisions": {v: summary[v]["layers_by_precision"] for v in (reference, INT8)},
+        "budget": _budget(result),
+        "fp32_layers": sorted(result["fp32_layers"], key=lambda r: -(r.get("score") or 0.0))
+        if result.get("fp32_layers") is not None else None,
+    }
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+                             autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.do"])
+    env.filters.update(FORMATS, tick=lambda v: f"{v:,.0f}" if v == int(v) else f"{v:g}")
+    env.globals.update(axis=axis, VARIANTS=VARIANTS, F32=F32, DEFAULT=DEFAULT, INT8=INT8)
+    return env
+
+
+def render_html(result: dict) -> str:
+    """The whole report as one HTML document (CSS, script and SVG charts inline, no network)."""
+    return _environment().get_template("report.html.j2").render(r=result, v=_view(result))
+
+
+def write_html(result: dict, path: str | os.PathLike) -> Path:
+    """Writes the report under a temporary name beside `path`, then renames it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(render_html(result), encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m calibration.report RESULT.json [REPORT.html]`: re-renders a saved result."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m calibration.report", description=main.__doc__)
+    parser.add_argument("result", type=Path)
+    parser.add_argument("html", type=Path, nargs="?")
+    args = parser.parse_args(argv)
+    out = args.html or args.result.with_name(args.result.name.removesuffix(".json") + ".report.html")
+    print(write_html(json.loads(args.result.read_text(encoding="utf-8")), out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -17,10 +17,12 @@ from . import eligibility, performance
 from .datasets import open_dataset
 from .evaluation import evaluate, output_index
 from .inspection import inspect_model
+from .accuracy_aware import calibrate_accuracy_aware
 from .methods import quantize_default
-from .metrics import make_metric
-from .output import Staging, mark
+from .metrics import degradation, make_metric
+from .output import Staging, mark, output_paths
 from .problems import Cancelled, CalibrationError
+from .report import render_html
 from .runtime import DEFAULT, F32, INT8, config_for, default_precision, read_model
 from .spec import Spec
 
@@ -59,28 +61,24 @@ def versions() -> dict:
     return out
 
 
-def output_paths(spec: Spec) -> dict[str, Path]:
-    stem = spec.model_path.name.removesuffix(".xml")
-    folder = spec.output_dir
-    return {"model": folder / f"{stem}.int8.xml", "weights": folder / f"{stem}.int8.bin",
-            "result": folder / f"{stem}.int8.json"}
+def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None,
+              trust_custom_metrics: bool = False) -> dict:
+    """Runs the whole workflow and returns the result (also written as JSON beside the model).
 
-
-def calibrate(spec: Spec, progress: ProgressFn | None = None,
-              cancel: Callable[[], bool] | None = None) -> dict:
-    """Runs the whole workflow; raises CalibrationError (nothing written) or Cancelled."""
+    Raises CalibrationError with nothing written for bad input, Cancelled when asked to stop,
+    and CalibrationError(budget-unreachable) after keeping the best over-budget attempt."""
     step = _Progress(progress)
     started = time.time()
     step("checking")
-    info = inspect_model(spec.model_path) if spec.model_path.is_file() else None
-    if info is None:
+    if not spec.model_path.is_file():
         raise CalibrationError(spec.problem(f"model not found: {spec.model_path}", "model",
                                             rule="model-missing", fix="fix the model path"))
+    info = inspect_model(spec.model_path)
     problems = eligibility.errors(eligibility.model_problems(info) + eligibility.spec_problems(spec))
     if problems:
         raise CalibrationError(problems)
     dataset = open_dataset(spec, info)
-    metric = make_metric(spec.accuracy)
+    metric = make_metric(spec, trusted=trust_custom_metrics)
     subset = dataset.subset_indices()
     # Accuracy roles: validation (the drop we report) and an optional held-out evaluation set.
     roles = {"validation": (open_dataset(spec, info, "validation"), None) if spec.validation else
@@ -94,8 +92,8 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None,
     problems += eligibility.device_problems(spec, core)
     if problems:
         raise CalibrationError(problems)
-    paths = output_paths(spec)
-    if paths["model"].resolve() == spec.model_path:
+    stem = spec.model_path.name.removesuffix(".xml")
+    if output_paths(spec.output_dir, stem)["model"].resolve() == spec.model_path:
         raise CalibrationError(spec.problem("the output would overwrite the original model", "output", "dir",
                                             rule="output-overwrites-model", fix="choose another output dir"))
     fp32 = read_model(core, str(spec.model_path))
@@ -112,18 +110,25 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None,
     try:
         step("calibrating")
         t0 = time.perf_counter()
-        int8 = quantize_default(fp32, spec, dataset, subset, step.within("calibrating"), cancel)
+        outcome = None
+        if spec.calibration.method == "accuracy_aware":
+            outcome = calibrate_accuracy_aware(core, fp32, spec, dataset, subset, roles["validation"], metric,
+                                               base["validation"], out, step.within("calibrating"), cancel)
+            int8 = outcome.model
+        else:
+            int8 = quantize_default(fp32, spec, dataset, subset, step.within("calibrating"), cancel)
         calibration_s = time.perf_counter() - t0
         step("saving")
         mark(int8, source=str(spec.model_path), method=spec.calibration.method,
              preset=spec.calibration.preset, version=versions()["int8-workbench"] or "dev")
-        tmp_xml = staging.save_model(int8, paths["model"])
+        tmp_xml = staging.save_model(int8)
         int8 = read_model(core, str(tmp_xml))  # measure what is on disk, not what is in memory
 
         step("INT8 accuracy")
         compiled = core.compile_model(int8, spec.device, config_for(INT8, spec.device))
         q = _accuracy(compiled, roles, metric, out, base, step.within("INT8 accuracy"), cancel)
         del compiled
+        budget = _budget(spec, metric, base["validation"].accuracy, q["validation"].accuracy, outcome)
 
         sample = dataset.load(subset[0])
         variants = {F32: (fp32, "speed: FP32 strict f32"), DEFAULT: (fp32, "speed: FP32 device default"),
@@ -139,15 +144,41 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None,
         layers = {F32: performance.profile(core, fp32, spec.device, config_for(F32, spec.device), sample),
                   INT8: performance.profile(core, int8, spec.device, config_for(INT8, spec.device), sample)}
 
-        result = _result(spec, info, dataset, subset, metric, base, q, speed, layers, paths,
+        met = budget is None or budget["met"]
+        finals = output_paths(spec.output_dir, stem, over_budget=not met)
+        result = _result(spec, info, dataset, subset, metric, base, q, speed, layers, finals,
                          tmp_xml, calibration_s, time.time() - started, default_precision(core, spec.device))
-        staging.write_json(result, paths["result"])
-        staging.commit()
+        result["budget"] = budget
+        if outcome is not None:
+            result["fp32_layers"] = outcome.fp32_layers
+            result["accuracy_aware"] = {k: v for k, v in outcome.record().items() if k != "fp32_layers"}
+        staging.write_json("result", result)
+        staging.write_text("report", render_html(result))
+        staging.commit({k: v for k, v in finals.items() if k in staging.pending})
     except BaseException:
         staging.discard()
         raise
     step("per-layer profile", 1.0)
+    if not met:
+        unit = "" if spec.calibration.drop_type == "absolute" else " (relative)"
+        raise CalibrationError(spec.problem(
+            f"required drop ≤ {budget['max_drop']:g}{unit} cannot be reached; best found: "
+            f"{budget['measured']:.4g} with {len(outcome.fp32_layers)} of {outcome.quantized_units} layers in "
+            f"FP32; that attempt is kept as {finals['model'].name}",
+            "calibration", "max_drop", rule="budget-unreachable",
+            fix="raise max_drop, give calibration more representative data, or deploy the FP32 model"))
     return result
+
+
+def _budget(spec: Spec, metric, fp32: float, int8: float, outcome) -> dict | None:
+    """AccuracyAware's promise, checked on the saved model's own validation run."""
+    if outcome is None:
+        return None
+    drop, drop_rel = degradation(metric, fp32, int8)
+    relative = spec.calibration.drop_type == "relative"
+    measured = drop_rel if relative else drop
+    return {"max_drop": spec.calibration.max_drop, "drop_type": spec.calibration.drop_type,
+            "measured": measured, "met": outcome.met and measured <= spec.calibration.max_drop + 1e-12}
 
 
 def _accuracy(compiled, roles: dict, metric, out: int, reference: dict | None, progress, cancel) -> dict:
@@ -163,11 +194,11 @@ def _accuracy(compiled, roles: dict, metric, out: int, reference: dict | None, p
     return results
 
 
-def _result(spec, info, dataset, subset, metric, base, q, speed, layers, paths, tmp_xml,
+def _result(spec, info, dataset, subset, metric, base, q, speed, layers, finals, tmp_xml,
             calibration_s, total_s, device_default) -> dict:
     fp32_size = os.path.getsize(spec.model_path) + os.path.getsize(info.bin_path)
     int8_size = os.path.getsize(tmp_xml) + os.path.getsize(tmp_xml.with_suffix(".bin"))
-    drop = base["validation"].accuracy - q["validation"].accuracy
+    drop, drop_relative = degradation(metric, base["validation"].accuracy, q["validation"].accuracy)
     throughput = {k: round(v["throughput"], 2) for k, v in speed.items()}
     notes = []
     if throughput[INT8] < throughput[DEFAULT]:
@@ -191,8 +222,10 @@ def _result(spec, info, dataset, subset, metric, base, q, speed, layers, paths, 
         "fp32": {"accuracy": base["validation"].accuracy, "precision_hint": "f32"},
         "int8": {"accuracy": q["validation"].accuracy},
         "drop": drop,
+        "drop_relative": drop_relative,
+        "metric_higher_is_better": metric.higher_is_better,
         "heldout": {"fp32": base["evaluation"].accuracy, "int8": q["evaluation"].accuracy,
-                    "drop": base["evaluation"].accuracy - q["evaluation"].accuracy,
+                    "drop": degradation(metric, base["evaluation"].accuracy, q["evaluation"].accuracy)[0],
                     "size": len(base["evaluation"].scores)} if "evaluation" in base else None,
         "throughput": throughput,
         "latency_ms": {k: round(v["latency_ms"]["median"], 3) for k, v in speed.items()},
@@ -200,7 +233,7 @@ def _result(spec, info, dataset, subset, metric, base, q, speed, layers, paths, 
         "speedup": {"vs_f32": throughput[INT8] / throughput[F32],
                     "vs_default": throughput[INT8] / throughput[DEFAULT]},
         "model_size": {"fp32": fp32_size, "int8": int8_size},
-        "output": {k: str(v) for k, v in paths.items()},
+        "output": {k: str(v) for k, v in finals.items()},
         "layers": layers,
         "layer_summary": {k: performance.summarise(v) for k, v in layers.items()},
         "int8_layer_count": len(int8_rows),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 
 from rich.console import Console
@@ -58,7 +59,8 @@ def cmd_calibrate(args) -> int:
         task = bar.add_task("starting", total=100)
         # NNCF and OpenVINO print to stdout; keep stdout for our result alone.
         with contextlib.redirect_stdout(sys.stderr):
-            result = calibrate(spec, progress=lambda pct, phase: bar.update(task, completed=pct, description=phase))
+            result = calibrate(spec, progress=lambda pct, phase: bar.update(task, completed=pct, description=phase),
+                               trust_custom_metrics=args.trust or os.environ.get("INT8WB_TRUST") == "1")
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -121,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--layers", action="store_true", help="also print the INT8 per-layer table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--trust", action="store_true",
+                   help="run the spec's custom metric (Python code from the workspace); also INT8WB_TRUST=1")
     p.set_defaults(func=cmd_calibrate)
     p = sub.add_parser("inspect", help="what the IR's XML says: version, inputs, precision, eligibility facts")
     p.add_argument("model")

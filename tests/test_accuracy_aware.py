@@ -1,0 +1,162 @@
+"""AccuracyAware keeps its promise: on a model that Default quantization breaks, it reverts the
+layer that breaks it, meets the budget on validation data, and says so honestly when it cannot."""
+import json
+import warnings
+
+import numpy as np
+import openvino as ov
+import pytest
+from openvino import opset13 as ops
+
+from calibration import CalibrationError, inspect_model, load_spec
+from calibration.workflow import calibrate
+
+OUTLIER = 400.0  # one feature scaled up: per-tensor INT8 steps then erase all the others
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """An MLP trained on scikit-learn's digits, rewritten so that FP32 is unchanged but the
+    input of its second MatMul holds one outlier feature: a real case where Default fails."""
+    from sklearn.datasets import load_digits
+    from sklearn.neural_network import MLPClassifier
+
+    folder = tmp_path_factory.mktemp("aa")
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float32)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(x))
+    x, y = x[order], y[order]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlp = MLPClassifier(hidden_layer_sizes=(32,), max_iter=300, random_state=0).fit(x[:1000], y[:1000])
+    w1, b1 = mlp.coefs_[0].astype(np.float32), mlp.intercepts_[0].astype(np.float32)
+    w2, b2 = mlp.coefs_[1].astype(np.float32), mlp.intercepts_[1].astype(np.float32)
+    scale = np.ones(64, np.float32)
+    scale[np.argmax(x[:1000].mean(axis=0))] = OUTLIER
+    inp = ops.parameter([-1, 64], np.float32, name="x")
+    spread = ops.matmul(inp, ops.constant(np.diag(scale)), False, False)             # FP32: exact rescale
+    hidden = ops.relu(ops.add(ops.matmul(spread, ops.constant(w1 / scale[:, None]), False, False),
+                              ops.constant(b1)))
+    logits = ops.add(ops.matmul(hidden, ops.constant(w2), False, False), ops.constant(b2))
+    logits.output(0).get_tensor().set_names({"logits"})
+    ov.save_model(ov.Model([logits], [inp], "mlp"), str(folder / "mlp.xml"), compress_to_fp16=False)
+    np.savez(folder / "calibration.npz", x=x[1000:1300], labels=y[1000:1300])
+    np.savez(folder / "validation.npz", x=x[1300:1550], labels=y[1300:1550])
+    np.savez(folder / "heldout.npz", x=x[1550:], labels=y[1550:])
+    return folder
+
+
+def write_spec(folder, name, calibration, accuracy='metric = "top1"'):
+    path = folder / f"{name}.calibration.toml"
+    path.write_text(f"""model = "mlp.xml"
+[dataset]
+kind = "npz"
+path = "calibration.npz"
+[validation]
+kind = "npz"
+path = "validation.npz"
+[evaluation]
+kind = "npz"
+path = "heldout.npz"
+[accuracy]
+{accuracy}
+[calibration]
+{calibration}
+[inference]
+duration = 0.2
+[output]
+dir = "out-{name}"
+""")
+    return load_spec(path)
+
+
+def independent_accuracy(xml, npz):
+    data = np.load(npz)
+    compiled = ov.Core().compile_model(str(xml), "CPU")
+    logits = compiled(data["x"], share_inputs=False)[0]
+    return float(np.mean(np.argmax(logits, axis=1) == data["labels"]))
+
+
+@pytest.fixture(scope="module")
+def default_result(project):
+    return calibrate(write_spec(project, "default", 'method = "default"'))
+
+
+@pytest.fixture(scope="module")
+def aa_result(project):
+    return calibrate(write_spec(project, "aa", 'method = "accuracy_aware"\nmax_drop = 0.005'))
+
+
+def test_default_loses_accuracy_here(default_result):
+    assert default_result["fp32"]["accuracy"] > 0.9
+    assert default_result["drop"] > 0.05
+
+
+def test_accuracy_aware_meets_the_budget(aa_result, default_result):
+    assert aa_result["budget"]["met"] and aa_result["drop"] <= 0.005
+    assert aa_result["fp32"]["accuracy"] == default_result["fp32"]["accuracy"]
+    assert aa_result["int8"]["accuracy"] >= aa_result["fp32"]["accuracy"] - 0.005
+
+
+def test_it_reverts_the_layer_with_the_outlier_input_first(aa_result):
+    layers = aa_result["fp32_layers"]
+    assert layers and layers[0]["rank"] == 1 and layers[0]["type"] == "MatMul"
+    assert len(layers) < aa_result["accuracy_aware"]["quantized_layers"]  # not everything went back to FP32
+    assert all(layer["score"] >= 0 and layer["reason"] for layer in layers)
+
+
+def test_reported_numbers_match_an_independent_evaluation(aa_result, project):
+    xml = aa_result["output"]["model"]
+    assert inspect_model(xml).quantized
+    assert independent_accuracy(xml, project / "validation.npz") == pytest.approx(aa_result["int8"]["accuracy"])
+    assert independent_accuracy(xml, project / "heldout.npz") == pytest.approx(aa_result["heldout"]["int8"])
+    assert json.loads(open(aa_result["output"]["result"]).read())["budget"]["met"] is True
+
+
+def test_reverted_layers_run_in_float_in_the_runtime_table(aa_result):
+    # The runtime fuses layers under new names, so count: every quantized MatMul runs INT8
+    # (FullyConnected u8/i8) except the ones AccuracyAware put back in FP32.
+    fc = [r for r in aa_result["layers"]["int8"] if r["type"] == "FullyConnected"]
+    in_float = [r for r in fc if r["runtimePrecision"] not in ("u8", "i8")]
+    assert len(fc) == aa_result["accuracy_aware"]["quantized_layers"]
+    assert len(in_float) == len(aa_result["fp32_layers"]) and in_float[0]["outputPrecisions"] in ("f32", "bf16")
+
+
+def test_lower_is_better_metric_with_relative_drop(project):
+    (project / "errors.py").write_text(
+        "import numpy as np\n"
+        "def error(output, label):\n"
+        "    return float(int(np.argmax(output)) != label)\n")
+    spec = write_spec(project, "rel", 'method = "accuracy_aware"\nmax_drop = 0.5\ndrop_type = "relative"',
+                      'metric = "custom"\ncustom = "errors.py:error"\nhigher_is_better = false')
+    with pytest.raises(CalibrationError) as exc:
+        calibrate(spec)  # user code runs only when trusted
+    assert exc.value.problems[0].rule == "untrusted-metric"
+    res = calibrate(spec, trust_custom_metrics=True)
+    fp32_err, int8_err = res["fp32"]["accuracy"], res["int8"]["accuracy"]
+    assert res["budget"]["met"] and res["budget"]["drop_type"] == "relative"
+    assert res["drop"] == pytest.approx(int8_err - fp32_err)          # worse means a higher error
+    assert res["budget"]["measured"] == pytest.approx((int8_err - fp32_err) / fp32_err)
+    assert res["budget"]["measured"] <= 0.5
+
+
+def test_unreachable_budget_fails_and_keeps_the_best_attempt_aside(project):
+    # A metric no quantized model can satisfy: it scores the FP32 baseline run (its first
+    # calls) perfect and everything after it zero.
+    (project / "adversary.py").write_text(
+        "calls = [0]\n"
+        "def score(output, label):\n"
+        "    calls[0] += 1\n"
+        "    return 1.0 if calls[0] <= 250 else 0.0\n")
+    spec = write_spec(project, "never", 'method = "accuracy_aware"\nmax_drop = 0.01',
+                      'metric = "custom"\ncustom = "adversary.py:score"\nneeds_labels = false')
+    with pytest.raises(CalibrationError) as exc:
+        calibrate(spec, trust_custom_metrics=True)
+    problem = exc.value.problems[0]
+    assert problem.rule == "budget-unreachable" and problem.key == "calibration.max_drop"
+    assert "required drop ≤ 0.01 cannot be reached; best found: 1 with" in problem.message
+    out = project / "out-never"
+    assert not (out / "mlp.int8.xml").exists() and not (out / "mlp.int8.json").exists()
+    kept = json.loads((out / "mlp.int8.over-budget.json").read_text())
+    assert kept["budget"]["met"] is False and (out / "mlp.int8.over-budget.xml").exists()
