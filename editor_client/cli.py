@@ -115,6 +115,47 @@ def cmd_schema(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from daemon.server import main as serve
+    serve()
+    return 0
+
+
+def cmd_jobs(args) -> int:
+    from datetime import datetime
+    from pathlib import Path
+
+    from calibration.jobs import JobStore, store_path
+
+    if not store_path(args.folder).exists():
+        rows = []
+    else:
+        store = JobStore(args.folder, create=False)
+        rows = store.list(limit=args.limit)
+        store.close()
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    if not rows:
+        err.print(f"no jobs in {store_path(args.folder)}")
+        return 0
+    when = lambda t: datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else ""  # noqa: E731
+    table = Table(title=str(store_path(args.folder)))
+    for col in ("id", "spec", "state", "progress", "started", "finished", "result"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        s = r["summary"] if isinstance(r["summary"], dict) else {}
+        if r["state"] == "done" and s.get("drop") is not None:
+            result = f"drop {s['drop'] * 100:.2f} pp, {s.get('speedup_vs_default') or 0:.2f}x vs default"
+        else:
+            result = r["error"] or ""
+        progress = f"{r['percent']:.0f}% {r['phase'] or ''}" if r["state"] == "running" else ""
+        table.add_row(r["id"], Path(r["spec"]).name, r["state"], progress, when(r["started"]), when(r["finished"]),
+                      escape(result))
+    out.print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="int8wb", description="INT8 calibration of OpenVINO IR models")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("schema", help="print the JSON Schema of calibration spec files")
     p.set_defaults(func=cmd_schema)
+    p = sub.add_parser("serve", help="run the language-server daemon over stdio (for editors)")
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("jobs", help="calibration jobs of a workspace (<folder>/.int8wb/jobs.sqlite)")
+    p.add_argument("folder", nargs="?", default=".")
+    p.add_argument("--json", action="store_true", help="the rows as a JSON list")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_jobs)
     return parser
 
 

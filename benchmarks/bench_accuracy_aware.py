@@ -1,0 +1,122 @@
+"""Issue goal: our AccuracyAware vs nncf.quantize_with_accuracy_control on PP-OCRv5 rec
+(300 calibration + 300 validation word images, exact match, max_drop 0.01), in one run:
+wall-time ratio ≤ 0.5, our drop ≤ budget, our model's throughput ≥ NNCF's model's.
+
+Both get the same preloaded samples, the same FP32 model, preset, target device and budget.
+Timed for both: FP32 baseline validation + the method itself (NNCF computes its own baseline).
+Run: python examples/ocr/prepare.py && .venv/bin/python benchmarks/bench_accuracy_aware.py
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import nncf
+import numpy as np
+import openvino as ov
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from calibration import inspect_model, load_spec  # noqa: E402
+from calibration.accuracy_aware import calibrate_accuracy_aware  # noqa: E402
+from calibration.datasets import open_dataset  # noqa: E402
+from calibration.evaluation import evaluate  # noqa: E402
+from calibration.methods import _quiet  # noqa: E402
+from calibration.metrics import degradation, make_metric  # noqa: E402
+from calibration.performance import measure  # noqa: E402
+from calibration.runtime import F32, INT8, config_for, read_model  # noqa: E402
+
+SPEC = ROOT / "examples" / "ocr" / "ocr.calibration.toml"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--spec", default=str(SPEC))
+    parser.add_argument("--max-drop", type=float, default=0.01)
+    parser.add_argument("--speed-seconds", type=float, default=5.0)
+    parser.add_argument("--json", help="also write the figures here")
+    args = parser.parse_args()
+    nncf.set_log_level(logging.ERROR)
+
+    spec = load_spec(args.spec)
+    spec.calibration.max_drop = args.max_drop
+    info = inspect_model(spec.model_path)
+    cal = open_dataset(spec, info)
+    val = open_dataset(spec, info, "validation")
+    held = open_dataset(spec, info, "evaluation") if spec.evaluation else None
+    subset, val_idx = cal.subset_indices(), val.subset_indices()
+    for ds, idx in ((cal, subset), (val, val_idx)):  # both methods get decoded samples
+        for i in idx:
+            ds.load(i)
+    metric = make_metric(spec, trusted=True)
+    core = ov.Core()
+    print(f"model {info.path}: calibration {len(subset)}, validation {len(val_idx)}, max_drop {args.max_drop}")
+
+    # --- ours
+    fp32 = read_model(core, str(spec.model_path))
+    t0 = time.perf_counter()
+    base = evaluate(core.compile_model(fp32, spec.device, config_for(F32, spec.device)), val, val_idx, metric)
+    outcome = calibrate_accuracy_aware(core, fp32, spec, cal, subset, (val, val_idx), metric, base, 0)
+    ours_s = time.perf_counter() - t0
+    print(f"ours: {ours_s:.1f} s, {len(outcome.fp32_layers)} of {outcome.quantized_units} layers in FP32, "
+          f"{len(outcome.probes)} validations")
+
+    # --- NNCF
+    fp32 = read_model(core, str(spec.model_path))
+    calibration = nncf.Dataset([cal.load(i) for i in subset])
+    validation = nncf.Dataset([(val.load(i), val.label(i)) for i in val_idx])
+
+    def validation_fn(compiled, items):
+        scores = [metric.score(compiled(x, share_inputs=False)[0], label, None) for x, label in items]
+        return float(np.mean(scores)), scores
+
+    t0 = time.perf_counter()
+    theirs = _quiet(nncf.quantize_with_accuracy_control, fp32, calibration, validation,
+                    validation_fn=lambda m, d: validation_fn(m, d), max_drop=args.max_drop,
+                    drop_type=nncf.DropType.ABSOLUTE, preset=nncf.QuantizationPreset.PERFORMANCE,
+                    target_device=nncf.TargetDevice.CPU, subset_size=len(subset))
+    nncf_s = time.perf_counter() - t0
+    print(f"nncf: {nncf_s:.1f} s")
+
+    # --- independent evaluation and speed of both results, the same way
+    figures = {"ours_s": ours_s, "nncf_s": nncf_s, "ratio": ours_s / nncf_s, "fp32": base.accuracy,
+               "fp32_layers_ours": len(outcome.fp32_layers), "quantized_layers": outcome.quantized_units,
+               "validations_ours": len(outcome.probes)}
+    sample = cal.load(subset[0])
+    for name, model in (("ours", outcome.model), ("nncf", theirs)):
+        compiled = core.compile_model(model, spec.device, config_for(INT8, spec.device))
+        acc = evaluate(compiled, val, val_idx, metric).accuracy
+        figures[f"{name}_accuracy"] = acc
+        figures[f"{name}_drop"] = degradation(metric, base.accuracy, acc)[0]
+        figures[f"{name}_fq"] = sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+        if held is not None:
+            h_idx = held.subset_indices()
+            f_h = evaluate(core.compile_model(read_model(core, str(spec.model_path)), spec.device,
+                                              config_for(F32, spec.device)), held, h_idx, metric).accuracy
+            figures[f"{name}_heldout_drop"] = degradation(metric, f_h, evaluate(compiled, held, h_idx, metric).accuracy)[0]
+        figures[f"{name}_throughput"] = measure(core, model, spec.device, config_for(INT8, spec.device),
+                                                spec.inference, sample, duration=args.speed_seconds)["throughput"]
+    figures["throughput_ratio"] = figures["ours_throughput"] / figures["nncf_throughput"]
+    print("| | ours | NNCF |\n|---|---|---|")
+    print(f"| wall time (baseline + method) | {ours_s:.1f} s | {nncf_s:.1f} s |")
+    print(f"| validation exact match (FP32 {base.accuracy:.4f}) | {figures['ours_accuracy']:.4f} | "
+          f"{figures['nncf_accuracy']:.4f} |")
+    print(f"| drop (budget {args.max_drop}) | {figures['ours_drop']:+.4f} | {figures['nncf_drop']:+.4f} |")
+    if held is not None:
+        print(f"| held-out drop | {figures['ours_heldout_drop']:+.4f} | {figures['nncf_heldout_drop']:+.4f} |")
+    print(f"| FakeQuantize layers left | {figures['ours_fq']} | {figures['nncf_fq']} |")
+    print(f"| throughput, batch {spec.inference.batch} | {figures['ours_throughput']:.1f}/s | "
+          f"{figures['nncf_throughput']:.1f}/s |")
+    print(f"\nratio ours/NNCF wall time {figures['ratio']:.2f} (goal ≤ 0.5); throughput ratio "
+          f"{figures['throughput_ratio']:.2f} (goal ≥ 1); our drop ≤ budget: {figures['ours_drop'] <= args.max_drop}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,441 @@
+"""The pytest plugin: spec files as INT8 gates, the int8_calibrate fixture, the result cache.
+
+Inner pytest runs load the plugin with `-p editor_client.pytest_plugin`, so these tests do not
+depend on the package's entry point. Each inner project counts real calibrations in a file (its
+conftest implements the plugin's `pytest_int8_calibrated` hook), which is how "cached" is proved. Runs that may
+calibrate are subprocesses: pytester's in-process runs drop the modules first imported inside
+them, and NNCF cannot be imported twice into one interpreter.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+import xml.etree.ElementTree as ET
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Imported here, before any in-process inner run: pytester drops the modules first imported
+# inside such a run, and numpy's and OpenVINO's native modules cannot be imported twice.
+import calibration.workflow  # noqa: F401
+from calibration import load_spec
+from conftest import copy_example
+from editor_client import result_cache
+from editor_client.pytest_plugin import (Int8BudgetFailure, assert_budget, evaluate, merge_budget,
+                                         spec_budget, to_toml)
+
+pytest_plugins = ["pytester"]
+
+def _plugin_name() -> str:
+    """`-p editor_client.pytest_plugin`, unless an installed `pytest11` entry point already loads
+    the module (pytest refuses one module under two names): then `-p <its name>`, a no-op."""
+    names = [ep.name for ep in entry_points(group="pytest11") if ep.value == "editor_client.pytest_plugin"]
+    return names[0] if names else "editor_client.pytest_plugin"
+
+
+# The plugin module is imported above, so an in-process inner run cannot assertion-rewrite it: say
+# nothing. Hypothesis' and pytest-asyncio's plugins have no business in the inner projects and cost
+# a second or more per inner run (hypothesis loads itself at collection).
+PLUGIN = ("-p", _plugin_name(), "-W", "ignore::pytest.PytestAssertRewriteWarning",
+          "-p", "no:hypothesispytest", "-p", "no:asyncio")
+
+COUNTING_CONFTEST = '''
+import os
+
+
+def pytest_int8_calibrated(config, spec, result, seconds):
+    with open({counter!r}, "a") as f:
+        f.write(f"{{os.getpid()}} {{spec.path.name}} {{seconds:.1f}}\\n")
+'''
+
+
+def quick_example(folder: Path) -> Path:
+    """A copy of the example that calibrates in a few seconds: 0.1 s per speed figure, 100 samples."""
+    spec = copy_example(folder)
+    spec.write_text(spec.read_text().replace("duration = 0.3", "duration = 0.1")
+                    .replace('subset = "100%"', "subset = 100"))
+    return spec
+
+
+@pytest.fixture
+def project(pytester):
+    """An inner project: a quick copy of the example, and a counter of real calibrations."""
+    pytester.makeini("[pytest]\n")
+    spec = quick_example(pytester.path)
+    counter = pytester.path / "calibrations.txt"
+    pytester.makeconftest(COUNTING_CONFTEST.format(counter=str(counter)))
+    return spec
+
+
+def calibrations(pytester) -> list[str]:
+    counter = pytester.path / "calibrations.txt"
+    return counter.read_text().splitlines() if counter.exists() else []
+
+
+def with_gate(spec: Path, name: str, gate: str) -> Path:
+    """A copy of `spec` beside it with extra [gate] lines (the calibration itself is unchanged)."""
+    path = spec.with_name(name)
+    path.write_text(spec.read_text().replace("[gate]", "[gate]\n" + gate, 1))
+    return path
+
+
+# --------------------------------------------------------------------------- collection
+
+def test_specs_are_collected_only_when_enabled(pytester, project):
+    off = pytester.runpytest(*PLUGIN, "--collect-only", "-q")
+    assert off.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+    on = pytester.runpytest(*PLUGIN, "--int8", "--collect-only", "-q")
+    on.stdout.fnmatch_lines(["digits/digits.calibration.toml::digits"])
+
+    pytester.makeini("[pytest]\nint8_collect = true\nint8_spec_glob = gates/*.toml\n")
+    gates = pytester.path / "gates"
+    gates.mkdir()
+    (gates / "small.toml").write_text(project.read_text().replace('"model.xml"', '"../digits/model.xml"'))
+    by_ini = pytester.runpytest(*PLUGIN, "--collect-only", "-q")
+    by_ini.stdout.fnmatch_lines(["gates/small.toml::small"])
+    assert "digits.calibration.toml" not in by_ini.stdout.str()
+    assert calibrations(pytester) == []
+
+
+# --------------------------------------------------------------------------- pass, cache, misses
+
+def test_gate_passes_then_reruns_from_cache_until_an_input_changes(pytester, project):
+    first = pytester.runpytest_subprocess(*PLUGIN, "--int8", "-rA")
+    first.assert_outcomes(passed=1)
+    first.stdout.fnmatch_lines(["*= int8 gates =*", "digits/digits.calibration.toml::digits*0.0100*"
+                                "passed*calibrated in*not cached yet*"])
+    assert len(calibrations(pytester)) == 1
+    assert (project.parent / "calibrated" / "model.int8.xml").is_file()
+    assert (pytester.path / ".int8wb" / "cache").is_dir()
+
+    again = pytester.runpytest_subprocess(*PLUGIN, "--int8", "--junitxml=junit.xml")
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines(["digits/digits.calibration.toml::digits*passed*cached (*"])
+    assert len(calibrations(pytester)) == 1, "an unchanged gate must not recalibrate"
+    # The gate's own time (spec, hashes, cache, check); interpreter start-up is not the plugin's.
+    gate_s = float(next(ET.parse(pytester.path / "junit.xml").iter("testcase")).get("time"))
+    assert gate_s < 2.0, f"an unchanged gate took {gate_s:.2f} s"
+
+    # One validation image replaced by another: new contents, same name.
+    images = sorted((project.parent / "data" / "test" / "3").iterdir())
+    shutil.copyfile(images[1], images[0])
+    changed = pytester.runpytest_subprocess(*PLUGIN, "--int8")
+    changed.assert_outcomes(passed=1)
+    changed.stdout.fnmatch_lines(["*passed*calibrated in*[[]validation[]] data changed*"])
+    assert len(calibrations(pytester)) == 2
+
+
+
+def test_the_key_follows_every_input_and_only_the_inputs(tmp_path):
+    spec_path = quick_example(tmp_path)
+    folder = spec_path.parent
+    hashes = result_cache.FileHashes(tmp_path / "files.json")
+
+    def key(text: str | None = None) -> str:
+        return result_cache.fingerprint(load_spec(spec_path, text=text), hashes)[0]
+
+    base = key()
+    hashes.save()
+    warm = result_cache.FileHashes(tmp_path / "files.json")
+    assert result_cache.fingerprint(load_spec(spec_path), warm)[0] == base
+    assert warm.read == 0, "unchanged files are recognised by size and mtime, not re-read"
+
+    text = spec_path.read_text()
+    assert key("# a comment\n" + text) == base
+    assert key(text.replace("max_drop = 0.01", "max_drop = 0.02\nmin_speedup = 3")) == base, \
+        "budgets do not change the calibration"
+    assert key(text.replace("duration = 0.1", "duration = 0.4")) != base
+
+    xml = folder / "model.xml"
+    original = xml.read_bytes()
+    xml.write_bytes(original + b"\n")
+    assert key() != base
+    xml.write_bytes(original)
+    assert key() == base
+
+    weights = folder / "model.bin"
+    data = bytearray(weights.read_bytes())
+    data[100] ^= 1
+    weights.write_bytes(bytes(data))
+    assert key() != base
+    data[100] ^= 1
+    weights.write_bytes(bytes(data))
+    assert key() == base
+
+    extra = folder / "data" / "calibration" / "0" / "extra.png"
+    shutil.copyfile(next((folder / "data" / "calibration" / "1").iterdir()), extra)
+    assert key() != base
+    extra.unlink()
+    assert key() == base
+
+    # An image list: the images it names count, not only the list's text.
+    listed = text + '\n[evaluation]\nkind = "image_list"\npath = "data/test_list.txt"\n'
+    with_list = key(listed)
+    first_image = folder / "data" / (folder / "data" / "test_list.txt").read_text().split()[0]
+    image = first_image.read_bytes()
+    shutil.copyfile(next(p for p in first_image.parent.iterdir() if p != first_image), first_image)
+    assert key(listed) != with_list
+    first_image.write_bytes(image)
+    assert key(listed) == with_list
+
+
+def test_versions_in_the_key_are_the_engines():
+    assert result_cache.versions() == calibration.workflow.versions()
+
+
+# --------------------------------------------------------------------------- failures read well
+
+def test_failing_gate_reads_like_an_assertion(pytester, project):
+    with_gate(project, "fail.calibration.toml", "min_speedup = 1000\nmax_model_size = 1")
+    bad = project.with_name("bad.calibration.toml")
+    bad.write_text(project.read_text().replace("seed = 0", "seeds = 0"))
+    missing = project.with_name("missing.calibration.toml")
+    missing.write_text(project.read_text().replace('model = "model.xml"', 'model = "nope.xml"'))
+
+    run = pytester.runpytest_subprocess(*PLUGIN, "--int8", "--junitxml=junit.xml")
+    run.assert_outcomes(passed=1, failed=3)
+    assert len(calibrations(pytester)) == 1, "the same calibration with other budgets is calibrated once"
+    out = run.stdout.str()
+    assert "Traceback" not in out and "def runtest" not in out and "site-packages" not in out
+    run.stdout.fnmatch_lines([
+        "*_ int8 gate bad _*",
+        "INT8 gate cannot run: 1 problem in the spec or its inputs",
+        "  error: digits/bad.calibration.toml:10: dataset.seeds: unknown key 'seeds'; did you mean 'seed'?",
+    ])
+    run.stdout.fnmatch_lines([
+        "*_ int8 gate fail _*",
+        "INT8 budget exceeded: digits/fail.calibration.toml::fail",
+        "  - speedup *x vs the FP32 model as CPU runs it by default (*) is below min_speedup 1000x"
+        " ([[]gate[]] min_speedup)",
+        "  - INT8 model size * B (.xml + .bin) exceeds max_model_size 1 B ([[]gate[]] max_model_size)",
+        "",
+        "  check * FP32 * INT8 * value * budget",
+        "  ---*",
+        "  top1 drop, validation (540) * 0.9* 0.9* 0.0* <= 0.0100 * ok",
+        "  speedup vs FP32 device default *.*/s *.*/s *.*x *>= 1000x *FAIL",
+        "  speedup vs FP32 strict f32 *.*/s *.*/s *.*x *-",
+        "  model size (.xml + .bin) * B * B * 0.*x * <= 1 B * FAIL",
+        "",
+        f"  INT8 model: {project.parent / 'calibrated' / 'model.int8.xml'}",
+        f"  result:     {project.parent / 'calibrated' / 'model.int8.json'}",
+        "  source: *",
+    ])
+    run.stdout.fnmatch_lines([
+        "*_ int8 gate missing _*",
+        "  error: digits/missing.calibration.toml:3: model: model not found: *nope.xml (fix: fix the model path)",
+    ])
+    run.stdout.fnmatch_lines(["*= int8 gates =*", "gate * drop * max * speedup * min * INT8 size * status * source",
+                              "digits/bad.calibration.toml::bad * error *seeds*"])
+
+    props = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+             for case in ET.parse(pytester.path / "junit.xml").iter("testcase")}
+    result = json.loads((project.parent / "calibrated" / "model.int8.json").read_text())
+    fail = props["fail"]
+    assert float(fail["int8.drop"]) == pytest.approx(result["drop"])
+    assert fail["int8.drop_on"] == "validation"
+    assert float(fail["int8.min_speedup"]) == 1000 and fail["int8.max_model_size"] == "1"
+    assert float(fail["int8.speedup_vs_default"]) == pytest.approx(result["speedup"]["vs_default"], rel=1e-3)
+    assert fail["int8.int8_model"] == result["output"]["model"]
+    assert float(props["digits"]["int8.max_drop"]) == 0.01
+
+
+def test_gate_measures_the_held_out_set(pytester, project):
+    """Held-out noise images labelled with the FP32 model's own predictions: FP32 scores 1.0 there
+    and the INT8 model disagrees on many, while the validation drop stays within 0.01."""
+    from PIL import Image
+
+    import openvino as ov
+    from calibration import inspect_model
+    from calibration.datasets import open_dataset
+    from calibration.runtime import F32, config_for
+
+    data = project.parent / "data"
+    (data / "heldout").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(100):
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), "L").save(data / "heldout" / f"{i}.png")
+    listing = data / "heldout_list.txt"
+    listing.write_text("".join(f"heldout/{i}.png 0\n" for i in range(100)))
+    text = project.read_text() + '\n[evaluation]\nkind = "image_list"\npath = "data/heldout_list.txt"\n'
+    spec = load_spec(project, text=text)
+    held = open_dataset(spec, inspect_model(spec.model_path), "evaluation")
+    compiled = ov.Core().compile_model(str(spec.model_path), "CPU", config_for(F32, "CPU"))
+    predicted = [int(np.argmax(compiled(held.load(i))[0])) for i in range(len(held))]
+    listing.write_text("".join(f"heldout/{i}.png {p}\n" for i, p in enumerate(predicted)))
+    project.write_text(text)
+
+    run = pytester.runpytest_subprocess(*PLUGIN, "--int8", "--junitxml=junit.xml")
+    run.assert_outcomes(failed=1)
+    result = json.loads((project.parent / "calibrated" / "model.int8.json").read_text())
+    assert result["heldout"]["fp32"] == 1.0 and result["heldout"]["size"] == 100
+    assert result["drop"] <= 0.01 < result["heldout"]["drop"]
+    run.stdout.fnmatch_lines([
+        f"  - top1 drop {result['heldout']['drop']:.4f} on the held-out set (100 samples) exceeds max_drop 0.0100 "
+        "([[]gate[]] max_drop)",
+        "*",
+        "  check*",
+        "  ---*",
+        f"  top1 drop, held-out (100) * 1.0000 * {result['heldout']['int8']:.4f} * "
+        f"{result['heldout']['drop']:.4f} * <= 0.0100 * FAIL",
+        f"  top1 drop, validation (540) * {result['drop']:.4f} * not gated",
+    ])
+    case = next(ET.parse(pytester.path / "junit.xml").iter("testcase"))
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["int8.drop_on"] == "held-out"
+    assert float(props["int8.drop"]) == pytest.approx(result["heldout"]["drop"])
+    assert float(props["int8.validation_drop"]) == pytest.approx(result["drop"])
+
+
+# --------------------------------------------------------------------------- fixture and marker
+
+FIXTURE_TESTS = '''
+import tomllib
+import pytest
+from calibration import CalibrationError
+from editor_client.pytest_plugin import Int8BudgetFailure, assert_budget
+
+SPEC = "digits/digits.calibration.toml"
+
+
+def test_custom_assertions(int8_calibrate):
+    result = int8_calibrate(SPEC)
+    assert 0.95 < result["fp32"]["accuracy"] <= 1.0
+    assert result["gate"]["max_drop"] == 0.01
+    int8_calibrate.check(result)
+    with pytest.raises(Int8BudgetFailure, match="exceeds max_model_size 1 B"):
+        assert_budget(result, max_model_size=1)
+    with pytest.raises(Int8BudgetFailure, match="below min_speedup 1000x"):
+        int8_calibrate.check(result, min_speedup=1000, speedup_baseline="f32")
+
+
+@pytest.mark.int8_budget(max_drop=0.05, max_model_size=10_000_000)
+def test_marker_met(int8_calibrate):
+    result = int8_calibrate(SPEC, gate={"max_drop": 0.0})   # the marker overrides the spec's budget
+    assert int8_calibrate.budget(result)["max_drop"] == 0.05
+
+
+@pytest.mark.int8_budget(min_speedup=1000)
+def test_marker_exceeded(int8_calibrate):
+    int8_calibrate(SPEC)
+
+
+def test_spec_from_keywords(int8_calibrate):
+    with open(SPEC, "rb") as f:
+        fields = tomllib.load(f)
+    result = int8_calibrate(base_dir="digits", **fields)   # the same calibration as SPEC: cached
+    assert result["cache"]["hit"]
+
+
+def test_spec_problem(int8_calibrate):
+    int8_calibrate(model="nope.xml", dataset={"kind": "imagenet", "path": "digits/data/test"})
+'''
+
+
+def test_fixture_marker_and_assert_budget(pytester, project):
+    pytester.makepyfile(test_fixture=FIXTURE_TESTS)
+    run = pytester.runpytest_subprocess(*PLUGIN, "--junitxml=junit.xml")
+    run.assert_outcomes(passed=3, failed=2)
+    assert len(calibrations(pytester)) == 1
+    out = run.stdout.str()
+    run.stdout.fnmatch_lines([
+        "*_ test_marker_exceeded _*",
+        "INT8 budget exceeded: test_fixture.py::test_marker_exceeded [[]digits.calibration.toml[]]",
+        "  - speedup *x vs the FP32 model * is below min_speedup 1000x (@pytest.mark.int8_budget)",
+    ])
+    run.stdout.fnmatch_lines([
+        "*_ test_spec_problem _*",
+        "INT8 gate cannot run: 1 problem in the spec or its inputs",
+        "  error: test_spec_problem.calibration.toml:1: model: model not found: *nope.xml*",
+        "*(the spec was generated by int8_calibrate*",
+        '    1 | model = "nope.xml"',
+        "*(raised by int8_calibrate at test_fixture.py:*)",
+    ])
+    assert "Traceback" not in out.split("test_marker_exceeded _")[1].split("short test summary")[0]
+    run.stdout.fnmatch_lines(["*= int8 gates =*"])
+    assert "test_fixture.py::test_marker_met [digits.calibration.toml]" in out
+    props = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+             for case in ET.parse(pytester.path / "junit.xml").iter("testcase")}
+    assert props["test_marker_met"]["int8.max_drop"] == "0.05"
+    assert props["test_marker_met"]["int8.status"] == "passed"
+    assert props["test_marker_exceeded"]["int8.status"] == "FAILED"
+    assert "int8.drop" in props["test_custom_assertions"]
+
+
+# --------------------------------------------------------------------------- xdist
+
+def test_xdist_workers_calibrate_a_shared_spec_once(pytester, project):
+    """Three items, two workers, one spec: one calibration; `--int8-rerun` makes exactly one more."""
+    pytest.importorskip("xdist")
+    shutil.copyfile(project, project.with_name("twin.calibration.toml"))
+    pytester.makepyfile(test_uses_fixture='''
+        def test_same_spec(int8_calibrate):
+            assert int8_calibrate("digits/digits.calibration.toml")["drop"] <= 0.01
+    ''')
+    for n, options in enumerate([(), ("--int8-rerun",)], start=1):
+        run = pytester.runpytest_subprocess("-n", "2", *PLUGIN, "--int8", "-v", *options)
+        run.assert_outcomes(passed=3)
+        out = run.stdout.str()
+        assert "[gw0]" in out and "[gw1]" in out, "both workers ran items"
+        assert len(calibrations(pytester)) == n, calibrations(pytester)
+        summary = out.split("= int8 gates =")[1]
+        assert summary.count("calibrated in") == 1 and summary.count("cached (") == 2, summary
+    assert "--int8-rerun" in summary
+
+
+# --------------------------------------------------------------------------- budgets from Python
+
+def _result(**changes) -> dict:
+    result = {"spec": "/x/m.calibration.toml", "metric": "top1", "device": "CPU", "device_default_precision": "bf16",
+              "fp32": {"accuracy": 0.90}, "int8": {"accuracy": 0.88}, "drop": 0.02, "heldout": None,
+              "accuracy_on": {"role": "validation", "size": 100},
+              "throughput": {"fp32_f32": 100.0, "fp32_default": 200.0, "int8": 300.0},
+              "speedup": {"vs_f32": 3.0, "vs_default": 1.5}, "model_size": {"fp32": 4000, "int8": 1000},
+              "output": {"model": "/x/m.int8.xml", "result": "/x/m.int8.json"}, "notes": []}
+    result.update(changes)
+    return result
+
+
+def test_budget_defaults_follow_the_method(tmp_path):
+    spec_path = copy_example(tmp_path)
+    text = spec_path.read_text().replace("max_drop = 0.01", "")
+    assert spec_budget(load_spec(spec_path, text=text))["max_drop"] == 0.01
+    aware = text.replace('method = "default"', 'method = "accuracy_aware"\nmax_drop = 0.003')
+    assert spec_budget(load_spec(spec_path, text=aware))["max_drop"] == 0.003
+    relative = aware.replace("max_drop = 0.003", 'max_drop = 0.1\ndrop_type = "relative"')
+    budget = spec_budget(load_spec(spec_path, text=relative))
+    verdict = evaluate(_result(), budget)
+    assert verdict.figures["max_drop"] == pytest.approx(0.09) and verdict.ok  # 0.1 × FP32 0.90
+    assert spec_budget(load_spec(spec_path))["max_drop"] == 0.01
+
+
+def test_assert_budget_checks_each_figure():
+    assert assert_budget(_result(), max_drop=0.02).ok
+    with pytest.raises(Int8BudgetFailure, match=r"top1 drop 0\.0200 on validation \(100 samples\) exceeds"):
+        assert_budget(_result())
+    assert_budget(_result(), max_drop=0.05, min_speedup=3, speedup_baseline="f32")
+    with pytest.raises(Int8BudgetFailure, match=r"speedup 1\.50x vs the FP32 model as CPU runs it by default"):
+        assert_budget(_result(), max_drop=0.05, min_speedup=2)
+    with pytest.raises(Int8BudgetFailure, match="exceeds max_model_size 999 B"):
+        assert_budget(_result(), max_drop=0.05, max_model_size=999)
+    held = _result(heldout={"fp32": 0.8, "int8": 0.7, "drop": 0.1, "size": 50})
+    with pytest.raises(Int8BudgetFailure, match=r"drop 0\.1000 on the held-out set \(50 samples\)"):
+        assert_budget(held, max_drop=0.05)
+    # A lower-is-better metric gets worse when it rises.
+    loss = _result(fp32={"accuracy": 0.10}, int8={"accuracy": 0.12}, drop=-0.02)
+    loss["gate"] = merge_budget(None, {}, "test") | {"higher_is_better": False}
+    with pytest.raises(Int8BudgetFailure, match=r"drop 0\.0200"):
+        assert_budget(loss)
+    with pytest.raises(TypeError, match="unknown budget max_dorp"):
+        assert_budget(_result(), max_dorp=0.1)
+
+
+def test_keyword_specs_are_written_as_toml():
+    text = to_toml({"model": "m.xml", "dataset": {"kind": "npz", "path": "d.npz", "subset": 10},
+                    "preprocessing": {"mean": [0.5, 1.0]}, "inference": {"duration": 0.3}})
+    assert tomllib.loads(text) == {"model": "m.xml", "dataset": {"kind": "npz", "path": "d.npz", "subset": 10},
+                                   "preprocessing": {"mean": [0.5, 1.0]}, "inference": {"duration": 0.3}}
+    assert text.splitlines()[0] == 'model = "m.xml"'
