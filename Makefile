@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-all bench schema clean
+.PHONY: install demo test test-all bench schema clean vscode vsix
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,19 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_default.py
+	$(BIN)/python benchmarks/bench_check.py
+	$(BIN)/python benchmarks/bench_daemon.py
+	$(BIN)/python benchmarks/bench_dropfolder.py --models 100
+
+bench-aa: $(STAMP)
+	$(BIN)/python examples/ocr/prepare.py
+	$(BIN)/python benchmarks/bench_accuracy_aware.py
+
+vscode:
+	cd editor_client/vscode && npm ci && npm run typecheck && npm run build
+
+vsix: vscode
+	cd editor_client/vscode && npx vsce package --no-dependencies --skip-license
 
 schema: $(STAMP)
 	$(BIN)/python -c "from calibration.spec import write_json_schema; write_json_schema()"

@@ -71,8 +71,12 @@ FORMATS = {
 PERCENT_METRICS = re.compile(r"top\d+|agreement")
 
 
-def pair_layers(fp32_rows: list[dict], int8_rows: list[dict]) -> list[dict]:
+def pair_layers(fp32_rows: list[dict], int8_rows: list[dict], keys: tuple[str, str] = ("fp32", "int8"),
+                only: tuple[str, str] = ("FP32", "INT8")) -> list[dict]:
     """FP32 and INT8 runtime rows side by side, in execution order.
+
+    `keys` name the two sides in each pair and `only` how a one-sided row is tagged (a comparison of
+    any two models uses ("a", "b") and ("A", "B")).
 
     The runtime fuses and renames nodes differently in each model, so rows are matched on the
     original (IR) layers they were built from; a row without any (a Reorder, say) matches by name.
@@ -101,18 +105,18 @@ def pair_layers(fp32_rows: list[dict], int8_rows: list[dict]) -> list[dict]:
     for row, j in zip(int8_rows, matches):
         if j is not None:
             # FP32-only rows that run before the match keep their place.
-            pairs += [_pair(fp32_rows[i], None) for i in range(upto, j) if i not in used]
+            pairs += [_pair(fp32_rows[i], None, keys, only) for i in range(upto, j) if i not in used]
             upto = max(upto, j + 1)
-        pairs.append(_pair(fp32_rows[j] if j is not None else None, row))
-    pairs += [_pair(fp32_rows[i], None) for i in range(upto, len(fp32_rows)) if i not in used]
+        pairs.append(_pair(fp32_rows[j] if j is not None else None, row, keys, only))
+    pairs += [_pair(fp32_rows[i], None, keys, only) for i in range(upto, len(fp32_rows)) if i not in used]
     return pairs
 
 
-def _pair(fp32: dict | None, int8: dict | None) -> dict:
+def _pair(fp32: dict | None, int8: dict | None, keys=("fp32", "int8"), only=("FP32", "INT8")) -> dict:
     # A missing side costs nothing there, so the deltas add up to the difference of the totals.
     delta = (int8["time_us"] if int8 else 0.0) - (fp32["time_us"] if fp32 else 0.0)
-    return {"fp32": fp32, "int8": int8, "delta": round(delta, 2),
-            "only": None if fp32 and int8 else ("INT8" if int8 else "FP32")}
+    return {keys[0]: fp32, keys[1]: int8, "delta": round(delta, 2),
+            "only": None if fp32 and int8 else (only[1] if int8 else only[0])}
 
 
 def axis(values, ticks: int = 4) -> dict:
@@ -172,8 +176,70 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def is_comparison(result: dict) -> bool:
+    """A result of `calibration.comparison.compare_models` (two models, no accuracy), not a calibration."""
+    return result.get("kind") == "comparison"
+
+
+# Colours of a comparison's variants: the calibration report's palette, under neutral names.
+COMPARISON_CLASSES = {"a_f32": "fp32_f32", "a": "fp32_default", "b": "int8", "b_f32": "b_f32"}
+
+
+def comparison_rows(result: dict) -> list[tuple[str, ...]]:
+    """(what, one column per variant) rows of a two-model comparison, for terminals."""
+    order, speed = result["variants"], result["speed"]
+    side = lambda k: k.split("_")[0]  # noqa: E731
+    rows = [
+        ("model", *(result["models"][side(k)]["name"] for k in order)),
+        ("compiled with", *("INFERENCE_PRECISION_HINT f32" if k.endswith("_f32") else
+                            f"device default ({result.get('device_default_precision') or '?'})" for k in order)),
+        ("throughput", *(FORMATS["rate"](result["throughput"][k]) for k in order)),
+        ("latency median", *(FORMATS["ms"](result["latency_ms"][k]) for k in order)),
+        ("B speedup vs this", *("" if k == "b" else FORMATS["x"](result["throughput"]["b"] / result["throughput"][k])
+                                for k in order)),
+        ("streams · requests", *(f"{speed[k]['streams']} · {speed[k]['requests']}" for k in order)),
+        ("model size", *(FORMATS["size"](result["model_size"][side(k)]) for k in order)),
+        ("layers running INT8", *(str(result["int8_layer_count"][side(k)]) for k in order)),
+    ]
+    return rows
+
+
+def comparison_layer_rows(result: dict) -> list[tuple[str, ...]]:
+    """(layer, type, A precision, A time, B precision, B time, Δ) of the paired runtime layers."""
+    rows = []
+    for p in pair_layers(result["layers"]["a"], result["layers"]["b"], ("a", "b"), ("A", "B")):
+        main = p["b"] or p["a"]
+        cell = lambda r: (r["runtimePrecision"], FORMATS["us"](r["time_us"])) if r else ("—", "—")  # noqa: E731
+        rows.append((main["name"], main["type"], *cell(p["a"]), *cell(p["b"]), FORMATS["dus"](p["delta"])))
+    return rows
+
+
+def _comparison_view(result: dict) -> dict:
+    summary = result["layer_summary"]
+    by_type = {s: summary[s]["time_us_by_type"] for s in ("a", "b")}
+    types = sorted(set(by_type["a"]) | set(by_type["b"]),
+                   key=lambda t: -max(by_type["a"].get(t, 0.0), by_type["b"].get(t, 0.0)))
+    labels = dict(result["labels"])
+    labels.setdefault("a", "A")
+    labels.setdefault("b", "B")
+    return {
+        "names": (result["models"]["a"]["name"], result["models"]["b"]["name"]),
+        "labels": labels,
+        "order": result["variants"],
+        "cls": {k: COMPARISON_CLASSES.get(k, k) for k in result["variants"]},
+        "pairs": pair_layers(result["layers"]["a"], result["layers"]["b"], ("a", "b"), ("A", "B")),
+        "layer_types": [{"type": t, "a": by_type["a"].get(t, 0.0), "b": by_type["b"].get(t, 0.0)} for t in types],
+        "precisions": {s: summary[s]["layers_by_precision"] for s in ("a", "b")},
+    }
+
+
 def render_html(result: dict) -> str:
-    """The whole report as one HTML document (CSS, script and SVG charts inline, no network)."""
+    """The whole report as one HTML document (CSS, script and SVG charts inline, no network).
+
+    A calibration result renders as the FP32 → INT8 report; a two-model comparison
+    (`calibration.comparison.compare_models`) as the same page with neutral labels A and B."""
+    if is_comparison(result):
+        return _environment().get_template("compare.html.j2").render(r=result, v=_comparison_view(result))
     return _environment().get_template("report.html.j2").render(r=result, v=_view(result))
 
 

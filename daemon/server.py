@@ -158,8 +158,10 @@ class Int8Server(LanguageServer):
         store = JobStore(root)
         runner = Runner(store, MAX_JOBS, on_change=lambda job: self.from_thread(self.job_changed, job),
                         trust_custom_metrics=os.environ.get("INT8WB_TRUST") == "1").start()
-        entry = {"store": store, "runner": runner, "watch": None}
+        entry = {"store": store, "runner": runner, "watch": None, "drop": None}
         self.roots[root] = entry
+        if watch:
+            self.start_inbox(root, entry)
         if watch:
             if self.observer is None:
                 from watchdog.observers import Observer
@@ -172,11 +174,31 @@ class Int8Server(LanguageServer):
                 self.log(f"int8wb: cannot watch {root}: {exc}", types.MessageType.Warning)
             asyncio.ensure_future(self.rescan([root]))
 
+    def start_inbox(self, root: Path, entry: dict) -> None:
+        """A workspace folder holding a drop policy is also an inbox (calibration.dropfolder), run in a
+        thread with this root's store and runner."""
+        from calibration.dropfolder import DropFolder, is_inbox
+        from calibration.problems import CalibrationError
+
+        if not is_inbox(root):
+            return
+        try:
+            drop = DropFolder(root, store=entry["store"], runner=entry["runner"],
+                              echo=lambda line: self.from_thread(self.log, f"int8wb inbox: {line}"))
+        except CalibrationError as exc:
+            self.log(f"int8wb: {root} holds an invalid drop policy: {exc}", types.MessageType.Warning)
+            return
+        entry["drop"] = drop
+        threading.Thread(target=lambda: (drop.run(), drop.close()), name=f"int8wb-inbox-{root.name}",
+                         daemon=True).start()
+
     def remove_root(self, root: Path) -> None:
         root = root.resolve()
         entry = self.roots.pop(root, None)
         if entry is None:
             return
+        if entry.get("drop") is not None:
+            entry["drop"].stop()
         if entry["watch"] is not None and self.observer is not None:
             self.observer.unschedule(entry["watch"])
         entry["runner"].stop()
@@ -503,6 +525,8 @@ async def initialized(ls: Int8Server, params: types.InitializedParams) -> None:
 @server.feature(types.SHUTDOWN)
 def shutdown(ls: Int8Server, params: None) -> None:
     for entry in ls.roots.values():
+        if entry.get("drop") is not None:
+            entry["drop"].stop()
         entry["runner"].stop()
     if ls.observer is not None:
         ls.observer.stop()

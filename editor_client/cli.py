@@ -121,12 +121,51 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_watch(args) -> int:
+    from calibration.dropfolder import run_cli
+    return run_cli(args)
+
+
+def _inbox_jobs(args) -> bool:
+    """`int8wb jobs INBOX`: the inbox's models with their state and job; False when not an inbox."""
+    from datetime import datetime
+
+    from calibration.dropfolder import inbox_rows
+
+    rows = inbox_rows(args.folder)
+    if rows is None:
+        return False
+    rows = rows[:args.limit]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return True
+    if not rows:
+        err.print(f"no models in the inbox {escape(str(args.folder))} yet")
+        return True
+    when = lambda t: datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else ""  # noqa: E731
+    table = Table(title=f"inbox {args.folder}")
+    for col in ("model", "state", "sha256", "job", "progress", "updated", "entry / note"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        progress = f"{r['percent']:.0f}% {r['phase'] or ''}" if r["job_state"] == "running" else (r["job_state"] or "")
+        note = r["entry"] if r["state"] in ("done", "failed") and r["entry"] else (r["note"] or r["error"] or "")
+        table.add_row(r["xml"], r["state"], (r["hash"] or "")[:12], r["job"] or "", progress, when(r["updated"]),
+                      escape(str(note)))
+    out.print(table)
+    return True
+
+
 def cmd_jobs(args) -> int:
     from datetime import datetime
     from pathlib import Path
 
     from calibration.jobs import JobStore, store_path
 
+    if not Path(args.folder).is_dir():
+        err.print(f"error: no such folder: {escape(str(args.folder))}")
+        return 1
+    if _inbox_jobs(args):  # an inbox (int8wb watch): one row per dropped model
+        return 0
     if not store_path(args.folder).exists():
         rows = []
     else:
@@ -156,8 +195,74 @@ def cmd_jobs(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from pathlib import Path
+
+    from calibration.comparison import compare_models
+    from calibration.report import comparison_layer_rows, comparison_rows, write_html
+
+    settings = {"batch": args.batch, "duration": args.duration}
+    columns = [TextColumn("{task.description:<28}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+               TimeElapsedColumn()]
+    with Progress(*columns, console=err, transient=True, disable=args.quiet or args.json) as bar:
+        task = bar.add_task("starting", total=100)
+        with contextlib.redirect_stdout(sys.stderr):  # keep stdout for our result alone
+            result = compare_models(args.a, args.b, args.device, settings, strict_f32=not args.no_f32,
+                                    progress=lambda pct, phase: bar.update(task, completed=pct, description=phase))
+    if args.html:
+        result["report"] = str(write_html(result, Path(args.html)).resolve())
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    a, b = result["models"]["a"], result["models"]["b"]
+    table = Table(title=f"A {a['name']} vs B {b['name']} on {result['device']} (batch {result['settings']['batch']})")
+    table.add_column("")
+    for key in result["variants"]:
+        table.add_column(result["labels"][key], justify="right")
+    for row in comparison_rows(result):
+        table.add_row(*row)
+    out.print(table)
+    if args.layers:
+        layers = Table(title="runtime layers, A vs B (device default)")
+        for col in ("layer", "type", "A precision", "A time", "B precision", "B time", "Δ time"):
+            layers.add_column(col, overflow="fold")
+        for row in comparison_layer_rows(result):
+            layers.add_row(*row)
+        out.print(layers)
+    out.print(f"B vs A: {result['speedup']['b_vs_a']:.2f}x throughput, size "
+              f"{result['model_size']['b'] / result['model_size']['a']:.2f}x")
+    for note in result["notes"]:
+        out.print(f"[yellow]note[/]: {escape(note)}")
+    if args.html:
+        out.print(f"report: {result['report']}")
+    return 0
+
+
+EXIT_CODES = """exit status:
+  0    success (check: no error found)
+  1    refused or failed: bad input, a spec or model problem, a failed run
+       (each problem printed to stderr as `file:line: key: message (fix: ...)`)
+  2    usage error (unknown command or option, bad option value)
+  130  cancelled (Ctrl-C); nothing was written
+
+every subcommand has --help; --json prints data as JSON on stdout (progress and messages go to stderr)"""
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="int8wb", description="INT8 calibration of OpenVINO IR models")
+    parser = argparse.ArgumentParser(prog="int8wb", description="INT8 calibration of OpenVINO IR models",
+                                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("calibrate", help="baseline FP32 → calibrate → compare, from a *.calibration.toml")
     p.add_argument("spec")
@@ -167,23 +272,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust", action="store_true",
                    help="run the spec's custom metric (Python code from the workspace); also INT8WB_TRUST=1")
     p.set_defaults(func=cmd_calibrate)
+    p = sub.add_parser("compare", help="speed, per-layer runtime and size of any two IR models (A vs B)",
+                       description="Measures two models (e.g. FP32 vs INT8, or two INT8 variants) on the same random "
+                                   "inputs shaped like the model inputs (dynamic dims -> 1): throughput and latency "
+                                   "as the device runs each by default (plus strict f32 for models that are not "
+                                   "quantized), both per-layer runtime tables side by side, and sizes.")
+    p.add_argument("a", metavar="A.xml", help="first model (the reference)")
+    p.add_argument("b", metavar="B.xml", help="second model")
+    p.add_argument("--device", default="CPU", help="OpenVINO device (default: CPU)")
+    p.add_argument("--batch", type=_positive(int), default=1, help="batch size (default: 1)")
+    p.add_argument("--duration", type=_positive(float), default=3.0,
+                   help="seconds of measurement per variant (default: 3)")
+    p.add_argument("--no-f32", action="store_true", help="skip the strict-f32 variant of non-quantized models")
+    p.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
+    p.add_argument("--html", metavar="OUT", help="write the comparison as one self-contained HTML page")
+    p.add_argument("--layers", action="store_true", help="also print both per-layer runtime tables side by side")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_compare)
     p = sub.add_parser("inspect", help="what the IR's XML says: version, inputs, precision, eligibility facts")
-    p.add_argument("model")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("model", metavar="MODEL.xml")
+    p.add_argument("--json", action="store_true", help="print the facts as one JSON object")
     p.set_defaults(func=cmd_inspect)
     p = sub.add_parser("check", help="eligibility and spec problems of specs, models and folders (recursive)")
     p.add_argument("paths", nargs="+")
     p.add_argument("--json", action="store_true", help="a list of {path, rule, severity, message, line, key, fix}")
     p.set_defaults(func=cmd_check)
-    p = sub.add_parser("schema", help="print the JSON Schema of calibration spec files")
+    p = sub.add_parser("schema", help="print the JSON Schema of calibration spec files (always JSON)")
     p.set_defaults(func=cmd_schema)
     p = sub.add_parser("serve", help="run the language-server daemon over stdio (for editors)")
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("jobs", help="calibration jobs of a workspace (<folder>/.int8wb/jobs.sqlite)")
     p.add_argument("folder", nargs="?", default=".")
     p.add_argument("--json", action="store_true", help="the rows as a JSON list")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=_positive(int), default=50, help="at most this many rows, newest first")
     p.set_defaults(func=cmd_jobs)
+    p = sub.add_parser("watch", help="calibrate every model dropped in an inbox (policy: INBOX/calibration.toml)")
+    from calibration.dropfolder import add_arguments as _watch_arguments
+    _watch_arguments(p)
+    p.set_defaults(func=cmd_watch)
     return parser
 
 

@@ -1,0 +1,41 @@
+// Unit tests of the launch and job-row logic the extension uses (bundled to dist/launch.js by `npm run build`).
+import assert from "node:assert/strict";
+import { createRequire } from "node:module";
+import { test } from "node:test";
+
+const require = createRequire(import.meta.url);
+const { serverLaunch, describeJob, statusText, stateIcon, isActive } = require("../dist/launch.js");
+
+test("the server is <python> -m daemon with the settings as environment", () => {
+  const launch = serverLaunch({ pythonPath: ".venv/bin/python", serverArgs: ["--x"], maxJobs: 3, trustCustomMetrics: true },
+    { PATH: "/bin", INT8WB_TRUST: "0" }, "/ws");
+  assert.equal(launch.command, "/ws/.venv/bin/python");
+  assert.deepEqual(launch.args, ["-m", "daemon", "--x"]);
+  assert.equal(launch.env.INT8WB_MAX_JOBS, "3");
+  assert.equal(launch.env.INT8WB_TRUST, "1");
+  assert.equal(launch.env.PATH, "/bin");
+});
+
+test("defaults: python3 on PATH, one job, no trust even if the editor's environment has it", () => {
+  const launch = serverLaunch({}, { INT8WB_TRUST: "1" }, "/ws");
+  assert.equal(launch.command, "python3");
+  assert.deepEqual(launch.args, ["-m", "daemon"]);
+  assert.equal(launch.env.INT8WB_MAX_JOBS, "1");
+  assert.equal(launch.env.INT8WB_TRUST, undefined);
+});
+
+test("job rows read as one line each, and the status bar shows the running one", () => {
+  const base = { id: "j1", spec: "/ws/digits/digits.calibration.toml", created: 1, started: 1, finished: null, error: null, summary: null };
+  const running = { ...base, state: "running", percent: 41.6, phase: "calibrating" };
+  const queued = { ...base, id: "j2", state: "queued", percent: 0, phase: null };
+  const done = { ...base, id: "j3", state: "done", percent: 100, phase: null, summary: { drop: 0.0019, speedup_vs_default: 1.05 } };
+  const failed = { ...base, id: "j4", state: "failed", percent: 10, phase: null, error: "worker died (SIGKILL)" };
+  assert.equal(describeJob(running), "42% calibrating");
+  assert.equal(describeJob(done), "drop +0.19 pp, 1.05x vs FP32 default");
+  assert.equal(describeJob(failed), "failed: worker died (SIGKILL)");
+  assert.equal(statusText([running, queued, done]), "int8wb: digits.calibration.toml 42% calibrating (+1)");
+  assert.equal(statusText([queued]), "int8wb: 1 queued");
+  assert.equal(statusText([done, failed]), undefined);
+  assert.equal(stateIcon("running"), "sync~spin");
+  assert.ok(isActive(queued) && !isActive(done));
+});
