@@ -12,7 +12,7 @@ from typing import Iterable
 
 from . import eligibility
 from .datasets import open_dataset
-from .inspection import inspect_model
+from .inspection import inspect_model, is_ir
 from .metrics import needs_labels
 from .problems import CalibrationError, Problem
 from .spec import SPEC_SUFFIX, Spec, load_spec
@@ -87,13 +87,6 @@ def _at_model_key(spec: Spec, p: Problem) -> Problem:
     return replace(located, severity=p.severity)
 
 
-def _is_ir(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return b"<net" in fh.read(512)
-    except OSError:
-        return False
-
 
 def targets(paths: Iterable[str | os.PathLike]) -> Iterable[tuple[Path, str, bool]]:
     """(file, "spec"|"model", scanned) for named files and for what folders hold, recursively."""
@@ -106,7 +99,7 @@ def targets(paths: Iterable[str | os.PathLike]) -> Iterable[tuple[Path, str, boo
                     f = Path(root) / name
                     if name.endswith(SPEC_SUFFIX):
                         yield f, "spec", True
-                    elif name.endswith(".xml") and _is_ir(f):
+                    elif name.endswith(".xml") and is_ir(f):
                         yield f, "model", True
         elif path.name.endswith(SPEC_SUFFIX):
             yield path, "spec", False

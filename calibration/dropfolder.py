@@ -37,7 +37,6 @@ import sqlite3
 import sys
 import threading
 import time
-import tomllib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .jobs import FINAL, STORE_DIR, JobStore, Runner, _alive, store_path
 from .problems import CalibrationError, Problem
-from .spec import Spec, _located
+from .spec import Spec, _located, read_toml
 from .toml_lines import line_of
 
 POLICY_NAME = "calibration.toml"
@@ -128,19 +127,7 @@ def is_inbox(folder: str | os.PathLike) -> bool:
 def load_policy(path: str | os.PathLike, text: str | None = None) -> Policy:
     """Parses and validates a policy; raises CalibrationError whose problems name file, line and key."""
     path = Path(path).resolve()
-    if text is None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CalibrationError(Problem(f"cannot read the drop policy: {exc}", path=str(path), rule="policy",
-                                           fix=f"create {POLICY_NAME} in the inbox")) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        import re
-        match = re.search(r"line (\d+)", str(exc))
-        raise CalibrationError(Problem(f"invalid TOML: {exc}", path=str(path),
-                                       line=int(match.group(1)) if match else 1, rule="toml")) from None
+    text, data = read_toml(path, text, "drop policy", fix=f"create {POLICY_NAME} in the inbox")
     at = lambda *keys: line_of(text, keys)  # noqa: E731
     problems: list[Problem] = []
     if "model" in data:

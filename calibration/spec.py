@@ -179,23 +179,28 @@ class Spec(_Table):
 def load_spec(path: str | Path, text: str | None = None) -> Spec:
     """Parses and validates a spec; `text` overrides the file (an editor's unsaved buffer)."""
     path = Path(path).resolve()
-    if text is None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CalibrationError(Problem(f"cannot read the spec: {exc}", path=str(path))) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"line (\d+)", str(exc))
-        raise CalibrationError(Problem(f"invalid TOML: {exc}", path=str(path),
-                                       line=int(match.group(1)) if match else 1, rule="toml")) from None
+    text, data = read_toml(path, text, "spec")
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
         raise CalibrationError(_merge([_located(path, text, err) for err in exc.errors()])) from None
     spec._path, spec._text = path, text
     return spec
+
+
+def read_toml(path: Path, text: str | None, what: str, fix: str | None = None) -> tuple[str, dict]:
+    """(text, table) of a TOML file or of the editor's `text`; errors name the file and line."""
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CalibrationError(Problem(f"cannot read the {what}: {exc}", path=str(path), fix=fix)) from None
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        raise CalibrationError(Problem(f"invalid TOML: {exc}", path=str(path),
+                                       line=int(match.group(1)) if match else 1, rule="toml")) from None
 
 
 def _located(path: Path, text: str, err: dict) -> Problem:

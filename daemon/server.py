@@ -30,6 +30,7 @@ from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
+from calibration.inspection import is_ir
 from calibration.jobs import FINAL, JobStore, Runner
 from calibration.spec import SPEC_SUFFIX
 
@@ -70,13 +71,6 @@ def _hidden(path: Path, root: Path) -> bool:
         parts = path.parts
     return any(p.startswith(".") for p in parts)
 
-
-def _is_ir(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return b"<net" in fh.read(512)
-    except OSError:
-        return False
 
 
 def _signature(path: Path) -> tuple:
@@ -259,7 +253,7 @@ class Int8Server(LanguageServer):
             problems = await asyncio.to_thread(_check_spec, path, None)
             self.publish(uri, _diagnostics(problems, path, None))
             return
-        if not _is_ir(path):
+        if not is_ir(path):
             if self.unsettled(path, sig):  # maybe an IR still being written: look again later
                 return
             self.known[path] = sig
@@ -421,7 +415,7 @@ def _walk(roots: list[Path]) -> dict[Path, tuple]:
                 if name.startswith("."):
                     continue
                 p = Path(folder) / name
-                if name.endswith(SPEC_SUFFIX) or (name.endswith(".xml") and _is_ir(p)):
+                if name.endswith(SPEC_SUFFIX) or (name.endswith(".xml") and is_ir(p)):
                     out[p] = _signature(p)
     return out
 
