@@ -12,7 +12,7 @@ import numpy as np
 
 from .inspection import ModelInfo
 from .preprocessing import IMAGE_SUFFIXES, ImagePreprocessor, check_shape
-from .problems import CalibrationError, Problem
+from .problems import CalibrationError, Cancelled, Problem
 from .spec import DatasetSpec, Spec
 
 CACHE_BYTES = 1 << 30
@@ -59,6 +59,20 @@ class Dataset:
 
     def _load(self, index: int) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def preload(self, indices: list[int], cancel=None) -> bool:
+        """Decodes `indices` into the cache up front when they fit: decoding between NNCF's
+        short inferences costs more than decoding in one go. False (nothing done) when they don't."""
+        if not indices:
+            return True
+        first = self.load(indices[0])
+        if self._cached_bytes + sum(a.nbytes for a in first.values()) * (len(indices) - 1) > CACHE_BYTES:
+            return False
+        for i in indices[1:]:
+            if cancel and cancel():
+                raise Cancelled()
+            self.load(i)
+        return True
 
     def subset_indices(self) -> list[int]:
         """The deterministic calibration subset, in dataset order."""

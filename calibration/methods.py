@@ -44,6 +44,7 @@ def quantize_default(model: ov.Model, spec: Spec, dataset: Dataset, indices: lis
                      progress: Callable[[float], None] | None = None,
                      cancel: Callable[[], bool] | None = None) -> ov.Model:
     """Every INT8-able layer quantized: NNCF post-training quantization over the subset."""
+    dataset.preload(indices, cancel)
     feed = _Feed(dataset, indices, progress, cancel)
     return _quiet(nncf.quantize, model, nncf.Dataset(feed), subset_size=len(indices), **nncf_settings(spec))
 

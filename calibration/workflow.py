@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +24,7 @@ from .problems import Cancelled, CalibrationError
 from .report import render_html
 from .runtime import DEFAULT, F32, INT8, config_for, default_precision, read_model
 from .spec import Spec
+from .versions import versions
 
 ProgressFn = Callable[[float, str], None]
 
@@ -49,16 +49,6 @@ class _Progress:
 
     def within(self, phase: str) -> Callable[[float], None]:
         return lambda fraction: self(phase, fraction)
-
-
-def versions() -> dict:
-    out = {}
-    for dist in ("int8-workbench", "openvino", "nncf"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = None
-    return out
 
 
 def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None,

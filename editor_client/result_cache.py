@@ -30,7 +30,7 @@ import platform
 import tempfile
 import time
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
+from calibration.versions import versions
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -40,22 +40,10 @@ except ImportError:  # Windows: no cross-process lock; entries are still written
     fcntl = None
 
 FORMAT = 1
-VERSIONED = ("int8-workbench", "openvino", "nncf")  # as calibration.workflow.versions()
 RACY_NS = 2_000_000_000
 CHUNK = 1 << 20
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
-
-
-def versions() -> dict:
-    """`calibration.workflow.versions()` without importing OpenVINO (which costs ~1 s)."""
-    out = {}
-    for dist in VERSIONED:
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = None
-    return out
 
 
 def host() -> str:
