@@ -40,11 +40,15 @@ def main() -> None:
     parser.add_argument("--max-drop", type=float, default=0.01)
     parser.add_argument("--speed-seconds", type=float, default=5.0)
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--int8-float", choices=["default", "f32"], default=None,
+                        help="override [inference] int8_float_precision")
     args = parser.parse_args()
     nncf.set_log_level(logging.ERROR)
 
     spec = load_spec(args.spec)
     spec.calibration.max_drop = args.max_drop
+    if args.int8_float:
+        spec.inference.int8_float_precision = args.int8_float
     info = inspect_model(spec.model_path)
     cal = open_dataset(spec, info)
     val = open_dataset(spec, info, "validation")
@@ -89,7 +93,7 @@ def main() -> None:
                "validations_ours": len(outcome.probes)}
     sample = cal.load(subset[0])
     for name, model in (("ours", outcome.model), ("nncf", theirs)):
-        compiled = core.compile_model(model, spec.device, config_for(INT8, spec.device))
+        compiled = core.compile_model(model, spec.device, config_for(INT8, spec.device, spec.inference.int8_float_precision))
         acc = evaluate(compiled, val, val_idx, metric).accuracy
         figures[f"{name}_accuracy"] = acc
         figures[f"{name}_drop"] = degradation(metric, base.accuracy, acc)[0]
@@ -99,7 +103,7 @@ def main() -> None:
             f_h = evaluate(core.compile_model(read_model(core, str(spec.model_path)), spec.device,
                                               config_for(F32, spec.device)), held, h_idx, metric).accuracy
             figures[f"{name}_heldout_drop"] = degradation(metric, f_h, evaluate(compiled, held, h_idx, metric).accuracy)[0]
-        figures[f"{name}_throughput"] = measure(core, model, spec.device, config_for(INT8, spec.device),
+        figures[f"{name}_throughput"] = measure(core, model, spec.device, config_for(INT8, spec.device, spec.inference.int8_float_precision),
                                                 spec.inference, sample, duration=args.speed_seconds)["throughput"]
     figures["throughput_ratio"] = figures["ours_throughput"] / figures["nncf_throughput"]
     print("| | ours | NNCF |\n|---|---|---|")

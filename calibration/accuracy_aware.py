@@ -65,7 +65,7 @@ def revert(model: ov.Model, names: set[str]) -> ov.Model:
     return copy
 
 
-def rank(core: ov.Core, fp32: ov.Model, quantized: ov.Model, device: str, dataset: Dataset,
+def rank(core: ov.Core, fp32: ov.Model, quantized: ov.Model, device: str, int8_config: dict, dataset: Dataset,
          samples: list[int], progress: Callable[[float], None] | None = None,
          cancel: Callable[[], bool] | None = None) -> list[tuple[str, str, float]]:
     """(name, type, sensitivity) of every quantized layer, most sensitive first.
@@ -79,7 +79,7 @@ def rank(core: ov.Core, fp32: ov.Model, quantized: ov.Model, device: str, datase
     reference = _outputs(core.compile_model(fp32, device, config_for("fp32_f32", device)), inputs)
 
     def distance(model: ov.Model) -> float:
-        got = _outputs(core.compile_model(model, device, config_for(INT8, device)), inputs)
+        got = _outputs(core.compile_model(model, device, int8_config), inputs)
         return float(np.mean([np.sum((g - r) ** 2) / (np.sum(r ** 2) + 1e-12) for g, r in zip(got, reference)]))
 
     start = distance(quantized)
@@ -108,6 +108,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     relative = spec.calibration.drop_type == "relative"
     say = progress or (lambda f: None)
     val_ds, val_idx = validation
+    int8_config = config_for(INT8, spec.device, spec.inference.int8_float_precision)
 
     feed = _Feed(dataset, subset, lambda f: say(0.4 * f), cancel)
     params = AdvancedQuantizationParameters(backend_params={"compress_weights": False})
@@ -119,7 +120,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
         if cancel and cancel():
             raise Cancelled()
         model = revert(quantized, set(reverted)) if reverted else quantized
-        compiled = core.compile_model(model, spec.device, config_for(INT8, spec.device))
+        compiled = core.compile_model(model, spec.device, int8_config)
         ev = evaluate(compiled, val_ds, val_idx, metric, output=out, references=baseline.references, cancel=cancel)
         drop, drop_rel = degradation(metric, baseline.accuracy, ev.accuracy)
         row = {"fp32_layers": len(reverted), "accuracy": ev.accuracy, "drop": drop, "drop_relative": drop_rel,
@@ -134,7 +135,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
         # Rank on the samples INT8 got most wrong, where a layer's damage shows.
         damage = first["scores"] - baseline.scores if not metric.higher_is_better else baseline.scores - first["scores"]
         order = [val_idx[i] for i in np.argsort(-damage, kind="stable")[:RANKING_SAMPLES]]
-        ranked = rank(core, fp32, quantized, spec.device, val_ds, order, lambda f: say(0.45 + 0.3 * f), cancel)
+        ranked = rank(core, fp32, quantized, spec.device, int8_config, val_ds, order, lambda f: say(0.45 + 0.3 * f), cancel)
         say(0.75)
         # Every probe is recorded; the answer is the smallest measured prefix that passed.
         _search(len(ranked), lambda k: measure([n for n, _, _ in ranked[:k]])["ok"],

@@ -15,8 +15,11 @@ INT8 = "int8"             # calibrated model as the device runs it by default
 VARIANT_LABELS = {F32: "FP32 (strict f32)", DEFAULT: "FP32 (device default)", INT8: "INT8"}
 
 
-def config_for(variant: str, device: str) -> dict:
-    if variant == F32 and device.upper().startswith("CPU"):
+def config_for(variant: str, device: str, int8_float: str = "default") -> dict:
+    """Compile settings of a variant; `int8_float` = "f32" runs the INT8 model's float layers in
+    strict f32 instead of the device default (the spec's [inference] int8_float_precision)."""
+    strict = variant == F32 or (variant == INT8 and int8_float == "f32")
+    if strict and device.upper().startswith("CPU"):
         return {"INFERENCE_PRECISION_HINT": "f32"}
     return {}
 

@@ -110,6 +110,10 @@ class InferenceSpec(_Table):
     streams: int | Literal["auto"] = Field("auto", description="Inference streams (\"auto\": device decides)")
     requests: int | Literal["auto"] = Field("auto", description="Parallel infer requests (\"auto\": optimal)")
     duration: float = Field(3.0, gt=0, le=600, description="Seconds of measurement per model variant")
+    int8_float_precision: Literal["default", "f32"] = Field(
+        "default", description="How the INT8 model's layers that stay in floating point run, for its accuracy, "
+                               "AccuracyAware's search and its speed: the device default (bf16 on AMX CPUs) or "
+                               "strict f32. Deploy the INT8 model the same way.")
 
     @field_validator("streams", "requests")
     @classmethod

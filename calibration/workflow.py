@@ -96,6 +96,7 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
     base = _accuracy(compiled, roles, metric, out, None, step.within("baseline accuracy"), cancel)
     del compiled
 
+    int8_float = spec.inference.int8_float_precision
     staging = Staging(spec.output_dir)
     try:
         step("calibrating")
@@ -115,7 +116,7 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
         int8 = read_model(core, str(tmp_xml))  # measure what is on disk, not what is in memory
 
         step("INT8 accuracy")
-        compiled = core.compile_model(int8, spec.device, config_for(INT8, spec.device))
+        compiled = core.compile_model(int8, spec.device, config_for(INT8, spec.device, int8_float))
         q = _accuracy(compiled, roles, metric, out, base, step.within("INT8 accuracy"), cancel)
         del compiled
         budget = _budget(spec, metric, base["validation"].accuracy, q["validation"].accuracy, outcome)
@@ -126,13 +127,14 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
         speed = {}
         for name, (model, phase) in variants.items():
             step(phase)
-            speed[name] = performance.measure(core, model, spec.device, config_for(name, spec.device),
+            speed[name] = performance.measure(core, model, spec.device, config_for(name, spec.device, int8_float),
                                               spec.inference, sample, cancel=cancel)
             if cancel and cancel():
                 raise Cancelled()
         step("per-layer profile")
         layers = {F32: performance.profile(core, fp32, spec.device, config_for(F32, spec.device), sample),
-                  INT8: performance.profile(core, int8, spec.device, config_for(INT8, spec.device), sample)}
+                  INT8: performance.profile(core, int8, spec.device, config_for(INT8, spec.device, int8_float),
+                                            sample)}
 
         met = budget is None or budget["met"]
         finals = output_paths(spec.output_dir, stem, over_budget=not met)

@@ -160,3 +160,18 @@ def test_unreachable_budget_fails_and_keeps_the_best_attempt_aside(project):
     assert not (out / "mlp.int8.xml").exists() and not (out / "mlp.int8.json").exists()
     kept = json.loads((out / "mlp.int8.over-budget.json").read_text())
     assert kept["budget"]["met"] is False and (out / "mlp.int8.over-budget.xml").exists()
+
+
+def test_int8_float_layers_can_run_strict_f32(project, aa_result):
+    """With int8_float_precision = "f32" the INT8 model's float layers are measured in f32, not the
+    device default (bf16 on AMX CPUs), and the search holds its budget in that configuration."""
+    spec = write_spec(project, "aaf32", 'method = "accuracy_aware"\nmax_drop = 0.005')
+    spec.inference.int8_float_precision = "f32"
+    res = calibrate(spec)
+    assert res["budget"]["met"] and res["settings"]["int8_float_precision"] == "f32"
+    floats = {r["runtimePrecision"] for r in res["layers"]["int8"]
+              if r["type"] == "FullyConnected" and r["runtimePrecision"] not in ("u8", "i8")}
+    assert floats == {"f32"}
+    default_floats = {r["runtimePrecision"] for r in aa_result["layers"]["int8"]
+                      if r["type"] == "FullyConnected" and r["runtimePrecision"] not in ("u8", "i8")}
+    assert default_floats == {aa_result["device_default_precision"]}
