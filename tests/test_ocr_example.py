@@ -1,0 +1,47 @@
+"""The PP-OCRv5 recogniser case (slow: ~5-10 minutes; `make test-all` or `pytest -m slow`).
+
+AccuracyAware on a real model where Default INT8 loses ~4 pp of exact match: the budget holds on
+the validation set, and the reported figures match an independent evaluation of the saved model."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import pytest
+
+from calibration import load_spec
+from calibration.workflow import calibrate
+
+ROOT = Path(__file__).resolve().parents[1]
+OCR = ROOT / "examples" / "ocr"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    subprocess.run([sys.executable, str(OCR / "prepare.py")], check=True)
+    spec = load_spec(OCR / "ocr.calibration.toml")
+    spec.output.dir = str(tmp_path_factory.mktemp("ocr"))
+    spec.inference.duration = 0.5
+    return calibrate(spec, trust_custom_metrics=True)
+
+
+def test_budget_met_on_validation(result):
+    assert result["budget"]["met"] and result["drop"] <= 0.01
+    assert result["fp32_layers"] and len(result["fp32_layers"]) < result["accuracy_aware"]["quantized_layers"]
+
+
+def test_figures_match_an_independent_evaluation(result):
+    sys.path.insert(0, str(OCR))
+    from ocr_metric import exact_match
+
+    compiled = ov.Core().compile_model(result["output"]["model"], "CPU")
+    spec = load_spec(OCR / "ocr.calibration.toml")
+    from calibration.datasets import open_dataset
+    from calibration.inspection import inspect_model
+
+    val = open_dataset(spec, inspect_model(spec.model_path), "validation")
+    scores = [exact_match(compiled(val.load(i), share_inputs=False)[0], val.label(i)) for i in range(len(val))]
+    assert float(np.mean(scores)) == pytest.approx(result["int8"]["accuracy"])
