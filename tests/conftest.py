@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,17 @@ def copy_example(folder: Path) -> Path:
 @pytest.fixture
 def example(tmp_path) -> Path:
     return copy_example(tmp_path)
+
+
+def wait_until(pred, timeout: float = 30.0, what: str = "condition"):
+    """Polls `pred` until it is truthy (returned) or `timeout` seconds pass (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def tree(folder: Path) -> dict[str, int]:

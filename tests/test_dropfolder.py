@@ -23,7 +23,7 @@ import pytest
 from calibration.dropfolder import DropFolder, content_hash, inbox_rows, load_policy, spec_text
 from calibration.jobs import JobStore
 from calibration.problems import CalibrationError
-from conftest import EXAMPLE, conv_net, save, tree
+from conftest import EXAMPLE, conv_net, save, tree, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,15 +104,6 @@ def box(tmp_path, monkeypatch) -> Box:
     return b
 
 
-def _wait(pred, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 class Running:
     """The watcher in a thread (watchdog + polling), bounded by a timeout."""
@@ -127,7 +118,7 @@ class Running:
 
     def __enter__(self):
         self.thread.start()
-        _wait(lambda: self.drop._started, 10, "watcher started")
+        wait_until(lambda: self.drop._started, 10, "watcher started")
         return self.drop
 
     def __exit__(self, *exc):
@@ -195,7 +186,7 @@ def test_slow_copy_is_taken_once_complete(box):
                     fh.write(data[i * len(data) // 5:(i + 1) * len(data) // 5])
                     fh.flush()
                     time.sleep(0.12)
-        _wait(lambda: (box.outbox / "slow" / "drop.json").is_file(), 20, "the calibrated model")
+        wait_until(lambda: (box.outbox / "slow" / "drop.json").is_file(), 20, "the calibrated model")
         assert drop.failures == []
     assert box.calls_made() == [str(box.inbox / ".int8wb" / "work" /
                                     json.loads((box.outbox / "slow" / "drop.json").read_text())["sha256"][:16]
@@ -215,7 +206,7 @@ def test_one_file_of_the_pair_long_before_the_other(box, first):
         time.sleep(1.0)  # well past settle: the lone file must not be taken
         assert box.calls_made() == [] and box.entries() == [] and box.entries(box.failed) == []
         shutil.copy(src.with_suffix(second), box.inbox / f"pair{second}")
-        _wait(lambda: (box.outbox / "pair" / "drop.json").is_file(), 20, "the calibrated model")
+        wait_until(lambda: (box.outbox / "pair" / "drop.json").is_file(), 20, "the calibrated model")
     assert len(box.calls_made()) == 1 and drop.failures == []
     log = (box.inbox / ".int8wb" / "dropfolder.log").read_text()
     if first == ".xml":
@@ -234,7 +225,7 @@ def test_atomic_rename_and_whole_folder_moved_in(box):
         os.rename(folder, box.inbox / "batch")              # a whole folder
         os.rename(single.with_suffix(".bin"), box.inbox / "single.bin")  # a pair, one rename each
         os.rename(single, box.inbox / "single.xml")
-        _wait(lambda: len(box.entries()) == 3, 20, "three entries")
+        wait_until(lambda: len(box.entries()) == 3, 20, "three entries")
     assert box.entries() == ["batch__a", "batch__b", "single"]
     assert len(box.calls_made()) == 3 and drop.failures == []
     assert all(_complete_entry(box.outbox / n, n.split("__")[-1]) for n in box.entries())
@@ -327,7 +318,7 @@ def test_clean_stop_requeues_the_running_job(box, monkeypatch):
     shutil.copy(m, box.inbox / "slowjob.xml")
     shutil.copy(m.with_suffix(".bin"), box.inbox / "slowjob.bin")
     with Running(box.watcher()) as drop:
-        _wait(lambda: len(box.calls_made()) == 1, 20, "job started")
+        wait_until(lambda: len(box.calls_made()) == 1, 20, "job started")
     assert box.entries() == []
     monkeypatch.setenv("FAKE_SLEEP", "0")
     drop = box.watcher()
@@ -377,9 +368,9 @@ def test_kill_9_of_the_watcher_mid_calibration_then_restart(box):
     watcher = subprocess.Popen([sys.executable, "-m", "calibration.dropfolder", str(box.inbox), "-q"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        store = _wait(lambda: (box.inbox / ".int8wb" / "jobs.sqlite").exists() and JobStore(box.inbox), 20,
+        store = wait_until(lambda: (box.inbox / ".int8wb" / "jobs.sqlite").exists() and JobStore(box.inbox), 20,
                       "the store")
-        job = _wait(lambda: next((j for j in store.list() if j["state"] == "running" and j["percent"] >= 2), None),
+        job = wait_until(lambda: next((j for j in store.list() if j["state"] == "running" and j["percent"] >= 2), None),
                     40, "a calibration in progress")
     finally:
         watcher.send_signal(signal.SIGKILL)
@@ -433,7 +424,7 @@ def test_the_daemon_serves_a_workspace_folder_that_holds_a_policy(box):
     server.start_inbox(box.inbox, entry)
     try:
         assert entry["drop"] is not None
-        _wait(lambda: (box.outbox / "served" / "drop.json").is_file(), 20, "the daemon's inbox result")
+        wait_until(lambda: (box.outbox / "served" / "drop.json").is_file(), 20, "the daemon's inbox result")
     finally:
         entry["drop"].stop()
         runner.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from calibration.jobs import JobStore, Runner, store_path
-from conftest import copy_example
+from conftest import copy_example, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,15 +25,6 @@ def _visible(folder: Path) -> dict[str, int]:
 def _temporaries(folder: Path) -> list[str]:
     return [p.name for p in folder.glob(".*tmp*")] if folder.is_dir() else []
 
-
-def _wait(pred, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -65,7 +56,7 @@ def test_queue_limit_progress_and_summary(ws):
     runner = Runner(store, max_concurrent=1, on_change=events.append).start()
     try:
         ids = [runner.submit(spec) for _ in range(3)]
-        _wait(lambda: store.get(ids[0])["state"] == "running", what="first job running")
+        wait_until(lambda: store.get(ids[0])["state"] == "running", what="first job running")
         time.sleep(0.5)
         states = [store.get(i)["state"] for i in ids]
         assert states == ["running", "queued", "queued"], states
@@ -93,7 +84,7 @@ def test_concurrency_limit_of_two(ws):
     runner = Runner(store, max_concurrent=2).start()
     try:
         ids = [runner.submit(spec_in(ws)) for _ in range(3)]
-        _wait(lambda: len(runner.running()) == 2, what="two workers")
+        wait_until(lambda: len(runner.running()) == 2, what="two workers")
         time.sleep(0.3)
         assert sorted(store.get(i)["state"] for i in ids) == ["queued", "running", "running"]
     finally:
@@ -111,7 +102,7 @@ def test_cancel_kills_the_worker_and_leaves_no_output(ws):
     try:
         job_id = runner.submit(spec)
         # past "saving": the engine has staged its temporaries in the output folder
-        running = _wait(lambda: (j := store.get(job_id))["state"] == "running" and j["percent"] >= 52 and j,
+        running = wait_until(lambda: (j := store.get(job_id))["state"] == "running" and j["percent"] >= 52 and j,
                         60, "job in progress")
         t0 = time.monotonic()
         assert runner.cancel(job_id)
@@ -132,12 +123,12 @@ def test_killed_worker_fails_the_job_and_the_runner_lives_on(ws):
     try:
         first = runner.submit(spec)
         second = runner.submit(spec)
-        running = _wait(lambda: (j := store.get(first))["state"] == "running" and j["pid"] and j, 30, "running")
+        running = wait_until(lambda: (j := store.get(first))["state"] == "running" and j["pid"] and j, 30, "running")
         os.kill(running["pid"], signal.SIGKILL)  # what the OOM killer does
         failed = runner.wait(first, 10)
         assert failed["state"] == "failed" and "SIGKILL" in failed["error"]
         # the runner goes on with the queue
-        _wait(lambda: store.get(second)["state"] == "running", 10, "next job started")
+        wait_until(lambda: store.get(second)["state"] == "running", 10, "next job started")
         runner.cancel(second)
         assert runner.wait(second, 10)["state"] == "cancelled"
     finally:
@@ -165,7 +156,7 @@ def test_restart_marks_orphaned_running_rows_failed(ws):
     assert store.get(queued)["state"] == "queued"  # still there, picked up by the next runner
     runner.start()
     try:
-        _wait(lambda: store.get(queued)["state"] == "running", 10, "queued job resumed")
+        wait_until(lambda: store.get(queued)["state"] == "running", 10, "queued job resumed")
         runner.cancel(queued)
         runner.wait(queued, 10)
     finally:

@@ -6,7 +6,8 @@
   the validation set): wall time, accuracy, how many operations/quantizers it reverted;
 - one timed pass (batch 1, one request) over the 300 validation images per model variant.
 
-    python examples/ocr/measure.py [--skip-aa] [--json results.json]
+    python examples/ocr/measure.py [--skip-aa] [--repeats N]   # figures -> .cache/results.json
+    python examples/ocr/measure.py --timing-only                # re-time the saved models -> .cache/timing.json
 
 Run prepare.py first. Preprocessing is the spec's: RGB file -> BGR, (x - 127.5) / 127.5, NCHW.
 """
@@ -69,10 +70,10 @@ def fake_quantizes(model) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--skip-aa", action="store_true", help="skip quantize_with_accuracy_control")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    parser.add_argument("--save", action="store_true", help="save the INT8 models under .cache/")
+    parser.add_argument("--json", type=Path, default=HERE / ".cache" / "results.json",
+                        help="where the figures go as JSON (default .cache/results.json)")
     parser.add_argument("--timing-only", action="store_true",
-                        help="only time the models saved by an earlier --save run")
+                        help="only time the INT8 models an earlier full run saved in .cache/")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per variant (the best counts)")
     args = parser.parse_args()
 
@@ -81,6 +82,7 @@ def main() -> None:
 
     core = ov.Core()
     model = core.read_model(str(HERE / "model" / "rec.xml"))
+    (HERE / ".cache").mkdir(exist_ok=True)
     splits = {s: load_split(s) for s in ("calibration", "validation", "heldout")}
     val_x, val_y = splits["validation"]
     res: dict = {"versions": {"openvino": ov.__version__, "nncf": nncf.__version__,
@@ -92,8 +94,7 @@ def main() -> None:
                     "int8_accuracy_aware": (core.read_model(str(HERE / ".cache" / "rec.int8.aa.xml")), {})}
         res["timing_s"] = time_passes(core, variants, val_x, args.repeats)
         print(json.dumps(res, indent=2))
-        if args.json:
-            args.json.write_text(json.dumps(res, indent=2) + "\n")
+        args.json.with_name("timing.json").write_text(json.dumps(res, indent=2) + "\n")
         return
 
     def evaluate(name: str, compiled) -> dict:
@@ -122,8 +123,7 @@ def main() -> None:
     res["fake_quantize"] = {"default": fake_quantizes(int8)}
     res["int8_default"] = evaluate("INT8 Default", core.compile_model(int8, "CPU"))
     res["int8_default_f32hint"] = evaluate("INT8 Def f32", core.compile_model(int8, "CPU", F32))
-    if args.save:
-        ov.save_model(int8, str(HERE / ".cache" / "rec.int8.default.xml"), compress_to_fp16=False)
+    ov.save_model(int8, str(HERE / ".cache" / "rec.int8.default.xml"), compress_to_fp16=False)
     fp_s, q_s = res["fp32"]["_val_scores"], res["int8_default"]["_val_scores"]
     res["int8_default"]["validation_flips"] = {"fp32_right_int8_wrong": int(((fp_s == 1) & (q_s == 0)).sum()),
                                                "fp32_wrong_int8_right": int(((fp_s == 0) & (q_s == 1)).sum())}
@@ -150,10 +150,8 @@ def main() -> None:
         nncf_log.removeHandler(handler)
         nncf.set_log_level(logging.WARNING)
         text = log.getvalue()
-        (HERE / ".cache").mkdir(exist_ok=True)
         (HERE / ".cache" / "aa.log").write_text(text)
-        if args.save:
-            ov.save_model(aa, str(HERE / ".cache" / "rec.int8.aa.xml"), compress_to_fp16=False)
+        ov.save_model(aa, str(HERE / ".cache" / "rec.int8.aa.xml"), compress_to_fp16=False)
         res["fake_quantize"]["accuracy_aware"] = fake_quantizes(aa)
         res["accuracy_aware"] = evaluate("INT8 AA", core.compile_model(aa, "CPU"))
         res["accuracy_aware"].update(_parse_aa_log(text), wall_s=wall)
@@ -172,8 +170,7 @@ def main() -> None:
             res[key]["drop_vs_fp32"] = {s: res["fp32"][s]["exact_match"] - res[key][s]["exact_match"]
                                         for s in ("validation", "heldout")}
     print(json.dumps(res, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    args.json.write_text(json.dumps(res, indent=2) + "\n")
 
 
 def time_passes(core, variants: dict, xs: list[np.ndarray], repeats: int) -> dict:
@@ -206,9 +203,8 @@ def _parse_aa_log(text: str) -> dict:
     if m := re.search(r"(\d+) out of (\d+) were reverted", text):
         out["reverted_operations"] = int(m.group(1))
     out["reverted_steps"] = [int(n) for n in re.findall(r"Reverted (\d+) operations", text)]
-    drops = re.findall(r"Accuracy drop(?: with the new quantization scope is)?: ?([-\d.e]+)", text)
-    drops += re.findall(r"Accuracy drop with the new quantization scope is ([-\d.e]+)", text)
-    out["drops_logged"] = [float(d) for d in drops]
+    drops = re.findall(r"Accuracy drop(?::| with the new quantization scope is) ([-\d.e]+)", text)
+    out["drops_logged"] = [float(d) for d in drops]     # in order; the first is logged twice by NNCF
     if m := re.search(r"Algorithm completed: (.*)", text):
         out["completed"] = m.group(1).strip()
     out["reverted_names"] = re.findall(r"^\s*(\S+)\s*$", text.split("were reverted back")[-1], re.M)[:60] \
