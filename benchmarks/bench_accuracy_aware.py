@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--max-drop", type=float, default=0.01)
     parser.add_argument("--speed-seconds", type=float, default=5.0)
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--ours-only", action="store_true", help="skip NNCF (a quick look at ours alone)")
     parser.add_argument("--int8-float", choices=["default", "f32"], default=None,
                         help="override [inference] int8_float_precision")
     args = parser.parse_args()
@@ -69,6 +70,14 @@ def main() -> None:
     ours_s = time.perf_counter() - t0
     print(f"ours: {ours_s:.1f} s, {len(outcome.fp32_layers)} of {outcome.quantized_units} layers in FP32, "
           f"{len(outcome.probes)} validations")
+
+    if args.ours_only:
+        compiled = core.compile_model(outcome.model, spec.device, config_for(INT8, spec.device,
+                                                                            spec.inference.int8_float_precision))
+        acc = evaluate(compiled, val, val_idx, metric).accuracy
+        print(f"ours only: validation {acc:.4f} (FP32 {base.accuracy:.4f}), drop {base.accuracy - acc:+.4f}; "
+              f"FP32 layers {[layer['name'] for layer in outcome.fp32_layers]}")
+        return
 
     # --- NNCF
     fp32 = read_model(core, str(spec.model_path))
