@@ -37,7 +37,7 @@ def test_figures_match_an_independent_evaluation(result):
     sys.path.insert(0, str(OCR))
     from ocr_metric import exact_match
 
-    compiled = ov.Core().compile_model(result["output"]["model"], "CPU")
+    compiled = ov.Core().compile_model(result["output"]["model"], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     spec = load_spec(OCR / "ocr.calibration.toml")
     from calibration.datasets import open_dataset
     from calibration.inspection import inspect_model
