@@ -84,6 +84,8 @@ def cmd_calibrate(args) -> int:
             layers.add_row(*row)
         out.print(layers)
     out.print(f"INT8 layers: {result['int8_layer_count']}; result: {result['output']['result']}")
+    if result["output"].get("report"):
+        out.print(f"report: {result['output']['report']}")
     for note in result["notes"]:
         out.print(f"[yellow]note[/]: {note}")
     return 0
