@@ -55,8 +55,10 @@ def _units(model: ov.Model) -> list[ov.Node]:
         i.get_source_output().get_node().get_type_name() == "FakeQuantize" for i in op.inputs())]
 
 
-def revert(model: ov.Model, names: set[str]) -> ov.Model:
-    """A copy of the FakeQuantize model with the named layers' inputs taken before their quantizers."""
+def revert(model: ov.Model, names: set[str], compress: bool = True) -> ov.Model:
+    """A copy of the FakeQuantize model with the named layers' inputs taken before their quantizers,
+    its weights compressed to INT8 as they will be saved: what is measured is what is shipped
+    (INT8 constants do not compute exactly like FakeQuantize on FP32 weights)."""
     copy = model.clone()
     for op in copy.get_ordered_ops():
         if op.get_friendly_name() in names:
@@ -64,6 +66,8 @@ def revert(model: ov.Model, names: set[str]) -> ov.Model:
                 src = inp.get_source_output().get_node()
                 if src.get_type_name() == "FakeQuantize":
                     inp.replace_source_output(src.input_value(0))
+    if compress:
+        compress_quantize_weights_transformation(copy)
     return copy
 
 
@@ -84,7 +88,7 @@ def rank(core: ov.Core, fp32: ov.Model, quantized: ov.Model, device: str, int8_c
         got = _outputs(core.compile_model(model, device, int8_config), inputs)
         return float(np.mean([np.sum((g - r) ** 2) / (np.sum(r ** 2) + 1e-12) for g, r in zip(got, reference)]))
 
-    start = distance(quantized)
+    start = distance(revert(quantized, set()))
     units = _units(quantized)
     scored = []
     for n, unit in enumerate(units):
@@ -121,8 +125,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     def measure(reverted: list[str]) -> dict:
         if cancel and cancel():
             raise Cancelled()
-        model = revert(quantized, set(reverted)) if reverted else quantized
-        compiled = core.compile_model(model, spec.device, int8_config)
+        compiled = core.compile_model(revert(quantized, set(reverted)), spec.device, int8_config)
         ev = evaluate(compiled, val_ds, val_idx, metric, output=out, references=baseline.references, cancel=cancel)
         drop, drop_rel = degradation(metric, baseline.accuracy, ev.accuracy)
         row = {"fp32_layers": len(reverted), "accuracy": ev.accuracy, "drop": drop, "drop_relative": drop_rel,
@@ -155,8 +158,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
             row = measure(trial)
             if row["ok"]:
                 reverted, best = trial, row
-    final = revert(quantized, set(reverted)) if reverted else quantized
-    compress_quantize_weights_transformation(final)  # FakeQuantize weights -> INT8 constants, as NNCF does
+    final = revert(quantized, set(reverted))
     fp32_layers = [{"name": n, "type": t, "score": s, "rank": i + 1,
                     "reason": f"rank {i + 1} of {len(ranked)}: alone in FP32 it removes {s:.1%} of the output error"}
                    for i, (n, t, s) in enumerate(ranked) if n in set(reverted)]
