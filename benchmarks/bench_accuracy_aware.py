@@ -32,6 +32,23 @@ from calibration.performance import measure  # noqa: E402
 from calibration.runtime import F32, INT8, config_for, read_model  # noqa: E402
 
 SPEC = ROOT / "examples" / "ocr" / "ocr.calibration.toml"
+SAVE = ROOT / "examples" / "ocr" / ".cache" / "bench"
+TOLERANCE = 1e-9  # 0.98 - 0.97 is 0.010000000000000009 in floats: a drop at the budget meets it
+
+
+def alternate_speed(core: ov.Core, models: dict, spec, sample: dict, seconds: float, rounds: int) -> dict:
+    """Median throughput per model over rounds that alternate the models, so that a busy spell on a
+    shared machine hits both alike (one long measurement of each would not)."""
+    config = config_for(INT8, spec.device, spec.inference.int8_float_precision)
+    runs: dict[str, list[float]] = {name: [] for name in models}
+    for r in range(rounds):
+        order = list(models) if r % 2 == 0 else list(models)[::-1]
+        for name in order:
+            runs[name].append(measure(core, models[name], spec.device, config, spec.inference, sample,
+                                      duration=seconds)["throughput"])
+    for name, values in runs.items():
+        print(f"  {name}: " + " ".join(f"{v:.1f}" for v in values) + f"  median {np.median(values):.1f}/s")
+    return {name: float(np.median(values)) for name, values in runs.items()}
 
 
 def main() -> None:
@@ -43,6 +60,10 @@ def main() -> None:
     parser.add_argument("--ours-only", action="store_true", help="skip NNCF (a quick look at ours alone)")
     parser.add_argument("--int8-float", choices=["default", "f32"], default=None,
                         help="override [inference] int8_float_precision")
+    parser.add_argument("--save", default=str(SAVE), help="both results are saved here (ours.xml, nncf.xml)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="speed: alternate the two models this many rounds, report medians")
+    parser.add_argument("--retime", action="store_true", help="only re-measure the speed of the saved models")
     args = parser.parse_args()
     nncf.set_log_level(logging.ERROR)
 
@@ -60,6 +81,13 @@ def main() -> None:
             ds.load(i)
     metric = make_metric(spec, trusted=True)
     core = ov.Core()
+    sample = cal.load(subset[0])
+    save = Path(args.save)
+    if args.retime:
+        models = {name: core.read_model(str(save / f"{name}.xml")) for name in ("ours", "nncf")}
+        speed = alternate_speed(core, models, spec, sample, args.speed_seconds, args.rounds)
+        print(f"throughput ratio ours/NNCF {speed['ours'] / speed['nncf']:.2f}")
+        return
     print(f"model {info.path}: calibration {len(subset)}, validation {len(val_idx)}, max_drop {args.max_drop}")
 
     # --- ours
@@ -77,6 +105,8 @@ def main() -> None:
         acc = evaluate(compiled, val, val_idx, metric).accuracy
         print(f"ours only: validation {acc:.4f} (FP32 {base.accuracy:.4f}), drop {base.accuracy - acc:+.4f}; "
               f"FP32 layers {[layer['name'] for layer in outcome.fp32_layers]}")
+        save.mkdir(parents=True, exist_ok=True)
+        ov.save_model(outcome.model, str(save / "ours.xml"), compress_to_fp16=False)
         return
 
     # --- NNCF
@@ -100,8 +130,9 @@ def main() -> None:
     figures = {"ours_s": ours_s, "nncf_s": nncf_s, "ratio": ours_s / nncf_s, "fp32": base.accuracy,
                "fp32_layers_ours": len(outcome.fp32_layers), "quantized_layers": outcome.quantized_units,
                "validations_ours": len(outcome.probes)}
-    sample = cal.load(subset[0])
+    save.mkdir(parents=True, exist_ok=True)
     for name, model in (("ours", outcome.model), ("nncf", theirs)):
+        ov.save_model(model, str(save / f"{name}.xml"), compress_to_fp16=False)
         compiled = core.compile_model(model, spec.device, config_for(INT8, spec.device, spec.inference.int8_float_precision))
         acc = evaluate(compiled, val, val_idx, metric).accuracy
         figures[f"{name}_accuracy"] = acc
@@ -112,8 +143,9 @@ def main() -> None:
             f_h = evaluate(core.compile_model(read_model(core, str(spec.model_path)), spec.device,
                                               config_for(F32, spec.device)), held, h_idx, metric).accuracy
             figures[f"{name}_heldout_drop"] = degradation(metric, f_h, evaluate(compiled, held, h_idx, metric).accuracy)[0]
-        figures[f"{name}_throughput"] = measure(core, model, spec.device, config_for(INT8, spec.device, spec.inference.int8_float_precision),
-                                                spec.inference, sample, duration=args.speed_seconds)["throughput"]
+    print(f"speed: {args.rounds} alternating rounds of {args.speed_seconds:g} s each")
+    speed = alternate_speed(core, {"ours": outcome.model, "nncf": theirs}, spec, sample, args.speed_seconds, args.rounds)
+    figures.update({f"{name}_throughput": value for name, value in speed.items()})
     figures["throughput_ratio"] = figures["ours_throughput"] / figures["nncf_throughput"]
     print("| | ours | NNCF |\n|---|---|---|")
     print(f"| wall time (baseline + method) | {ours_s:.1f} s | {nncf_s:.1f} s |")
@@ -123,10 +155,10 @@ def main() -> None:
     if held is not None:
         print(f"| held-out drop | {figures['ours_heldout_drop']:+.4f} | {figures['nncf_heldout_drop']:+.4f} |")
     print(f"| FakeQuantize layers left | {figures['ours_fq']} | {figures['nncf_fq']} |")
-    print(f"| throughput, batch {spec.inference.batch} | {figures['ours_throughput']:.1f}/s | "
+    print(f"| throughput, batch {spec.inference.batch}, median | {figures['ours_throughput']:.1f}/s | "
           f"{figures['nncf_throughput']:.1f}/s |")
     print(f"\nratio ours/NNCF wall time {figures['ratio']:.2f} (goal ≤ 0.5); throughput ratio "
-          f"{figures['throughput_ratio']:.2f} (goal ≥ 1); our drop ≤ budget: {figures['ours_drop'] <= args.max_drop}")
+          f"{figures['throughput_ratio']:.2f} (goal ≥ 1); our drop ≤ budget: {figures['ours_drop'] <= args.max_drop + TOLERANCE}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
 

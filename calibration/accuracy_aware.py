@@ -55,10 +55,32 @@ def _units(model: ov.Model) -> list[ov.Node]:
         i.get_source_output().get_node().get_type_name() == "FakeQuantize" for i in op.inputs())]
 
 
-def revert(model: ov.Model, names: set[str], compress: bool = True) -> ov.Model:
-    """A copy of the FakeQuantize model with the named layers' inputs taken before their quantizers,
-    its weights compressed to INT8 as they will be saved: what is measured is what is shipped
-    (INT8 constants do not compute exactly like FakeQuantize on FP32 weights)."""
+def corrected_biases(fp32: ov.Model, quantized: ov.Model) -> dict[str, np.ndarray]:
+    """The FP32 bias of every Add whose constant NNCF's bias correction changed, by the Add's name.
+
+    Bias correction shifts a quantized layer's bias to cancel its quantization error; a layer put
+    back in FP32 has no such error, so it must get its original bias back (NNCF's own accuracy
+    control restores it too). Keeping the shifted bias makes reverted layers *add* error."""
+    originals = {op.get_friendly_name(): op for op in fp32.get_ordered_ops() if op.get_type_name() == "Add"}
+    changed = {}
+    for op in quantized.get_ordered_ops():
+        before = originals.get(op.get_friendly_name()) if op.get_type_name() == "Add" else None
+        if before is None:
+            continue
+        for now, then in zip(op.inputs(), before.inputs()):
+            a, b = now.get_source_output().get_node(), then.get_source_output().get_node()
+            if a.get_type_name() == b.get_type_name() == "Constant" and a.get_output_shape(0) == b.get_output_shape(0) \
+                    and not np.array_equal(a.get_data(), b.get_data()):
+                changed[op.get_friendly_name()] = b.get_data().copy()
+    return changed
+
+
+def revert(model: ov.Model, names: set[str], biases: dict[str, np.ndarray] | None = None,
+           compress: bool = True) -> ov.Model:
+    """A copy of the FakeQuantize model with the named layers' inputs taken before their quantizers
+    and their corrected biases (see `corrected_biases`) restored, its weights compressed to INT8 as
+    they will be saved: what is measured is what is shipped (INT8 constants do not compute exactly
+    like FakeQuantize on FP32 weights)."""
     copy = model.clone()
     for op in copy.get_ordered_ops():
         if op.get_friendly_name() in names:
@@ -66,6 +88,12 @@ def revert(model: ov.Model, names: set[str], compress: bool = True) -> ov.Model:
                 src = inp.get_source_output().get_node()
                 if src.get_type_name() == "FakeQuantize":
                     inp.replace_source_output(src.input_value(0))
+            for target in op.output(0).get_target_inputs():
+                add = target.get_node()
+                if biases and add.get_friendly_name() in biases:
+                    for inp in add.inputs():
+                        if inp.get_source_output().get_node().get_type_name() == "Constant":
+                            inp.replace_source_output(ov.op.Constant(biases[add.get_friendly_name()]).output(0))
     if compress:
         compress_quantize_weights_transformation(copy)
     return copy
@@ -88,6 +116,7 @@ def rank(core: ov.Core, fp32: ov.Model, quantized: ov.Model, device: str, int8_c
         got = _outputs(core.compile_model(model, device, int8_config), inputs)
         return float(np.mean([np.sum((g - r) ** 2) / (np.sum(r ** 2) + 1e-12) for g, r in zip(got, reference)]))
 
+    biases = corrected_biases(fp32, quantized)
     start = distance(revert(quantized, set()))
     units = _units(quantized)
     scored = []
@@ -95,7 +124,7 @@ def rank(core: ov.Core, fp32: ov.Model, quantized: ov.Model, device: str, int8_c
         if cancel and cancel():
             raise Cancelled()
         name = unit.get_friendly_name()
-        scored.append((name, unit.get_type_name(), (start - distance(revert(quantized, {name}))) / (start + 1e-12)))
+        scored.append((name, unit.get_type_name(), (start - distance(revert(quantized, {name}, biases))) / (start + 1e-12)))
         if progress:
             progress((n + 1) / len(units))
     return sorted(scored, key=lambda s: -s[2])
@@ -121,11 +150,12 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     quantized = _quiet(nncf.quantize, fp32, nncf.Dataset(feed), advanced_parameters=params,
                        subset_size=len(subset), **nncf_settings(spec))
     probes: list[dict] = []
+    biases = corrected_biases(fp32, quantized)
 
     def measure(reverted: list[str]) -> dict:
         if cancel and cancel():
             raise Cancelled()
-        compiled = core.compile_model(revert(quantized, set(reverted)), spec.device, int8_config)
+        compiled = core.compile_model(revert(quantized, set(reverted), biases), spec.device, int8_config)
         ev = evaluate(compiled, val_ds, val_idx, metric, output=out, references=baseline.references, cancel=cancel)
         drop, drop_rel = degradation(metric, baseline.accuracy, ev.accuracy)
         row = {"fp32_layers": len(reverted), "accuracy": ev.accuracy, "drop": drop, "drop_relative": drop_rel,
@@ -158,7 +188,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
             row = measure(trial)
             if row["ok"]:
                 reverted, best = trial, row
-    final = revert(quantized, set(reverted))
+    final = revert(quantized, set(reverted), biases)
     fp32_layers = [{"name": n, "type": t, "score": s, "rank": i + 1,
                     "reason": f"rank {i + 1} of {len(ranked)}: alone in FP32 it removes {s:.1%} of the output error"}
                    for i, (n, t, s) in enumerate(ranked) if n in set(reverted)]

@@ -175,3 +175,29 @@ def test_int8_float_layers_can_run_strict_f32(project, aa_result):
     default_floats = {r["runtimePrecision"] for r in aa_result["layers"]["int8"]
                       if r["type"] == "FullyConnected" and r["runtimePrecision"] not in ("u8", "i8")}
     assert default_floats == {aa_result["device_default_precision"]}
+
+
+def test_a_reverted_layer_gets_its_uncorrected_bias_back():
+    """Bias correction shifts a quantized layer's bias to cancel its INT8 error; in FP32 that shift
+    is pure error, so reverting the layer must restore the original bias and compute FP32 exactly."""
+    from calibration.accuracy_aware import corrected_biases, revert
+
+    rng = np.random.default_rng(1)
+    w, b = rng.normal(size=(8, 4)).astype(np.float32), rng.normal(size=4).astype(np.float32)
+
+    def build(quantized: bool) -> ov.Model:
+        x = ops.parameter([2, 8], np.float32, name="x")
+        fq = lambda v, r: ops.fake_quantize(v, -r, r, -r, r, 256) if quantized else v  # noqa: E731
+        mm = ops.matmul(fq(x, 3.0), fq(ops.constant(w), 3.0), False, False)
+        mm.set_friendly_name("mm")
+        add = ops.add(mm, ops.constant(b + 0.25 if quantized else b))
+        add.set_friendly_name("bias")
+        return ov.Model([add], [x], "m")
+
+    fp32, quantized = build(False), build(True)
+    biases = corrected_biases(fp32, quantized)
+    assert list(biases) == ["bias"] and np.array_equal(biases["bias"], b)
+    core, x = ov.Core(), rng.normal(size=(2, 8)).astype(np.float32)
+    run = lambda m: core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0]  # noqa: E731
+    np.testing.assert_allclose(run(revert(quantized, {"mm"}, biases, compress=False)), run(fp32), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(run(revert(quantized, {"mm"}, compress=False)), run(fp32), atol=0.1)
