@@ -105,6 +105,9 @@ def main() -> None:
         acc = evaluate(compiled, val, val_idx, metric).accuracy
         print(f"ours only: validation {acc:.4f} (FP32 {base.accuracy:.4f}), drop {base.accuracy - acc:+.4f}; "
               f"FP32 layers {[layer['name'] for layer in outcome.fp32_layers]}")
+        for probe in outcome.probes:
+            print(f"  probe: {probe['fp32_layers']:3d} layers, {probe['macs'] / 1e6:8.1f} MMAC in FP32 -> "
+                  f"{probe['accuracy']:.4f} {'ok' if probe['ok'] else ''}")
         save.mkdir(parents=True, exist_ok=True)
         ov.save_model(outcome.model, str(save / "ours.xml"), compress_to_fp16=False)
         return

@@ -1,12 +1,17 @@
-"""AccuracyAware calibration: the fewest layers back in FP32 that keep the drop within budget.
+"""AccuracyAware calibration: the cheapest set of layers back in FP32 that keeps the drop within budget.
 
 NNCF's accuracy control re-validates the model on its ranking subset once per quantizer group,
-then reverts groups one at a time with a full validation each. We rank every quantized layer by
-how much of the output error it alone removes when put back in FP32, on the 16 validation
-samples INT8 hurt most (a compile and 16 inferences per layer), then find the shortest prefix of
-that ranking that meets the budget by doubling + bisection, and finally try giving each of those
-layers back to INT8 (least sensitive first): a few dozen full validations at most. Every accepted answer is a measured validation, so
-the promise holds by construction; when no prefix meets it, we say so and never pretend.
+then reverts groups one at a time with a full validation each. We rank every group of quantized
+layers (layers sharing a quantizer go together) by how much of the output error it alone removes
+when put back in FP32, on the 16 validation samples INT8 hurt most (a compile and 16 inferences
+per group). Then, each step a measured full validation:
+1. the shortest prefix of that ranking that meets the budget (doubling + bisection);
+2. for speed, the ranking re-ordered by sensitivity per multiply-add, only prefixes that cost less
+   FP32 compute than the best answer so far (one large convolution in FP32 can cost more time
+   than a dozen small layers);
+3. the cheapest passing answer gives each group back to INT8, costliest first, while the budget holds.
+A few dozen full validations at most. Every accepted answer is a measured validation, so the
+promise holds by construction; when nothing meets it, we say so and never pretend.
 """
 from __future__ import annotations
 
@@ -55,6 +60,32 @@ def _units(model: ov.Model) -> list[ov.Node]:
         i.get_source_output().get_node().get_type_name() == "FakeQuantize" for i in op.inputs())]
 
 
+def _groups(model: ov.Model) -> list[list[str]]:
+    """Quantized layers joined when they share a quantizer, in graph order: they go back to FP32
+    together. Errors of one quantized tensor read by several layers partly cancel (a LayerNorm's
+    `x - mean(x)` reads the same INT8 `x` twice); reverting only one reader breaks the cancelling
+    and makes the model *worse*, so a revert that does not take all of them misleads the search."""
+    names = [u.get_friendly_name() for u in _units(model)]
+    parent = {n: n for n in names}
+
+    def root(n: str) -> str:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "FakeQuantize":
+            readers = [t.get_node().get_friendly_name() for t in op.output(0).get_target_inputs()]
+            readers = [r for r in readers if r in parent]
+            for other in readers[1:]:
+                parent[root(other)] = root(readers[0])
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(root(n), []).append(n)
+    return list(groups.values())
+
+
 def corrected_biases(fp32: ov.Model, quantized: ov.Model) -> dict[str, np.ndarray]:
     """The FP32 bias of every Add whose constant NNCF's bias correction changed, by the Add's name.
 
@@ -101,14 +132,15 @@ def revert(model: ov.Model, names: set[str], biases: dict[str, np.ndarray] | Non
 
 def rank(core: ov.Core, fp32: ov.Model, quantized: ov.Model, device: str, int8_config: dict, dataset: Dataset,
          samples: list[int], progress: Callable[[float], None] | None = None,
-         cancel: Callable[[], bool] | None = None) -> list[tuple[str, str, float]]:
-    """(name, type, sensitivity) of every quantized layer, most sensitive first.
+         cancel: Callable[[], bool] | None = None) -> list[tuple[list[str], list[str], float]]:
+    """(layer names, their types, sensitivity) of every group of quantized layers (see `_groups`),
+    most sensitive first.
 
     Sensitivity = how much closer to the FP32 model's output the whole model gets when only this
-    layer returns to FP32, on the samples INT8 hurt most. Measured at the output, because a
+    group returns to FP32, on the samples INT8 hurt most. Measured at the output, because a
     layer's own error says little about what it does downstream (depthwise convolutions with
     near-zero outputs have huge relative errors and no effect). One compile + a few inferences
-    per layer, against NNCF's full re-validation per quantizer group."""
+    per group, against NNCF's full re-validation per quantizer group."""
     inputs = [dataset.load(i) for i in samples]
     reference = _outputs(core.compile_model(fp32, device, config_for("fp32_f32", device)), inputs)
 
@@ -118,15 +150,16 @@ def rank(core: ov.Core, fp32: ov.Model, quantized: ov.Model, device: str, int8_c
 
     biases = corrected_biases(fp32, quantized)
     start = distance(revert(quantized, set()))
-    units = _units(quantized)
+    types = {op.get_friendly_name(): op.get_type_name() for op in _units(quantized)}
+    groups = _groups(quantized)
     scored = []
-    for n, unit in enumerate(units):
+    for n, group in enumerate(groups):
         if cancel and cancel():
             raise Cancelled()
-        name = unit.get_friendly_name()
-        scored.append((name, unit.get_type_name(), (start - distance(revert(quantized, {name}, biases))) / (start + 1e-12)))
+        removed = (start - distance(revert(quantized, set(group), biases))) / (start + 1e-12)
+        scored.append((group, [types[g] for g in group], removed))
         if progress:
-            progress((n + 1) / len(units))
+            progress((n + 1) / len(groups))
     return sorted(scored, key=lambda s: -s[2])
 
 
@@ -152,50 +185,103 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     probes: list[dict] = []
     biases = corrected_biases(fp32, quantized)
 
-    def measure(reverted: list[str]) -> dict:
+
+    def measure(chosen: list[int]) -> dict:
+        """One full validation with the ranked groups `chosen` in FP32."""
         if cancel and cancel():
             raise Cancelled()
-        compiled = core.compile_model(revert(quantized, set(reverted), biases), spec.device, int8_config)
+        names = {n for g in chosen for n in ranked[g][0]}
+        compiled = core.compile_model(revert(quantized, names, biases), spec.device, int8_config)
         ev = evaluate(compiled, val_ds, val_idx, metric, output=out, references=baseline.references, cancel=cancel)
         drop, drop_rel = degradation(metric, baseline.accuracy, ev.accuracy)
-        row = {"fp32_layers": len(reverted), "accuracy": ev.accuracy, "drop": drop, "drop_relative": drop_rel,
+        row = {"groups": sorted(chosen), "fp32_layers": len(names), "macs": sum(cost.get(n, 0) for n in names),
+               "accuracy": ev.accuracy, "drop": drop, "drop_relative": drop_rel,
                "ok": (drop_rel if relative else drop) <= budget + 1e-12, "scores": ev.scores}
         probes.append(row)
         return row
 
+    ranked: list[tuple[list[str], list[str], float]] = []
+    cost: dict[str, int] = {}
     first = measure([])
     say(0.45)
-    ranked: list[tuple[str, str, float]] = []
     if not first["ok"]:
         # Rank on the samples INT8 got most wrong, where a layer's damage shows.
         damage = first["scores"] - baseline.scores if not metric.higher_is_better else baseline.scores - first["scores"]
         order = [val_idx[i] for i in np.argsort(-damage, kind="stable")[:RANKING_SAMPLES]]
         ranked = rank(core, fp32, quantized, spec.device, int8_config, val_ds, order, lambda f: say(0.45 + 0.3 * f), cancel)
+        cost = layer_macs(core, fp32, val_ds.load(val_idx[0]))
         say(0.75)
-        # Every probe is recorded; the answer is the smallest measured prefix that passed.
-        _search(len(ranked), lambda k: measure([n for n, _, _ in ranked[:k]])["ok"],
-                lambda done: say(0.75 + 0.25 * min(done / (2 * math.log2(len(ranked) + 2) + 2), 1.0)))
-    ok = [p for p in probes if p["ok"]]
-    best = min(ok, key=lambda p: p["fp32_layers"]) if ok else min(probes, key=lambda p: p["drop"])
-    reverted = [n for n, _, _ in ranked[:best["fp32_layers"]]]
-    if best["ok"] and len(reverted) > 1:
-        # The prefix may carry passengers: give each back to INT8, least sensitive first, and keep
-        # the change when the budget still holds (each step one measured validation).
-        for name in reversed(reverted[:]):
-            if len(reverted) == 1 or len(probes) >= MAX_VALIDATIONS:
+        steps = 2 * math.log2(len(ranked) + 2) + 2
+        tick = lambda done: say(0.75 + 0.2 * min(done / steps, 1.0))  # noqa: E731
+        # 1. The shortest prefix of the ranking that meets the budget (fewest groups).
+        _search(len(ranked), lambda k: measure(list(range(k)))["ok"], tick)
+        # 2. Speed: a layer in FP32 costs time in proportion to its multiply-adds, so also try the
+        #    ranking re-ordered by sensitivity per cost; only prefixes cheaper than the best so far.
+        group_macs = [sum(cost.get(n, 0) for n in g) for g, _, _ in ranked]
+        smooth = max(1, sum(group_macs) // max(len(ranked), 1))
+        passing = [p for p in probes if p["ok"]]
+        if passing:
+            cap = min(p["macs"] for p in passing)
+            useful = [g for g in range(len(ranked)) if ranked[g][2] > 0 and group_macs[g] < cap]
+            useful.sort(key=lambda g: -ranked[g][2] / (group_macs[g] + smooth))
+            prefix = [k for k in range(1, len(useful) + 1) if sum(group_macs[g] for g in useful[:k]) < cap]
+            if prefix:
+                _search(len(prefix), lambda k: measure(useful[:k])["ok"], tick)
+    passing = [p for p in probes if p["ok"]]
+    best = min(passing, key=lambda p: (p["macs"], p["fp32_layers"])) if passing else min(probes, key=lambda p: p["drop"])
+    chosen = list(best["groups"])
+    if best["ok"]:
+        # 3. A prefix may carry passengers: give each group back to INT8, the costliest first (then
+        #    the least sensitive), keeping the change when the budget still holds.
+        for g in sorted(chosen, key=lambda g: (-sum(cost.get(n, 0) for n in ranked[g][0]), -g)):
+            if len(probes) >= MAX_VALIDATIONS:
                 break
-            trial = [n for n in reverted if n != name]
-            row = measure(trial)
+            row = measure([c for c in chosen if c != g])
             if row["ok"]:
-                reverted, best = trial, row
-    final = revert(quantized, set(reverted), biases)
-    fp32_layers = [{"name": n, "type": t, "score": s, "rank": i + 1,
-                    "reason": f"rank {i + 1} of {len(ranked)}: alone in FP32 it removes {s:.1%} of the output error"}
-                   for i, (n, t, s) in enumerate(ranked) if n in set(reverted)]
+                chosen, best = [c for c in chosen if c != g], row
+    names = {n for g in chosen for n in ranked[g][0]}
+    final = revert(quantized, names, biases)
+    fp32_layers = []
+    for g in sorted(chosen):
+        group, types, score = ranked[g]
+        for name, kind in zip(group, types):
+            along = f"; with {', '.join(n for n in group if n != name)} (they share a quantizer)" if len(group) > 1 else ""
+            fp32_layers.append({"name": name, "type": kind, "score": score, "rank": g + 1, "macs": cost.get(name, 0),
+                                "reason": f"rank {g + 1} of {len(ranked)}: alone in FP32 it removes {score:.1%} of "
+                                          f"the output error{along}"})
     say(1.0)
     return Outcome(final, best["ok"], best["accuracy"], best["drop"], best["drop_relative"], fp32_layers,
                    len(_units(quantized)),
                    [{k: v for k, v in p.items() if k != "scores"} for p in probes])
+
+
+def layer_macs(core: ov.Core, fp32: ov.Model, sample: dict) -> dict[str, int]:
+    """Multiply-adds of every layer on one real sample: what an FP32 layer costs, roughly.
+    Shapes come from running the sample (models with dynamic shapes leave them unknown in the
+    graph); a layer without weights counts its output size."""
+    model = fp32.clone()
+    ops = [op for op in model.get_ordered_ops() if op.get_type_name() not in ("Constant", "Parameter", "Result")
+           and op.get_output_size() == 1 and op.get_output_element_type(0).is_real()]
+    model.add_outputs([op.output(0) for op in ops])
+    values = core.compile_model(model, "CPU", config_for("fp32_f32", "CPU")).create_infer_request().infer(sample)
+    # Result i reads the op whose shape values[i] has (add_outputs skips ops already read by one).
+    shape = {port.get_node().input_value(0).get_node().get_friendly_name(): value.shape
+             for port, value in zip(model.outputs, values.to_tuple())}
+    macs = {}
+    for op in ops:
+        name, kind = op.get_friendly_name(), op.get_type_name()
+        out = int(np.prod(shape.get(name, ())))
+        if kind in ("Convolution", "GroupConvolution") and op.input(1).get_partial_shape().is_static:
+            weights = list(op.input(1).get_shape())
+            macs[name] = out * int(np.prod(weights[1:] if kind == "Convolution" else weights[2:]))
+        elif kind == "MatMul":
+            src = op.input_value(0)
+            a = shape.get(src.get_node().get_friendly_name()) if src.get_node().get_output_size() == 1 else None
+            k = (a[-2] if op.get_attributes().get("transpose_a") else a[-1]) if a is not None and len(a) >= 2 else 1
+            macs[name] = out * int(k)
+        else:
+            macs[name] = out
+    return macs
 
 
 def _search(n: int, passes: Callable[[int], bool], tick: Callable[[int], None]) -> int | None:

@@ -201,3 +201,43 @@ def test_a_reverted_layer_gets_its_uncorrected_bias_back():
     run = lambda m: core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0]  # noqa: E731
     np.testing.assert_allclose(run(revert(quantized, {"mm"}, biases, compress=False)), run(fp32), rtol=1e-5, atol=1e-5)
     assert not np.allclose(run(revert(quantized, {"mm"}, compress=False)), run(fp32), atol=0.1)
+
+
+def test_it_ships_the_cheapest_passing_answer_it_measured(aa_result):
+    probes = aa_result["accuracy_aware"]["probes"]
+    passing = [p for p in probes if p["ok"]]
+    shipped = sum(layer["macs"] for layer in aa_result["fp32_layers"])
+    assert passing and shipped <= min(p["macs"] for p in passing)
+    assert all(layer["macs"] > 0 for layer in aa_result["fp32_layers"])
+
+
+def test_layers_reading_one_quantized_tensor_go_back_to_fp32_together():
+    """`x - mean(x)` over one INT8 x: its errors cancel; reverting only the mean breaks that."""
+    from calibration.accuracy_aware import _groups
+
+    x = ops.parameter([1, 16], np.float32, name="x")
+    fq = ops.fake_quantize(x, -1.0, 1.0, -1.0, 1.0, 256)
+    mean = ops.reduce_mean(fq, ops.constant(np.array([1])), True)
+    mean.set_friendly_name("mean")
+    centred = ops.subtract(fq, mean)
+    centred.set_friendly_name("centred")
+    w = ops.fake_quantize(ops.constant(np.ones((16, 4), np.float32)), -1.0, 1.0, -1.0, 1.0, 255)
+    fq2 = ops.fake_quantize(centred, -2.0, 2.0, -2.0, 2.0, 256)
+    mm = ops.matmul(fq2, w, False, False)
+    mm.set_friendly_name("mm")
+    groups = _groups(ov.Model([mm], [x], "m"))
+    assert sorted(map(sorted, groups)) == [["centred", "mean"], ["mm"]]
+
+
+def test_layer_cost_comes_from_the_shapes_a_real_sample_gives():
+    from calibration.accuracy_aware import layer_macs
+
+    x = ops.parameter([-1, 3, -1, -1], np.float32, name="x")    # dynamic: the graph alone cannot say
+    conv = ops.convolution(x, ops.constant(np.ones((8, 3, 3, 3), np.float32)), [1, 1], [1, 1], [1, 1], [1, 1])
+    conv.set_friendly_name("conv")
+    flat = ops.reshape(conv, ops.constant(np.array([0, -1])), True)
+    mm = ops.matmul(flat, ops.constant(np.ones((8 * 10 * 12, 5), np.float32)), False, False)
+    mm.set_friendly_name("fc")
+    macs = layer_macs(ov.Core(), ov.Model([mm], [x], "m"), {"x": np.ones((2, 3, 10, 12), np.float32)})
+    assert macs["conv"] == 2 * 8 * 10 * 12 * (3 * 3 * 3)
+    assert macs["fc"] == 2 * 5 * (8 * 10 * 12)

@@ -191,7 +191,7 @@ def test_sections_follow_what_the_result_holds(result):
     richer["budget"] = 0.01
     richer["fp32_layers"] = [
         {"name": "Multiply_3066", "type": "Convolution", "score": 0.25, "reason": "rank 2 of 4"},
-        {"name": "Multiply_3087", "type": "Convolution", "score": 0.5, "reason": "rank 1 of 4"}]
+        {"name": "Multiply_3087", "type": "Convolution", "score": 0.5, "macs": 110_592_000, "reason": "rank 1 of 4"}]
     page = Page(render_html(richer))
     sections = [e["attrs"].get("data-section") for e in page.elements if "data-section" in e["attrs"]]
     assert sections.index("notes") < sections.index("summary")  # notes come first, above the figures
@@ -202,6 +202,7 @@ def test_sections_follow_what_the_result_holds(result):
     listed = [e["attrs"]["data-fp32-layer"] for e in page.elements if "data-fp32-layer" in e["attrs"]]
     assert listed == ["Multiply_3087", "Multiply_3066"]  # most sensitive first
     assert fields["fp32_layers.Multiply_3087.score"] == ["0.5"]
+    assert fields["fp32_layers.Multiply_3087.macs"] == ["111"] and fields["fp32_layers.Multiply_3066.macs"] == ["—"]
 
     # AccuracyAware's own budget record, missed: said first, before any note.
     richer["budget"] = {"max_drop": 0.001, "drop_type": "absolute", "measured": 0.0037, "met": False}
