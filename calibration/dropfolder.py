@@ -44,6 +44,11 @@ from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory lock, one watcher per inbox is then up to the user
+    fcntl = None
+
 from .jobs import FINAL, STORE_DIR, JobStore, Runner, _alive, store_path
 from .problems import CalibrationError, Problem
 from .spec import Spec, _located, read_toml
@@ -51,6 +56,7 @@ from .toml_lines import line_of
 
 POLICY_NAME = "calibration.toml"
 LOG_NAME = "dropfolder.log"
+LOCK_NAME = "watch.lock"
 # File states: settling (changed lately), incomplete (settled but not a complete pair), processing,
 # waiting (same content as a model being processed), done, failed, duplicate, ignored (not an IR).
 FILE_FINAL = frozenset({"done", "failed", "duplicate", "ignored"})
@@ -336,6 +342,7 @@ class DropFolder:
         self.runner = runner or Runner(self.store, self.max_jobs, on_change=lambda job: self._wake.set(),
                                        trust_custom_metrics=trust_custom_metrics, python=python)
         self._started = False
+        self._claim_file = None
 
     # -- settings -------------------------------------------------------------------------------
     @property
@@ -382,9 +389,34 @@ class DropFolder:
         self._q(f"UPDATE drop_models SET {sets} WHERE hash = ?", (*fields.values(), digest))
 
     # -- lifecycle ------------------------------------------------------------------------------
+    def _claim(self) -> None:
+        """One watcher per inbox: two would take the same files and publish each model twice.
+        An advisory lock the kernel drops with the process, so a crash never leaves it held."""
+        if fcntl is None:
+            return
+        claim = open(self.state_dir / LOCK_NAME, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            claim.seek(0)
+            owner = claim.read().strip()
+            claim.close()
+            self.close()
+            raise CalibrationError(Problem(
+                f"another watcher{f' (pid {owner})' if owner else ''} is already processing this inbox",
+                path=str(self.inbox), rule="inbox-busy",
+                fix="stop that watcher first, or leave the inbox to it: it picks up every model dropped here"))
+        claim.seek(0)
+        claim.truncate()
+        claim.write(str(os.getpid()))
+        claim.flush()
+        self._claim_file = claim
+
     def start(self, watch: bool = True) -> "DropFolder":
+        """Claims the inbox (CalibrationError `inbox-busy` when another watcher has it), then watches."""
         if self._started:
             return self
+        self._claim()
         self._started = True
         if self.own_runner:
             # Rows left running by a watcher that died: its workers are stopped by reconcile() and
@@ -438,6 +470,9 @@ class DropFolder:
                     self._set_model(digest, state="queued", job=None)
                     self.log(self._model(digest)["name"], "interrupted", "re-queued for the next start")
         self._started = False
+        if self._claim_file is not None:
+            self._claim_file.close()  # closing releases the lock
+            self._claim_file = None
         with self._lock:
             self._db.close()
         if self.own_runner:

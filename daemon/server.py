@@ -182,6 +182,11 @@ class Int8Server(LanguageServer):
         except CalibrationError as exc:
             self.log(f"int8wb: {root} holds an invalid drop policy: {exc}", types.MessageType.Warning)
             return
+        try:
+            drop.start()
+        except CalibrationError as exc:  # inbox-busy: an `int8wb watch` already serves it
+            self.log(f"int8wb: {root}: {exc}; the daemon leaves this inbox to it", types.MessageType.Info)
+            return
         entry["drop"] = drop
         threading.Thread(target=lambda: (drop.run(), drop.close()), name=f"int8wb-inbox-{root.name}",
                          daemon=True).start()

@@ -431,3 +431,17 @@ def test_the_daemon_serves_a_workspace_folder_that_holds_a_policy(box):
     assert len(box.calls_made()) == 1
     server.start_inbox(box.root, entry := {"store": store, "runner": runner, "drop": None})   # no policy: no inbox
     assert entry["drop"] is None
+
+
+def test_a_second_watcher_on_one_inbox_is_refused_until_the_first_stops(box):
+    first = box.watcher().start(watch=False)
+    try:
+        second = box.watcher()
+        with pytest.raises(CalibrationError) as refused:
+            second.start(watch=False)
+        problem = refused.value.problems[0]
+        assert problem.rule == "inbox-busy" and f"pid {os.getpid()}" in problem.message and problem.fix
+    finally:
+        first.close()
+    third = box.watcher().start(watch=False)  # the lock went with the first watcher
+    third.close()
