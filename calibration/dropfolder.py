@@ -253,6 +253,16 @@ def _is_ir_head(path: Path) -> bool | None:
     return False if len(head) >= 1024 or (head.strip() and not head.lstrip().startswith(b"<")) else None
 
 
+def _finished(xml: Path) -> bool:
+    """The XML ends with the IR's closing tag: whatever is wrong with it, it is not still arriving."""
+    try:
+        with open(xml, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 64))
+            return fh.read().rstrip().endswith(b"</net>")
+    except OSError:
+        return False
+
+
 def content_hash(xml: Path, copy_to: Path | None = None) -> str:
     """sha256 over the .xml then the .bin; with `copy_to` (a folder) the bytes hashed are also copied there."""
     h = hashlib.sha256()
@@ -631,6 +641,11 @@ class DropFolder:
             complete = inspect_model(xml).weights_complete if ir else False
         except CalibrationError as exc:
             why = "; ".join(p.message for p in exc.problems)
+            if _finished(xml) and any(p.rule == "corrupt-model" for p in exc.problems):
+                # The whole document is there (it closes </net>) and still does not parse: no
+                # amount of waiting mends it, so say so now rather than after incomplete_after.
+                self._refuse_file(xml, rel, row, None)
+                return
         if not complete:
             if state != "incomplete":
                 self._set_file(rel, state="incomplete", note=why)

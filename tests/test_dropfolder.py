@@ -445,3 +445,18 @@ def test_a_second_watcher_on_one_inbox_is_refused_until_the_first_stops(box):
         first.close()
     third = box.watcher().start(watch=False)  # the lock went with the first watcher
     third.close()
+
+
+def test_a_whole_but_malformed_xml_is_refused_without_waiting(box):
+    good = box.model("good", seed=8)
+    text = good.read_text()
+    cut = text.index("<layers>") + len("<layers>")
+    (box.inbox / "bad.xml").write_text(text[:cut] + "<layer id='0' <<>" + text[cut:])  # ends with </net>
+    shutil.copy(good.with_suffix(".bin"), box.inbox / "bad.bin")
+    drop = box.watcher()
+    started = time.monotonic()
+    assert drop.run(once=True, timeout=20) == 1   # incomplete_after is 30 s: it did not wait for that
+    drop.close()
+    assert time.monotonic() - started < 20
+    reason = (box.failed / "bad" / "reason.txt").read_text()
+    assert "malformed XML" in reason and "(fix: " in reason
