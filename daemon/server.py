@@ -16,6 +16,7 @@ What it does
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -31,7 +32,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
 from calibration.inspection import is_ir
-from calibration.jobs import FINAL, JobStore, Runner
+from calibration.jobs import FINAL, STORE_DIR, JobStore, Runner
 from calibration.spec import SPEC_SUFFIX
 
 log = logging.getLogger("int8wb.daemon")
@@ -622,14 +623,35 @@ def cmd_jobs(ls: Int8Server, *args) -> list[dict]:
 
 
 @server.command("int8wb.compare")
-def cmd_compare(ls: Int8Server, *args) -> dict:
-    spec = _path(_first(args, "spec URI"))
-    root = ls.root_of(spec)
-    entry = ls.roots.get(root)
-    job = entry["store"].last_result(str(spec)) if entry else None
-    if job is None:
-        raise JsonRpcInvalidParams(message=f"no calibration result yet for {spec.name}; run int8wb.calibrate")
-    return {"job": job["id"], "finished": job["finished"], **(job["summary"] or {})}
+async def cmd_compare(ls: Int8Server, *args) -> dict:
+    """(spec URI): the spec's last calibration result. (model A URI, model B URI[, {device, batch,
+    duration}]): any two IR models measured side by side, with an HTML report; run by the
+    `int8wb compare` command line in a child process, so OpenVINO never loads in the daemon."""
+    if len(args) < 2:
+        spec = _path(_first(args, "spec URI"))
+        root = ls.root_of(spec)
+        entry = ls.roots.get(root)
+        job = entry["store"].last_result(str(spec)) if entry else None
+        if job is None:
+            raise JsonRpcInvalidParams(message=f"no calibration result yet for {spec.name}; run int8wb.calibrate")
+        return {"job": job["id"], "finished": job["finished"], **(job["summary"] or {})}
+    a, b = _path(args[0]), _path(args[1])
+    options = args[2] if len(args) > 2 and isinstance(args[2], dict) else {}
+    for model in (a, b):
+        if model.suffix != ".xml" or not model.is_file():
+            raise JsonRpcInvalidParams(message=f"not an IR model (.xml): {model}")
+    report = ls.root_of(a) / STORE_DIR / "compare" / f"{a.stem}-vs-{b.stem}.html"
+    argv = [sys.executable, "-m", "editor_client.cli", "compare", str(a), str(b), "--json", "--html", str(report),
+            "--device", str(options.get("device", "CPU")), "--batch", str(int(options.get("batch", 1))),
+            "--duration", str(float(options.get("duration", 3.0)))]
+    ls.log(f"int8wb: comparing {a.name} and {b.name}")
+    child = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                 cwd=str(Path(__file__).resolve().parents[1]))
+    out, err = await child.communicate()
+    if child.returncode != 0:
+        why = err.decode(errors="replace").strip().splitlines()[-5:]
+        raise JsonRpcInvalidParams(message=f"cannot compare {a.name} and {b.name}: " + " ".join(why))
+    return json.loads(out)
 
 
 @server.command("int8wb.check")

@@ -163,6 +163,13 @@ async def test_calibrate_progress_lens_cancel_and_kill(client: LanguageClient, w
     out = spec.parent / "calibrated"
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
 
+    # any two models side by side (here FP32 vs the INT8 just made), measured in a child process
+    int8 = next(out.glob("*.int8.xml"))
+    pair = await command(client, "int8wb.compare", (spec.parent / "model.xml").as_uri(), int8.as_uri(),
+                         {"duration": 0.3})
+    assert pair["models"]["a"]["name"] == "model.xml" and pair["models"]["b"]["quantized"] is True
+    assert Path(pair["report"]).is_file() and (await command(client, "int8wb.status"))["openvino_loaded"] is False
+
     # cancel stops a running job at once; nothing new is written
     job_id = await command(client, "int8wb.calibrate", uri)
     running = await wait_job(client, job_id, "running", 30, min_percent=3)

@@ -75,7 +75,7 @@ def test_package_vsix(built, tmp_path):
     assert manifest["main"] == "./dist/extension.js"
     commands = {c["command"] for c in manifest["contributes"]["commands"]}
     assert {"int8wb.calibrateCurrent", "int8wb.cancelJob", "int8wb.showJobs", "int8wb.compareCurrent",
-            "int8wb.checkWorkspace", "int8wb.openLastReport"} <= commands
+            "int8wb.compareModels", "int8wb.checkWorkspace", "int8wb.openLastReport"} <= commands
     settings = manifest["contributes"]["configuration"]["properties"]
     assert {"int8wb.pythonPath", "int8wb.serverArgs", "int8wb.maxJobs", "int8wb.trustCustomMetrics"} <= set(settings)
     assert out.stat().st_size < 1_000_000

@@ -238,6 +238,32 @@ const commands: Record<string, (...args: any[]) => Promise<unknown>> = {
     const choice = await vscode.window.showInformationMessage(parts.join(" · "), ...(open ? [open] : []));
     if (choice && r.report) await openReport(r.report);
   },
+  "int8wb.compareModels": async (clicked?: vscode.Uri, selected?: vscode.Uri[]) => {
+    // From the explorer: the two selected .xml files; otherwise pick them (A, the reference, first).
+    let models = (selected ?? (clicked ? [clicked] : [])).filter((u) => u.fsPath.endsWith(".xml"));
+    if (models.length !== 2) {
+      models = (await vscode.window.showOpenDialog({
+        canSelectMany: true, openLabel: "Compare", title: "int8wb: pick two OpenVINO IR models (.xml)",
+        filters: { "OpenVINO IR": ["xml"] },
+      })) ?? [];
+    }
+    if (models.length !== 2) {
+      if (models.length) void vscode.window.showWarningMessage("int8wb: pick exactly two .xml models to compare");
+      return;
+    }
+    const [a, b] = models;
+    const name = (u: vscode.Uri) => vscode.workspace.asRelativePath(u);
+    const r = await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `int8wb: comparing ${name(a)} and ${name(b)}` },
+      () => request<{ speedup?: { b_vs_a?: number }; report?: string; notes?: string[] }>(
+        "int8wb.compare", a.toString(), b.toString()),
+    );
+    const parts = [`B ${name(b)} vs A ${name(a)}`];
+    if (typeof r.speedup?.b_vs_a === "number") parts.push(`${r.speedup.b_vs_a.toFixed(2)}x throughput`);
+    parts.push(...(r.notes ?? []));
+    const choice = await vscode.window.showInformationMessage(parts.join(" · "), ...(r.report ? ["Open report"] : []));
+    if (choice && r.report) await openReport(r.report);
+  },
   "int8wb.checkWorkspace": async () => {
     const files = await vscode.workspace.findFiles(`**/*{${SPEC_SUFFIX},.xml}`, "**/{node_modules,.int8wb,.git}/**", 2000);
     const channel = output!;
