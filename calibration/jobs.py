@@ -241,6 +241,24 @@ def summarise(result: dict) -> dict:
 Listener = Callable[[dict], None]
 
 
+class Slots:
+    """A limit shared by several runners (one per workspace folder in the language server): the
+    machine's cores do not grow with the number of folders open."""
+
+    def __init__(self, count: int):
+        self.count = max(1, int(count))
+        self._sem = threading.BoundedSemaphore(self.count)
+        self._waiting: list[threading.Event] = []
+
+    def take(self) -> bool:
+        return self._sem.acquire(blocking=False)
+
+    def give(self) -> None:
+        self._sem.release()
+        for wake in list(self._waiting):  # a freed slot may serve any runner's queue
+            wake.set()
+
+
 class Runner:
     """Runs queued jobs of one store in worker subprocesses, at most `max_concurrent` at a time.
 
@@ -249,8 +267,9 @@ class Runner:
 
     def __init__(self, store: JobStore, max_concurrent: int = 1, on_change: Listener | None = None,
                  trust_custom_metrics: bool = False, python: str | None = None,
-                 progress_interval: float = 0.2):
+                 progress_interval: float = 0.2, slots: Slots | None = None):
         self.store = store
+        self.slots = slots
         self.max_concurrent = max(1, int(max_concurrent))
         self.on_change = on_change
         self.trust = trust_custom_metrics
@@ -262,6 +281,8 @@ class Runner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        if slots is not None:
+            slots._waiting.append(self._wake)
 
     # -- public -------------------------------------------------------------------------------
     def start(self) -> "Runner":
@@ -316,6 +337,8 @@ class Runner:
     def stop(self, cancel_running: bool = True) -> None:
         self._stop.set()
         self._wake.set()
+        if self.slots is not None and self._wake in self.slots._waiting:
+            self.slots._waiting.remove(self._wake)
         if cancel_running:
             for job_id in self.running():
                 self.cancel(job_id)
@@ -349,7 +372,11 @@ class Runner:
             with self._lock:
                 if len(self._procs) >= self.max_concurrent or self._stop.is_set():
                     return
+                if self.slots is not None and not self.slots.take():
+                    return  # another folder's job holds the last slot: woken when it ends
                 if not self.store.claim(job["id"], os.getpid()):
+                    if self.slots is not None:
+                        self.slots.give()
                     continue
                 self._launch(job)
 
@@ -368,6 +395,8 @@ class Runner:
             log.close()
             self.store.update(job["id"], state="failed", error=f"could not start the worker: {exc}",
                               finished=time.time())
+            if self.slots is not None:
+                self.slots.give()
             self._notify(job["id"])
             return
         log.close()
@@ -398,6 +427,8 @@ class Runner:
         with self._lock:
             self._procs.pop(job_id, None)
             cancelled = job_id in self._cancelled
+        if self.slots is not None:
+            self.slots.give()
             self._cancelled.discard(job_id)
         fields: dict = {"finished": time.time()}
         if "result" in outcome and code == 0:

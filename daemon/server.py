@@ -32,7 +32,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
 from calibration.inspection import is_ir
-from calibration.jobs import FINAL, STORE_DIR, JobStore, Runner
+from calibration.jobs import FINAL, STORE_DIR, JobStore, Runner, Slots
 from calibration.spec import SPEC_SUFFIX
 
 log = logging.getLogger("int8wb.daemon")
@@ -118,6 +118,7 @@ class Int8Server(LanguageServer):
         self.last_phase: dict[str, str] = {}
         self.hover_cache: dict[tuple, str] = {}
         self._rescan_task: asyncio.Task | None = None
+        self.slots = Slots(MAX_JOBS)  # INT8WB_MAX_JOBS calibrations at a time over all folders
 
     # -- plumbing -----------------------------------------------------------------------------
     def from_thread(self, fn, *args) -> None:
@@ -152,7 +153,7 @@ class Int8Server(LanguageServer):
             return
         store = JobStore(root)
         runner = Runner(store, MAX_JOBS, on_change=lambda job: self.from_thread(self.job_changed, job),
-                        trust_custom_metrics=os.environ.get("INT8WB_TRUST") == "1").start()
+                        trust_custom_metrics=os.environ.get("INT8WB_TRUST") == "1", slots=self.slots).start()
         entry = {"store": store, "runner": runner, "watch": None, "drop": None}
         self.roots[root] = entry
         if watch:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from calibration.jobs import JobStore, Runner, store_path
+from calibration.jobs import JobStore, Runner, Slots, store_path
 from conftest import copy_example, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,6 +92,32 @@ def test_concurrency_limit_of_two(ws):
             runner.cancel(i)
         runner.stop()
     assert all(store.get(i)["state"] == "cancelled" for i in ids)
+
+
+def test_runners_of_two_folders_share_one_limit(tmp_path):
+    """The language server runs one runner per workspace folder; INT8WB_MAX_JOBS is for them all."""
+    folders = [tmp_path / "a", tmp_path / "b"]
+    slots = Slots(1)
+    runners = []
+    for folder in folders:
+        folder.mkdir()
+        copy_example(folder)
+        runners.append(Runner(JobStore(folder), max_concurrent=1, slots=slots).start())
+    try:
+        ids = [runner.submit(spec_in(folder)) for runner, folder in zip(runners, folders)]
+        wait_until(lambda: sum(len(r.running()) for r in runners) == 1, what="one worker")
+        time.sleep(0.5)
+        states = [r.store.get(i)["state"] for r, i in zip(runners, ids)]
+        assert sorted(states) == ["queued", "running"], states
+        first = states.index("running")
+        assert runners[first].cancel(ids[first])
+        other = 1 - first
+        wait_until(lambda: runners[other].store.get(ids[other])["state"] == "running", 10,
+                   what="the other folder's job takes the freed slot")
+        runners[other].cancel(ids[other])
+    finally:
+        for r in runners:
+            r.stop()
 
 
 def test_cancel_kills_the_worker_and_leaves_no_output(ws):
