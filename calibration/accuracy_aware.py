@@ -245,10 +245,11 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     for g in sorted(chosen):
         group, types, score = ranked[g]
         for name, kind in zip(group, types):
-            along = f"; with {', '.join(n for n in group if n != name)} (they share a quantizer)" if len(group) > 1 else ""
+            along = f" together with {', '.join(n for n in group if n != name)} (they share a quantizer)" \
+                if len(group) > 1 else ""
             fp32_layers.append({"name": name, "type": kind, "score": score, "rank": g + 1, "macs": cost.get(name, 0),
-                                "reason": f"rank {g + 1} of {len(ranked)}: alone in FP32 it removes {score:.1%} of "
-                                          f"the output error{along}"})
+                                "reason": f"rank {g + 1} of {len(ranked)}: back in FP32{along}, it alone removes "
+                                          f"{score:.1%} of the output error"})
     say(1.0)
     return Outcome(final, best["ok"], best["accuracy"], best["drop"], best["drop_relative"], fp32_layers,
                    len(_units(quantized)),
