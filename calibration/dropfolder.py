@@ -449,11 +449,16 @@ class DropFolder:
         except ImportError:  # polling still works
             return
         wake = self._wake
+        own = os.sep + STORE_DIR  # our own state (job database, logs, work folders) changes all the time
 
         class _Handler(FileSystemEventHandler):
             def on_any_event(self, event):  # noqa: N802 - watchdog's name
-                if event.event_type not in ("opened", "closed_no_write"):
-                    wake.set()
+                if event.event_type in ("opened", "closed_no_write"):
+                    return
+                paths = [str(event.src_path), str(getattr(event, "dest_path", "") or "")]
+                if all(own + os.sep in p or p.endswith(own) or not p for p in paths):
+                    return
+                wake.set()
 
         self._observer = Observer()
         self._observer.daemon = True

@@ -460,3 +460,22 @@ def test_a_whole_but_malformed_xml_is_refused_without_waiting(box):
     assert time.monotonic() - started < 20
     reason = (box.failed / "bad" / "reason.txt").read_text()
     assert "malformed XML" in reason and "(fix: " in reason
+
+
+def test_its_own_state_changing_does_not_wake_the_watcher(box):
+    """Job progress lands in .int8wb/ many times a second; only the user's files should wake a scan."""
+    drop = box.watcher(settle=4.0)   # idle, it scans every 2 s
+    scans = []
+    real_scan = drop.scan
+    drop.scan = lambda: (scans.append(time.monotonic()), real_scan())[1]
+    with Running(drop, timeout=3.0):
+        wait_until(lambda: scans, 5, what="first scan")
+        noise = box.inbox / ".int8wb" / "noise.txt"
+        stop = time.monotonic() + 1.5
+        while time.monotonic() < stop:
+            noise.write_text(str(time.monotonic()))
+            time.sleep(0.02)
+        quiet = len(scans)
+        (box.inbox / "note.txt").write_text("a user's file")   # this one does wake it
+        wait_until(lambda: len(scans) > quiet, 1.5, what="a scan woken by the user's file")
+    assert quiet <= 2, f"{quiet} scans while only our own state changed"
