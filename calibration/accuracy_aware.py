@@ -209,7 +209,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
         damage = first["scores"] - baseline.scores if not metric.higher_is_better else baseline.scores - first["scores"]
         order = [val_idx[i] for i in np.argsort(-damage, kind="stable")[:RANKING_SAMPLES]]
         ranked = rank(core, fp32, quantized, spec.device, int8_config, val_ds, order, lambda f: say(0.45 + 0.3 * f), cancel)
-        cost = layer_macs(core, fp32, val_ds.load(val_idx[0]))
+        cost = layer_macs(core, fp32, val_ds.load(val_idx[0]), {n for g, _, _ in ranked for n in g})
         say(0.75)
         steps = 2 * math.log2(len(ranked) + 2) + 2
         tick = lambda done: say(0.75 + 0.2 * min(done / steps, 1.0))  # noqa: E731
@@ -256,13 +256,19 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
                    [{k: v for k, v in p.items() if k != "scores"} for p in probes])
 
 
-def layer_macs(core: ov.Core, fp32: ov.Model, sample: dict) -> dict[str, int]:
-    """Multiply-adds of every layer on one real sample: what an FP32 layer costs, roughly.
-    Shapes come from running the sample (models with dynamic shapes leave them unknown in the
-    graph); a layer without weights counts its output size."""
+def layer_macs(core: ov.Core, fp32: ov.Model, sample: dict, names: set[str] | None = None) -> dict[str, int]:
+    """Multiply-adds of every layer (or the named ones) on one real sample: what an FP32 layer
+    costs, roughly. Shapes come from running the sample (models with dynamic shapes leave them
+    unknown in the graph); a layer without weights counts its output size. Only the tensors
+    needed are kept as extra outputs, so memory stays that of one inference."""
     model = fp32.clone()
     ops = [op for op in model.get_ordered_ops() if op.get_type_name() not in ("Constant", "Parameter", "Result")
            and op.get_output_size() == 1 and op.get_output_element_type(0).is_real()]
+    if names is not None:
+        wanted = {op.get_friendly_name() for op in ops if op.get_friendly_name() in names}
+        wanted |= {op.input_value(0).get_node().get_friendly_name() for op in ops
+                   if op.get_friendly_name() in wanted and op.get_type_name() == "MatMul"}
+        ops = [op for op in ops if op.get_friendly_name() in wanted]
     model.add_outputs([op.output(0) for op in ops])
     values = core.compile_model(model, "CPU", config_for("fp32_f32", "CPU")).create_infer_request().infer(sample)
     # Result i reads the op whose shape values[i] has (add_outputs skips ops already read by one).
@@ -282,7 +288,7 @@ def layer_macs(core: ov.Core, fp32: ov.Model, sample: dict) -> dict[str, int]:
             macs[name] = out * int(k)
         else:
             macs[name] = out
-    return macs
+    return macs if names is None else {k: v for k, v in macs.items() if k in names}
 
 
 def _search(n: int, passes: Callable[[int], bool], tick: Callable[[int], None]) -> int | None:

@@ -241,3 +241,5 @@ def test_layer_cost_comes_from_the_shapes_a_real_sample_gives():
     macs = layer_macs(ov.Core(), ov.Model([mm], [x], "m"), {"x": np.ones((2, 3, 10, 12), np.float32)})
     assert macs["conv"] == 2 * 8 * 10 * 12 * (3 * 3 * 3)
     assert macs["fc"] == 2 * 5 * (8 * 10 * 12)
+    assert layer_macs(ov.Core(), ov.Model([mm], [x], "m"), {"x": np.ones((2, 3, 10, 12), np.float32)},
+                      {"fc"}) == {"fc": macs["fc"]}   # only what was asked for (+ what it needs)
