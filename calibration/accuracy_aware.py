@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Callable
 
 import nncf
@@ -130,8 +131,8 @@ def revert(model: ov.Model, names: set[str], biases: dict[str, np.ndarray] | Non
     return copy
 
 
-def rank(core: ov.Core, fp32: ov.Model, quantized: ov.Model, device: str, int8_config: dict, dataset: Dataset,
-         samples: list[int], progress: Callable[[float], None] | None = None,
+def rank(core: ov.Core, fp32: ov.Model, quantized: ov.Model, biases: dict[str, np.ndarray], device: str,
+         int8_config: dict, dataset: Dataset, samples: list[int], progress: Callable[[float], None] | None = None,
          cancel: Callable[[], bool] | None = None) -> list[tuple[list[str], list[str], float]]:
     """(layer names, their types, sensitivity) of every group of quantized layers (see `_groups`),
     most sensitive first.
@@ -148,7 +149,6 @@ def rank(core: ov.Core, fp32: ov.Model, quantized: ov.Model, device: str, int8_c
         got = _outputs(core.compile_model(model, device, int8_config), inputs)
         return float(np.mean([np.sum((g - r) ** 2) / (np.sum(r ** 2) + 1e-12) for g, r in zip(got, reference)]))
 
-    biases = corrected_biases(fp32, quantized)
     start = distance(revert(quantized, set()))
     types = {op.get_friendly_name(): op.get_type_name() for op in _units(quantized)}
     groups = _groups(quantized)
@@ -185,7 +185,6 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     probes: list[dict] = []
     biases = corrected_biases(fp32, quantized)
 
-
     def measure(chosen: list[int]) -> dict:
         """One full validation with the ranked groups `chosen` in FP32."""
         if cancel and cancel():
@@ -201,15 +200,18 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
         return row
 
     ranked: list[tuple[list[str], list[str], float]] = []
-    cost: dict[str, int] = {}
+    cost: dict[str, int] = {}       # multiply-adds per layer
+    group_macs: list[int] = []      # ... and per ranked group
     first = measure([])
     say(0.45)
     if not first["ok"]:
         # Rank on the samples INT8 got most wrong, where a layer's damage shows.
         damage = first["scores"] - baseline.scores if not metric.higher_is_better else baseline.scores - first["scores"]
         order = [val_idx[i] for i in np.argsort(-damage, kind="stable")[:RANKING_SAMPLES]]
-        ranked = rank(core, fp32, quantized, spec.device, int8_config, val_ds, order, lambda f: say(0.45 + 0.3 * f), cancel)
+        ranked = rank(core, fp32, quantized, biases, spec.device, int8_config, val_ds, order,
+                      lambda f: say(0.45 + 0.3 * f), cancel)
         cost = layer_macs(core, fp32, val_ds.load(val_idx[0]), {n for g, _, _ in ranked for n in g})
+        group_macs = [sum(cost.get(n, 0) for n in g) for g, _, _ in ranked]
         say(0.75)
         steps = 2 * math.log2(len(ranked) + 2) + 2
         tick = lambda done: say(0.75 + 0.2 * min(done / steps, 1.0))  # noqa: E731
@@ -217,23 +219,22 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
         _search(len(ranked), lambda k: measure(list(range(k)))["ok"], tick)
         # 2. Speed: a layer in FP32 costs time in proportion to its multiply-adds, so also try the
         #    ranking re-ordered by sensitivity per cost; only prefixes cheaper than the best so far.
-        group_macs = [sum(cost.get(n, 0) for n in g) for g, _, _ in ranked]
         smooth = max(1, sum(group_macs) // max(len(ranked), 1))
         passing = [p for p in probes if p["ok"]]
         if passing:
             cap = min(p["macs"] for p in passing)
             useful = [g for g in range(len(ranked)) if ranked[g][2] > 0 and group_macs[g] < cap]
             useful.sort(key=lambda g: -ranked[g][2] / (group_macs[g] + smooth))
-            prefix = [k for k in range(1, len(useful) + 1) if sum(group_macs[g] for g in useful[:k]) < cap]
-            if prefix:
-                _search(len(prefix), lambda k: measure(useful[:k])["ok"], tick)
+            affordable = sum(1 for total in accumulate(group_macs[g] for g in useful) if total < cap)
+            if affordable:
+                _search(affordable, lambda k: measure(useful[:k])["ok"], tick)
     passing = [p for p in probes if p["ok"]]
     best = min(passing, key=lambda p: (p["macs"], p["fp32_layers"])) if passing else min(probes, key=lambda p: p["drop"])
     chosen = list(best["groups"])
     if best["ok"]:
         # 3. A prefix may carry passengers: give each group back to INT8, the costliest first (then
         #    the least sensitive), keeping the change when the budget still holds.
-        for g in sorted(chosen, key=lambda g: (-sum(cost.get(n, 0) for n in ranked[g][0]), -g)):
+        for g in sorted(chosen, key=lambda g: (-group_macs[g], -g)):
             if len(probes) >= MAX_VALIDATIONS:
                 break
             row = measure([c for c in chosen if c != g])

@@ -246,9 +246,12 @@ class Slots:
     machine's cores do not grow with the number of folders open."""
 
     def __init__(self, count: int):
-        self.count = max(1, int(count))
-        self._sem = threading.BoundedSemaphore(self.count)
-        self._waiting: list[threading.Event] = []
+        self._sem = threading.BoundedSemaphore(max(1, int(count)))
+        self._waiting: set[threading.Event] = set()
+
+    def listen(self, wake: threading.Event, on: bool = True) -> None:
+        """`wake` is set whenever a slot frees (a runner's loop event); on=False forgets it."""
+        (self._waiting.add if on else self._waiting.discard)(wake)
 
     def take(self) -> bool:
         return self._sem.acquire(blocking=False)
@@ -282,7 +285,7 @@ class Runner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if slots is not None:
-            slots._waiting.append(self._wake)
+            slots.listen(self._wake)
 
     # -- public -------------------------------------------------------------------------------
     def start(self) -> "Runner":
@@ -337,8 +340,8 @@ class Runner:
     def stop(self, cancel_running: bool = True) -> None:
         self._stop.set()
         self._wake.set()
-        if self.slots is not None and self._wake in self.slots._waiting:
-            self.slots._waiting.remove(self._wake)
+        if self.slots is not None:
+            self.slots.listen(self._wake, on=False)
         if cancel_running:
             for job_id in self.running():
                 self.cancel(job_id)
@@ -427,9 +430,9 @@ class Runner:
         with self._lock:
             self._procs.pop(job_id, None)
             cancelled = job_id in self._cancelled
+            self._cancelled.discard(job_id)
         if self.slots is not None:
             self.slots.give()
-            self._cancelled.discard(job_id)
         fields: dict = {"finished": time.time()}
         if "result" in outcome and code == 0:
             fields.update(state="done", percent=100.0, phase="done", summary=summarise(outcome["result"]))
