@@ -428,11 +428,7 @@ class Runner:
                 outcome = msg
         code = proc.wait()
         with self._lock:
-            self._procs.pop(job_id, None)
             cancelled = job_id in self._cancelled
-            self._cancelled.discard(job_id)
-        if self.slots is not None:
-            self.slots.give()
         fields: dict = {"finished": time.time()}
         if "result" in outcome and code == 0:
             fields.update(state="done", percent=100.0, phase="done", summary=summarise(outcome["result"]))
@@ -450,6 +446,12 @@ class Runner:
         if fields["state"] != "done":
             _remove_temporaries(job.get("output_dir"), proc.pid)
         self.store.update(job_id, **fields)
+        # Only now is the job off the running list: stop() waits for that, so its final state is on record.
+        with self._lock:
+            self._procs.pop(job_id, None)
+            self._cancelled.discard(job_id)
+        if self.slots is not None:
+            self.slots.give()
         self._notify(job_id)
         self._wake.set()
 
