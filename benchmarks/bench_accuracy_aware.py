@@ -22,14 +22,14 @@ import openvino as ov
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from calibration import inspect_model, load_spec  # noqa: E402
-from calibration.accuracy_aware import calibrate_accuracy_aware  # noqa: E402
-from calibration.datasets import open_dataset  # noqa: E402
-from calibration.evaluation import evaluate  # noqa: E402
-from calibration.methods import _quiet  # noqa: E402
-from calibration.metrics import degradation, make_metric  # noqa: E402
-from calibration.performance import measure  # noqa: E402
-from calibration.runtime import F32, INT8, config_for, read_model  # noqa: E402
+from int8wb.calibration import inspect_model, load_spec  # noqa: E402
+from int8wb.calibration.accuracy_aware import calibrate_accuracy_aware  # noqa: E402
+from int8wb.calibration.datasets import open_dataset  # noqa: E402
+from int8wb.calibration.evaluation import evaluate  # noqa: E402
+from int8wb.calibration.methods import quiet  # noqa: E402
+from int8wb.calibration.metrics import degradation, make_metric  # noqa: E402
+from int8wb.calibration.performance import measure  # noqa: E402
+from int8wb.calibration.runtime import F32, INT8, config_for, read_model  # noqa: E402
 
 SPEC = ROOT / "examples" / "ocr" / "ocr.calibration.toml"
 SAVE = ROOT / "examples" / "ocr" / ".cache" / "bench"
@@ -122,7 +122,7 @@ def main() -> None:
         return float(np.mean(scores)), scores
 
     t0 = time.perf_counter()
-    theirs = _quiet(nncf.quantize_with_accuracy_control, fp32, calibration, validation,
+    theirs = quiet(nncf.quantize_with_accuracy_control, fp32, calibration, validation,
                     validation_fn=lambda m, d: validation_fn(m, d), max_drop=args.max_drop,
                     drop_type=nncf.DropType.ABSOLUTE, preset=nncf.QuantizationPreset.PERFORMANCE,
                     target_device=nncf.TargetDevice.CPU, subset_size=len(subset))

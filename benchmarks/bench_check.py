@@ -62,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     zoo = build_zoo(args.models)
     xml_bytes = sum(p.stat().st_size for p in zoo.rglob("*.xml"))
-    cli = [sys.executable, "-m", "editor_client.cli", "check", str(zoo), "--json"]
+    cli = [sys.executable, "-m", "int8wb.editor_client.cli", "check", str(zoo), "--json"]
     times = []
     for _ in range(args.rounds):
         start = time.perf_counter()

@@ -50,13 +50,13 @@ import openvino as ov  # noqa: E402
 import rich  # noqa: E402
 
 import nncf  # noqa: E402
-from calibration.datasets import open_dataset  # noqa: E402
-from calibration.inspection import inspect_model  # noqa: E402
-from calibration.methods import quantize_default  # noqa: E402
-from calibration.output import Staging, mark, output_paths  # noqa: E402
-from calibration.runtime import read_model  # noqa: E402
-from calibration.spec import load_spec  # noqa: E402
-from calibration.workflow import versions  # noqa: E402
+from int8wb.calibration.datasets import open_dataset  # noqa: E402
+from int8wb.calibration.inspection import inspect_model  # noqa: E402
+from int8wb.calibration.methods import quantize_default  # noqa: E402
+from int8wb.calibration.output import Staging, mark, output_paths  # noqa: E402
+from int8wb.calibration.runtime import read_model  # noqa: E402
+from int8wb.calibration.spec import load_spec  # noqa: E402
+from int8wb.calibration.workflow import versions  # noqa: E402
 
 GOAL = 1.05
 SECTION = "Default calibration step"

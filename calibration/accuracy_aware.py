@@ -28,7 +28,7 @@ from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
 from .datasets import Dataset
 from .evaluation import Evaluation, evaluate
-from .methods import _Feed, _quiet, nncf_settings
+from .methods import Feed, quiet, nncf_settings
 from .metrics import Metric, degradation
 from .problems import Cancelled
 from .runtime import INT8, config_for
@@ -178,9 +178,9 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     val_ds, val_idx = validation
     int8_config = config_for(INT8, spec.device, spec.inference.int8_float_precision)
 
-    feed = _Feed(dataset, subset, lambda f: say(0.4 * f), cancel)
+    feed = Feed(dataset, subset, lambda f: say(0.4 * f), cancel)
     params = AdvancedQuantizationParameters(backend_params={"compress_weights": False})
-    quantized = _quiet(nncf.quantize, fp32, nncf.Dataset(feed), advanced_parameters=params,
+    quantized = quiet(nncf.quantize, fp32, nncf.Dataset(feed), advanced_parameters=params,
                        subset_size=len(subset), **nncf_settings(spec))
     probes: list[dict] = []
     biases = corrected_biases(fp32, quantized)

@@ -49,9 +49,9 @@ try:
 except ImportError:  # Windows: no advisory lock, one watcher per inbox is then up to the user
     fcntl = None
 
-from .jobs import FINAL, STORE_DIR, JobStore, Runner, _alive, store_path
+from .jobs import FINAL, STORE_DIR, JobStore, Runner, alive, store_path
 from .problems import CalibrationError, Problem
-from .spec import Spec, _located, read_toml
+from .spec import Spec, located, read_toml
 from .toml_lines import line_of
 
 POLICY_NAME = "calibration.toml"
@@ -167,7 +167,7 @@ def load_policy(path: str | os.PathLike, text: str | None = None) -> Policy:
     try:
         spec = Spec.model_validate({**tables, "model": "<dropped model>.xml"})
     except ValidationError as exc:
-        problems += [_located(path, text, err) for err in exc.errors()]
+        problems += [located(path, text, err) for err in exc.errors()]
     if spec is not None:
         spec._path, spec._text = path, text
         for role in ("dataset", "validation", "evaluation"):
@@ -432,7 +432,7 @@ class DropFolder:
             # Rows left running by a watcher that died: its workers are stopped by reconcile() and
             # the models re-queued (a dead watcher is not the model's fault).
             for job in self.store.list(limit=10_000, states=("running",)):
-                if job["owner"] and not _alive(job["owner"]):
+                if job["owner"] and not alive(job["owner"]):
                     self._orphaned.add(job["id"])
             self.runner.start()
         self._recover()
@@ -967,10 +967,10 @@ def inbox_rows(folder: str | os.PathLike) -> list[dict] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m calibration.dropfolder INBOX [--once]` (the same as `int8wb watch`)."""
+    """`python -m int8wb.calibration.dropfolder INBOX [--once]` (the same as `int8wb watch`)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m calibration.dropfolder")
+    parser = argparse.ArgumentParser(prog="python -m int8wb.calibration.dropfolder")
     add_arguments(parser)
     return run_cli(parser.parse_args(argv))
 

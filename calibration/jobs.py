@@ -2,7 +2,7 @@
 
 No editor protocol here: the language-server daemon, `int8wb jobs` and a drop-folder watcher all
 use the same store and runner. Each job runs in its own worker process
-(`python -m calibration.jobs worker SPEC`), which calls `workflow.calibrate` and streams JSON lines
+(`python -m int8wb.calibration.jobs worker SPEC`), which calls `workflow.calibrate` and streams JSON lines
 on its stdout; a crash, an OOM kill or a cancel ends that process, never the caller. The engine
 stages its outputs under temporary names, so a killed worker leaves nothing visible; the runner also
 removes the dead worker's temporaries.
@@ -56,7 +56,7 @@ def store_path(workspace: str | os.PathLike) -> Path:
     return Path(workspace) / STORE_DIR / STORE_NAME
 
 
-def _alive(pid: int | None, needle: str | None = None) -> bool:
+def alive(pid: int | None, needle: str | None = None) -> bool:
     """Whether `pid` runs (and, with `needle`, whether its command line contains it: pids are reused)."""
     if not pid:
         return False
@@ -182,8 +182,8 @@ class JobStore:
         Called when a runner starts (e.g. after a daemon restart); returns the ids it failed."""
         failed = []
         for job in self.list(limit=10_000, states=("running",)):
-            worker_alive = _alive(job["pid"], "calibration.jobs")
-            owner_alive = job["owner"] not in (None, os.getpid()) and _alive(job["owner"])
+            worker_alive = alive(job["pid"], "int8wb.calibration.jobs")
+            owner_alive = job["owner"] not in (None, os.getpid()) and alive(job["owner"])
             if worker_alive and owner_alive:
                 continue  # another live runner (a second editor on the same folder) owns it
             if worker_alive:  # nobody reads it any more: stop it
@@ -387,12 +387,12 @@ class Runner:
         log_dir = self.store.path.parent / "logs"
         log_dir.mkdir(exist_ok=True)
         log = open(log_dir / f"{job['id']}.log", "wb")
-        cmd = [self.python, "-m", "calibration.jobs", "worker", job["spec"]] + (["--trust"] if self.trust else [])
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        root = str(Path(__file__).resolve().parents[1])
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        # -I: isolated from the workspace (no cwd or PYTHON* variables on sys.path), so a workspace
+        # folder named like one of our modules is never imported in its place.
+        cmd = [self.python, "-I", "-m", "int8wb.calibration.jobs", "worker", job["spec"]] + (["--trust"] if self.trust else [])
         try:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env,
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+                                    env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=self.store.path.parent,
                                     start_new_session=True)
         except OSError as exc:
             log.close()
@@ -500,7 +500,7 @@ def _worker(spec_path: str, trust: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m calibration.jobs")
+    parser = argparse.ArgumentParser(prog="python -m int8wb.calibration.jobs")
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("worker", help="run one calibration, streaming JSON lines on stdout")
     w.add_argument("spec")

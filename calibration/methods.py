@@ -15,7 +15,7 @@ from .spec import Spec
 nncf.set_log_level(logging.WARNING)  # NNCF's INFO lines would drown our own progress
 
 
-class _Feed:
+class Feed:
     """The calibration subset as NNCF iterates it, reporting progress and honouring cancel.
 
     NNCF may walk the data more than once (statistics, then bias correction), so the
@@ -45,8 +45,8 @@ def quantize_default(model: ov.Model, spec: Spec, dataset: Dataset, indices: lis
                      cancel: Callable[[], bool] | None = None) -> ov.Model:
     """Every INT8-able layer quantized: NNCF post-training quantization over the subset."""
     dataset.preload(indices, cancel)
-    feed = _Feed(dataset, indices, progress, cancel)
-    return _quiet(nncf.quantize, model, nncf.Dataset(feed), subset_size=len(indices), **nncf_settings(spec))
+    feed = Feed(dataset, indices, progress, cancel)
+    return quiet(nncf.quantize, model, nncf.Dataset(feed), subset_size=len(indices), **nncf_settings(spec))
 
 
 def nncf_settings(spec: Spec) -> dict:
@@ -57,7 +57,7 @@ def nncf_settings(spec: Spec) -> dict:
     return {"preset": preset, "target_device": device}
 
 
-def _quiet(fn, *args, **kwargs):
+def quiet(fn, *args, **kwargs):
     """Runs an NNCF call with its progress bars (drawn on rich's global console) silenced:
     callers get our progress instead, and stdout stays clean for --json."""
     console = rich.get_console()

@@ -258,11 +258,11 @@ def write_html(result: dict, path: str | os.PathLike) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m calibration.report RESULT.json [REPORT.html]`: re-renders a saved result."""
+    """`python -m int8wb.calibration.report RESULT.json [REPORT.html]`: re-renders a saved result."""
     import argparse
     import json
 
-    parser = argparse.ArgumentParser(prog="python -m calibration.report", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m int8wb.calibration.report", description=main.__doc__)
     parser.add_argument("result", type=Path)
     parser.add_argument("html", type=Path, nargs="?")
     args = parser.parse_args(argv)

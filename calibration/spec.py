@@ -187,7 +187,7 @@ def load_spec(path: str | Path, text: str | None = None) -> Spec:
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
-        raise CalibrationError(_merge([_located(path, text, err) for err in exc.errors()])) from None
+        raise CalibrationError(_merge([located(path, text, err) for err in exc.errors()])) from None
     spec._path, spec._text = path, text
     return spec
 
@@ -207,7 +207,7 @@ def read_toml(path: Path, text: str | None, what: str, fix: str | None = None) -
                                        line=int(match.group(1)) if match else 1, rule="toml")) from None
 
 
-def _located(path: Path, text: str, err: dict) -> Problem:
+def located(path: Path, text: str, err: dict) -> Problem:
     # Union members add their type name to loc ("subset", "int"); keep only real keys.
     loc = tuple(p for p in err["loc"] if isinstance(p, int) or not _is_type_tag(p))
     key = ".".join(str(p) for p in loc)

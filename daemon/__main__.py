@@ -1,4 +1,4 @@
-"""`python -m daemon`: the int8wb language server over stdio."""
-from daemon.server import main
+"""`python -m int8wb.daemon`: the int8wb language server over stdio."""
+from int8wb.daemon.server import main
 
 main()

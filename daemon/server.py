@@ -31,9 +31,9 @@ from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
-from calibration.inspection import is_ir
-from calibration.jobs import FINAL, STORE_DIR, JobStore, Runner, Slots
-from calibration.spec import SPEC_SUFFIX
+from int8wb.calibration.inspection import is_ir
+from int8wb.calibration.jobs import FINAL, STORE_DIR, JobStore, Runner, Slots
+from int8wb.calibration.spec import SPEC_SUFFIX
 
 log = logging.getLogger("int8wb.daemon")
 
@@ -173,8 +173,8 @@ class Int8Server(LanguageServer):
     def start_inbox(self, root: Path, entry: dict) -> None:
         """A workspace folder holding a drop policy is also an inbox (calibration.dropfolder), run in a
         thread with this root's store and runner."""
-        from calibration.dropfolder import DropFolder, is_inbox
-        from calibration.problems import CalibrationError
+        from int8wb.calibration.dropfolder import DropFolder, is_inbox
+        from int8wb.calibration.problems import CalibrationError
 
         if not is_inbox(root):
             return
@@ -428,13 +428,13 @@ def _walk(roots: list[Path]) -> dict[Path, tuple]:
 
 
 def _check_spec(path: Path, text: str | None):
-    from calibration.checker import check_spec
+    from int8wb.calibration.checker import check_spec
     return check_spec(path, text)
 
 
 def _check_model(path: Path):
     """(problems, complete): complete is False while the pair may still be being copied."""
-    from calibration.checker import check_model
+    from int8wb.calibration.checker import check_model
     problems = check_model(path, scanned=True)
     incomplete = {"missing-weights", "truncated-weights", "corrupt", "not-ir"}
     complete = not any(p.rule in incomplete for p in problems)
@@ -642,7 +642,7 @@ async def cmd_compare(ls: Int8Server, *args) -> dict:
         if model.suffix != ".xml" or not model.is_file():
             raise JsonRpcInvalidParams(message=f"not an IR model (.xml): {model}")
     report = ls.root_of(a) / STORE_DIR / "compare" / f"{a.stem}-vs-{b.stem}.html"
-    argv = [sys.executable, "-m", "editor_client.cli", "compare", str(a), str(b), "--json", "--html", str(report),
+    argv = [sys.executable, "-I", "-m", "int8wb.editor_client.cli", "compare", str(a), str(b), "--json", "--html", str(report),
             "--device", str(options.get("device", "CPU")), "--batch", str(int(options.get("batch", 1))),
             "--duration", str(float(options.get("duration", 3.0)))]
     ls.log(f"int8wb: comparing {a.name} and {b.name}")
@@ -745,8 +745,8 @@ def _model_markdown(cache: dict, model: Path) -> str:
     key = (model, _signature(model))
     if key in cache:
         return cache[key]
-    from calibration.problems import CalibrationError
-    from calibration.inspection import inspect_model
+    from int8wb.calibration.problems import CalibrationError
+    from int8wb.calibration.inspection import inspect_model
     try:
         info = inspect_model(model)
     except CalibrationError as exc:

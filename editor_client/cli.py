@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from calibration import CalibrationError, Cancelled, inspect_model, load_spec
+from int8wb.calibration import CalibrationError, Cancelled, inspect_model, load_spec
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -49,8 +49,8 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from calibration.report import layer_rows, speed_rows, summary_rows
-    from calibration.workflow import calibrate
+    from int8wb.calibration.report import layer_rows, speed_rows, summary_rows
+    from int8wb.calibration.workflow import calibrate
 
     spec = load_spec(args.spec)
     columns = [TextColumn("{task.description:<28}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
@@ -92,7 +92,7 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from calibration.checker import check_paths
+    from int8wb.calibration.checker import check_paths
 
     problems = check_paths(args.paths)
     if args.json:
@@ -112,19 +112,19 @@ def cmd_check(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from calibration.spec import json_schema
+    from int8wb.calibration.spec import json_schema
     print(json.dumps(json_schema(), indent=2))
     return 0
 
 
 def cmd_serve(args) -> int:
-    from daemon.server import main as serve
-    serve()
-    return 0
+    # The language server is another front end: this process becomes it (same stdio), isolated
+    # from the working directory, rather than importing it.
+    os.execv(sys.executable, [sys.executable, "-I", "-m", "int8wb.daemon"])
 
 
 def cmd_watch(args) -> int:
-    from calibration.dropfolder import run_cli
+    from int8wb.calibration.dropfolder import run_cli
     return run_cli(args)
 
 
@@ -132,7 +132,7 @@ def _inbox_jobs(args) -> bool:
     """`int8wb jobs INBOX`: the inbox's models with their state and job; False when not an inbox."""
     from datetime import datetime
 
-    from calibration.dropfolder import inbox_rows
+    from int8wb.calibration.dropfolder import inbox_rows
 
     rows = inbox_rows(args.folder)
     if rows is None:
@@ -161,7 +161,7 @@ def cmd_jobs(args) -> int:
     from datetime import datetime
     from pathlib import Path
 
-    from calibration.jobs import JobStore, store_path
+    from int8wb.calibration.jobs import JobStore, store_path
 
     if not Path(args.folder).is_dir():
         err.print(f"error: no such folder: {escape(str(args.folder))}")
@@ -200,8 +200,8 @@ def cmd_jobs(args) -> int:
 def cmd_compare(args) -> int:
     from pathlib import Path
 
-    from calibration.comparison import compare_models
-    from calibration.report import comparison_layer_rows, comparison_rows, write_html
+    from int8wb.calibration.comparison import compare_models
+    from int8wb.calibration.report import comparison_layer_rows, comparison_rows, write_html
 
     settings = {"batch": args.batch, "duration": args.duration}
     columns = [TextColumn("{task.description:<28}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive(int), default=50, help="at most this many rows, newest first")
     p.set_defaults(func=cmd_jobs)
     p = sub.add_parser("watch", help="calibrate every model dropped in an inbox (policy: INBOX/calibration.toml)")
-    from calibration.dropfolder import add_arguments as _watch_arguments
+    from int8wb.calibration.dropfolder import add_arguments as _watch_arguments
     _watch_arguments(p)
     p.set_defaults(func=cmd_watch)
     return parser

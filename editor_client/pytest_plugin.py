@@ -131,7 +131,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 def _calibrate_quietly(spec) -> dict:
     """The engine's calibrate, with no progress and nothing on stdout/stderr."""
-    from calibration import workflow  # openvino and nncf load here, only when calibrating
+    from int8wb.calibration import workflow  # openvino and nncf load here, only when calibrating
 
     # Running pytest already runs the project's Python code, so a custom metric is trusted here.
     params = inspect.signature(workflow.calibrate).parameters
@@ -412,7 +412,7 @@ def format_problems(exc, base: Path, generated: str | None = None) -> str:
 
 
 def _is_calibration_error(exc: BaseException) -> bool:
-    problems = sys.modules.get("calibration.problems")
+    problems = sys.modules.get("int8wb.calibration.problems")
     return problems is not None and isinstance(exc, problems.CalibrationError)
 
 
@@ -449,7 +449,7 @@ class Int8GateItem(pytest.Item):
     funcargs: dict = {}
 
     def runtest(self) -> None:
-        from calibration import load_spec
+        from int8wb.calibration import load_spec
 
         state = self.config.stash[_STATE]
         rows = self.stash.setdefault(_ROWS, {})
@@ -560,7 +560,7 @@ class Int8Calibrate:
                 pytest.fail(str(exc), pytrace=False)
 
     def _spec(self, spec, base_dir, fields):
-        from calibration import load_spec
+        from int8wb.calibration import load_spec
 
         here = self.request.path.parent
         base = here / base_dir if base_dir is not None else here  # an absolute base_dir stays as it is

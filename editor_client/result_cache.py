@@ -30,7 +30,7 @@ import platform
 import tempfile
 import time
 from dataclasses import dataclass, field
-from calibration.versions import versions
+from int8wb.calibration.versions import versions
 from pathlib import Path
 from typing import Callable, Iterator
 

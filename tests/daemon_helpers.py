@@ -20,7 +20,7 @@ CLIENTS = {  # recorded `initialize` capabilities (see tests/lsp_clients/README.
     "neovim": "neovim_0.7.0.json",
     "emacs": "emacs_29.1_eglot.json",
 }
-SERVER = [sys.executable, "-m", "daemon"]
+SERVER = [sys.executable, "-m", "int8wb.daemon"]
 
 
 def server_env(**extra: str) -> dict:

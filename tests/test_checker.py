@@ -10,8 +10,8 @@ import pytest
 from openvino import opset13 as ops
 from PIL import Image
 
-from calibration.checker import check_model, check_paths, check_spec
-from calibration.output import mark
+from int8wb.calibration.checker import check_model, check_paths, check_spec
+from int8wb.calibration.output import mark
 from conftest import conv_net, save
 
 
@@ -84,8 +84,8 @@ def test_device_without_int8(project, device):
 
 
 def test_device_capabilities_from_the_runtime(project):
-    from calibration import load_spec
-    from calibration.eligibility import device_problems
+    from int8wb.calibration import load_spec
+    from int8wb.calibration.eligibility import device_problems
     assert device_problems(load_spec(project), ov.Core()) == []
     edit(project, 'model = "model.xml"', 'model = "model.xml"\ndevice = "FPGA"')
     assert rules(device_problems(load_spec(project), ov.Core())) == {"device-missing"}
@@ -179,7 +179,7 @@ def test_model_missing(project):
 
 def test_cli_check_json_and_exit_status(project):
     edit(project, 'kind = "imagenet"\npath = "data"', 'kind = "generated"')
-    cmd = [sys.executable, "-m", "editor_client.cli", "check", str(project.parent), "--json"]
+    cmd = [sys.executable, "-m", "int8wb.editor_client.cli", "check", str(project.parent), "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 1
     found = json.loads(proc.stdout)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import EXAMPLE, ROOT, conv_net, save
-from editor_client.cli import build_parser, main
+from int8wb.editor_client.cli import build_parser, main
 
 FP32 = EXAMPLE / "model.xml"
 DATA_COMMANDS = ("inspect", "check", "calibrate", "compare", "jobs")  # print data: each has --json
@@ -28,7 +28,7 @@ def run(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """The real entry point in a fresh interpreter: stdout, stderr and the process exit status."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
     env.pop("INT8WB_TRUST", None)
-    return subprocess.run([sys.executable, "-m", "editor_client.cli", *argv], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "int8wb.editor_client.cli", *argv], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=ROOT)
 
 
@@ -147,7 +147,7 @@ def test_compare_two_int8_variants_and_the_text_table(int8_model, tmp_path):
 
 
 def test_saved_comparison_re_renders(compared, tmp_path):
-    from calibration.report import main as report_main
+    from int8wb.calibration.report import main as report_main
 
     result, _ = compared
     saved = tmp_path / "cmp.json"
@@ -157,7 +157,7 @@ def test_saved_comparison_re_renders(compared, tmp_path):
 
 
 def test_random_inputs_set_dynamic_dims_to_one():
-    from calibration.comparison import random_inputs
+    from int8wb.calibration.comparison import random_inputs
 
     data = random_inputs(conv_net(channels=2))
     assert list(data) == ["image"] and data["image"].shape == (1, 2, 16, 16) and data["image"].dtype == np.float32

@@ -181,7 +181,7 @@ async def test_calibrate_progress_lens_cancel_and_kill(client: LanguageClient, w
     t0 = time.monotonic()
     cancelled = await wait_job(client, job_id, ("cancelled", "failed", "done"), 10)
     assert cancelled["state"] == "cancelled" and time.monotonic() - t0 < 5
-    await wait_for(lambda: not _alive(running["pid"]), 5, what="worker gone")
+    await wait_for(lambda: not alive(running["pid"]), 5, what="worker gone")
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
     # a worker killed from outside (as the OOM killer would) fails its job; the daemon lives on
@@ -238,7 +238,7 @@ async def _has_root(client, folder: Path) -> bool:
     return str(folder.resolve()) in (await command(client, "int8wb.status"))["roots"]
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -249,7 +249,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("argv", [["-m", "editor_client.cli", "serve"], ["-m", "daemon"]], ids=["int8wb serve", "python -m daemon"])
+@pytest.mark.parametrize("argv", [["-m", "int8wb.editor_client.cli", "serve"], ["-m", "int8wb.daemon"]], ids=["int8wb serve", "python -m int8wb.daemon"])
 def test_entry_points_speak_lsp_over_stdio(argv, tmp_path):
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",
                        "params": {"processId": None, "rootUri": tmp_path.as_uri(), "capabilities": {}}})
@@ -274,7 +274,7 @@ local function finish()
   vim.cmd("qa!")
 end
 local id = vim.lsp.start_client({
-  cmd = { os.getenv("INT8WB_PYTHON"), "-m", "daemon" },
+  cmd = { os.getenv("INT8WB_PYTHON"), "-m", "int8wb.daemon" },
   cmd_env = { PYTHONPATH = os.getenv("INT8WB_ROOT") },
   root_dir = ws,
   workspace_folders = { { uri = vim.uri_from_fname(ws), name = "ws" } },

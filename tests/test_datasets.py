@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from calibration import CalibrationError, inspect_model, load_spec
-from calibration.datasets import open_dataset
+from int8wb.calibration import CalibrationError, inspect_model, load_spec
+from int8wb.calibration.datasets import open_dataset
 
 
 def make_images(folder, n, size=(16, 16), mode="RGB", seed=0):

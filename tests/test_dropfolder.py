@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibration.dropfolder import DropFolder, content_hash, inbox_rows, load_policy, spec_text
-from calibration.jobs import JobStore
-from calibration.problems import CalibrationError
+from int8wb.calibration.dropfolder import DropFolder, content_hash, inbox_rows, load_policy, spec_text
+from int8wb.calibration.jobs import JobStore
+from int8wb.calibration.problems import CalibrationError
 from conftest import EXAMPLE, conv_net, save, tree, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,7 +165,7 @@ def test_policy_errors_name_file_line_and_key(box):
 def test_generated_spec_makes_every_path_absolute(box):
     policy = load_policy(box.inbox / "calibration.toml")
     text = spec_text(policy, Path("/snap/m.xml"), Path("/stage/x"))
-    from calibration.spec import load_spec
+    from int8wb.calibration.spec import load_spec
     spec = load_spec(box.root / "elsewhere" / "s.toml", text)
     assert spec.model_path == Path("/snap/m.xml") and spec.output_dir == Path("/stage/x")
     assert spec.resolve(spec.dataset.path) == box.root / "data.npz"
@@ -341,7 +341,7 @@ def test_digits_example_end_to_end_and_int8wb_jobs(tmp_path):
     shutil.copy(EXAMPLE / "model.xml", inbox / "digits.xml")
     shutil.copy(EXAMPLE / "model.bin", inbox / "digits.bin")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    run = subprocess.run([sys.executable, "-m", "editor_client.cli", "watch", str(inbox), "--once",
+    run = subprocess.run([sys.executable, "-m", "int8wb.editor_client.cli", "watch", str(inbox), "--once",
                           "--timeout", "90"], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "digits: done" in run.stderr and "1 calibrated, 0 refused or failed" in run.stderr
@@ -351,10 +351,10 @@ def test_digits_example_end_to_end_and_int8wb_jobs(tmp_path):
     assert result["drop"] < 0.02 and result["int8_layer_count"] > 0
     manifest = json.loads((entry / "drop.json").read_text())
     assert manifest["outputs"]["model"] == str(entry / "digits.int8.xml") and manifest["state"] == "done"
-    rows = json.loads(subprocess.run([sys.executable, "-m", "editor_client.cli", "jobs", str(inbox), "--json"],
+    rows = json.loads(subprocess.run([sys.executable, "-m", "int8wb.editor_client.cli", "jobs", str(inbox), "--json"],
                                      capture_output=True, text=True, env=env, check=True).stdout)
     assert [(r["name"], r["state"], r["job_state"]) for r in rows] == [("digits", "done", "done")]
-    text = subprocess.run([sys.executable, "-m", "editor_client.cli", "jobs", str(inbox)],
+    text = subprocess.run([sys.executable, "-m", "int8wb.editor_client.cli", "jobs", str(inbox)],
                           capture_output=True, text=True, env=env, check=True).stdout
     assert "digits" in text and "done" in text
 
@@ -365,7 +365,7 @@ def test_kill_9_of_the_watcher_mid_calibration_then_restart(box):
         shutil.copy(m, box.inbox / m.name)
         shutil.copy(m.with_suffix(".bin"), box.inbox / m.with_suffix(".bin").name)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    watcher = subprocess.Popen([sys.executable, "-m", "calibration.dropfolder", str(box.inbox), "-q"], env=env,
+    watcher = subprocess.Popen([sys.executable, "-m", "int8wb.calibration.dropfolder", str(box.inbox), "-q"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         store = wait_until(lambda: (box.inbox / ".int8wb" / "jobs.sqlite").exists() and JobStore(box.inbox), 20,
@@ -411,8 +411,8 @@ def test_kill_9_of_the_watcher_mid_calibration_then_restart(box):
 
 
 def test_the_daemon_serves_a_workspace_folder_that_holds_a_policy(box):
-    from calibration.jobs import Runner
-    from daemon.server import Int8Server
+    from int8wb.calibration.jobs import Runner
+    from int8wb.daemon.server import Int8Server
 
     m = box.model("served", seed=11)
     shutil.copy(m, box.inbox / "served.xml")

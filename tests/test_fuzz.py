@@ -4,9 +4,9 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from calibration import CalibrationError, inspect_model
-from calibration.checker import check_model, check_spec
-from calibration.problems import Problem
+from int8wb.calibration import CalibrationError, inspect_model
+from int8wb.calibration.checker import check_model, check_spec
+from int8wb.calibration.problems import Problem
 from conftest import conv_net, save
 
 BUDGET = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))

@@ -3,8 +3,8 @@ import openvino as ov
 import pytest
 from openvino import opset13 as ops
 
-from calibration import CalibrationError, inspect_model
-from calibration.output import mark
+from int8wb.calibration import CalibrationError, inspect_model
+from int8wb.calibration.output import mark
 from conftest import conv_net, save
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from calibration.jobs import JobStore, Runner, Slots, store_path
+from int8wb.calibration.jobs import JobStore, Runner, Slots, store_path
 from conftest import copy_example, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,10 +194,10 @@ def test_cli_jobs_reads_the_same_store(ws):
     job_id = store.add(str(spec_in(ws)), method="default")
     store.update(job_id, state="failed", error="boom", finished=time.time())
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-m", "editor_client.cli", "jobs", str(ws), "--json"],
+    out = subprocess.run([sys.executable, "-m", "int8wb.editor_client.cli", "jobs", str(ws), "--json"],
                          capture_output=True, text=True, env=env, check=True).stdout
     rows = json.loads(out)
     assert rows[0]["id"] == job_id and rows[0]["state"] == "failed" and rows[0]["error"] == "boom"
-    text = subprocess.run([sys.executable, "-m", "editor_client.cli", "jobs", str(ws)],
+    text = subprocess.run([sys.executable, "-m", "int8wb.editor_client.cli", "jobs", str(ws)],
                           capture_output=True, text=True, env=env, check=True).stdout
     assert job_id in text and "failed" in text

@@ -10,8 +10,8 @@ import numpy as np
 import openvino as ov
 import pytest
 
-from calibration import load_spec
-from calibration.workflow import calibrate
+from int8wb.calibration import load_spec
+from int8wb.calibration.workflow import calibrate
 
 ROOT = Path(__file__).resolve().parents[1]
 OCR = ROOT / "examples" / "ocr"
@@ -39,8 +39,8 @@ def test_figures_match_an_independent_evaluation(result):
 
     compiled = ov.Core().compile_model(result["output"]["model"], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     spec = load_spec(OCR / "ocr.calibration.toml")
-    from calibration.datasets import open_dataset
-    from calibration.inspection import inspect_model
+    from int8wb.calibration.datasets import open_dataset
+    from int8wb.calibration.inspection import inspect_model
 
     val = open_dataset(spec, inspect_model(spec.model_path), "validation")
     scores = [exact_match(compiled(val.load(i), share_inputs=False)[0], val.label(i)) for i in range(len(val))]

@@ -20,11 +20,11 @@ import pytest
 
 # Imported here, before any in-process inner run: pytester drops the modules first imported
 # inside such a run, and numpy's and OpenVINO's native modules cannot be imported twice.
-import calibration.workflow  # noqa: F401
-from calibration import load_spec
+import int8wb.calibration.workflow  # noqa: F401
+from int8wb.calibration import load_spec
 from conftest import copy_example
-from editor_client import result_cache
-from editor_client.pytest_plugin import (Int8BudgetFailure, assert_budget, evaluate, merge_budget,
+from int8wb.editor_client import result_cache
+from int8wb.editor_client.pytest_plugin import (Int8BudgetFailure, assert_budget, evaluate, merge_budget,
                                          spec_budget, to_toml)
 
 pytest_plugins = ["pytester"]
@@ -32,8 +32,8 @@ pytest_plugins = ["pytester"]
 def _plugin_name() -> str:
     """`-p editor_client.pytest_plugin`, unless an installed `pytest11` entry point already loads
     the module (pytest refuses one module under two names): then `-p <its name>`, a no-op."""
-    names = [ep.name for ep in entry_points(group="pytest11") if ep.value == "editor_client.pytest_plugin"]
-    return names[0] if names else "editor_client.pytest_plugin"
+    names = [ep.name for ep in entry_points(group="pytest11") if ep.value == "int8wb.editor_client.pytest_plugin"]
+    return names[0] if names else "int8wb.editor_client.pytest_plugin"
 
 
 # The plugin module is imported above, so an in-process inner run cannot assertion-rewrite it: say
@@ -184,7 +184,7 @@ def test_the_key_follows_every_input_and_only_the_inputs(tmp_path):
 
 
 def test_versions_in_the_key_are_the_engines():
-    assert result_cache.versions() == calibration.workflow.versions()
+    assert result_cache.versions() == int8wb.calibration.workflow.versions()
 
 
 # --------------------------------------------------------------------------- failures read well
@@ -249,9 +249,9 @@ def test_gate_measures_the_held_out_set(pytester, project):
     from PIL import Image
 
     import openvino as ov
-    from calibration import inspect_model
-    from calibration.datasets import open_dataset
-    from calibration.runtime import F32, config_for
+    from int8wb.calibration import inspect_model
+    from int8wb.calibration.datasets import open_dataset
+    from int8wb.calibration.runtime import F32, config_for
 
     data = project.parent / "data"
     (data / "heldout").mkdir()
@@ -295,8 +295,8 @@ def test_gate_measures_the_held_out_set(pytester, project):
 FIXTURE_TESTS = '''
 import tomllib
 import pytest
-from calibration import CalibrationError
-from editor_client.pytest_plugin import Int8BudgetFailure, assert_budget
+from int8wb.calibration import CalibrationError
+from int8wb.editor_client.pytest_plugin import Int8BudgetFailure, assert_budget
 
 SPEC = "digits/digits.calibration.toml"
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from calibration import load_spec
-from calibration.report import pair_layers, render_html, write_html
-from calibration.workflow import calibrate
+from int8wb.calibration import load_spec
+from int8wb.calibration.report import pair_layers, render_html, write_html
+from int8wb.calibration.workflow import calibrate
 from conftest import copy_example
 
 CHROMIUM = shutil.which("chromium")

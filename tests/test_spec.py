@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from calibration import CalibrationError, load_spec
-from calibration.spec import SCHEMA_PATH, json_schema
+from int8wb.calibration import CalibrationError, load_spec
+from int8wb.calibration.spec import SCHEMA_PATH, json_schema
 
 GOOD = """\
 model = "model.xml"

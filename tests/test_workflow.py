@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from calibration import CalibrationError, inspect_model, load_spec
-from calibration.workflow import calibrate
+from int8wb.calibration import CalibrationError, inspect_model, load_spec
+from int8wb.calibration.workflow import calibrate
 from conftest import copy_example, tree
 
-CLI = [sys.executable, "-m", "editor_client.cli"]
+CLI = [sys.executable, "-m", "int8wb.editor_client.cli"]
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 /**
- * int8-workbench for VS Code: a thin client of the int8wb language server (`<python> -m daemon`).
+ * int8-workbench for VS Code: a thin client of the int8wb language server (`<python> -m int8wb.daemon`).
  * Diagnostics, code lens, hover, quick fixes and work-done progress come from the server through
  * vscode-languageclient; this file adds palette commands, the "INT8 jobs" tree and a status-bar item.
  */
@@ -349,7 +349,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     await client.start();
   } catch (err) {
     void vscode.window.showErrorMessage(
-      `int8wb: cannot start the language server with "${settings().pythonPath} -m daemon" (set int8wb.pythonPath): ${err}`,
+      `int8wb: cannot start the language server with "${settings().pythonPath} -m int8wb.daemon" (set int8wb.pythonPath): ${err}`,
     );
   }
 }

@@ -7,7 +7,7 @@ import * as path from "node:path";
 export interface LaunchSettings {
   /** `int8wb.pythonPath`: the interpreter with int8-workbench installed. */
   pythonPath?: string;
-  /** `int8wb.serverArgs`: extra arguments after `-m daemon`. */
+  /** `int8wb.serverArgs`: extra arguments after `-m int8wb.daemon`. */
   serverArgs?: string[];
   /** `int8wb.maxJobs`: passed as INT8WB_MAX_JOBS. */
   maxJobs?: number;
@@ -21,7 +21,7 @@ export interface Launch {
   env: Record<string, string>;
 }
 
-/** `<python> -m daemon [args]` with the settings as environment variables. */
+/** `<python> -I -m int8wb.daemon [args]` (-I: the workspace folder, its cwd, is never on sys.path) with the settings as environment variables. */
 export function serverLaunch(settings: LaunchSettings, baseEnv: NodeJS.ProcessEnv, workspaceRoot?: string): Launch {
   let python = (settings.pythonPath || "").trim() || "python3";
   // A relative interpreter path (".venv/bin/python") is relative to the workspace; a bare name is looked up on PATH.
@@ -40,7 +40,7 @@ export function serverLaunch(settings: LaunchSettings, baseEnv: NodeJS.ProcessEn
     delete env.INT8WB_TRUST; // never inherit trust from the editor's own environment
   }
   env.PYTHONUNBUFFERED = "1";
-  return { command: python, args: ["-m", "daemon", ...(settings.serverArgs ?? [])], env };
+  return { command: python, args: ["-I", "-m", "int8wb.daemon", ...(settings.serverArgs ?? [])], env };
 }
 
 /** A row of `int8wb.jobs` (calibration/jobs.py). */

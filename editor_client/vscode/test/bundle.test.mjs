@@ -1,6 +1,6 @@
 // Loads the bundled dist/extension.js with a stub `vscode` module (no editor here) and checks that
 // activate() registers every command package.json contributes, the jobs view, and launches the
-// server as `<int8wb.pythonPath> -m daemon` with INT8WB_MAX_JOBS / INT8WB_TRUST from the settings.
+// server as `<int8wb.pythonPath> -m int8wb.daemon` with INT8WB_MAX_JOBS / INT8WB_TRUST from the settings.
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import Module, { createRequire } from "node:module";
@@ -76,7 +76,7 @@ function anything() {
   });
 }
 
-test("activate registers the contributed commands and starts <python> -m daemon", async () => {
+test("activate registers the contributed commands and starts <python> -m int8wb.daemon", async () => {
   const config = { pythonPath: "/opt/py/bin/python", serverArgs: ["--flag"], maxJobs: 2, trustCustomMetrics: true };
   const { vscode, registered, views, errors } = stubVscode(config);
   let started;
@@ -112,7 +112,7 @@ test("activate registers the contributed commands and starts <python> -m daemon"
   assert.ok(started, "the client did not start the server");
   {
     assert.equal(started.command, "/opt/py/bin/python");
-    assert.deepEqual(started.args, ["-m", "daemon", "--flag"]);
+    assert.deepEqual(started.args, ["-I", "-m", "int8wb.daemon", "--flag"]);
     assert.equal(started.env.INT8WB_MAX_JOBS, "2");
     assert.equal(started.env.INT8WB_TRUST, "1");
   }

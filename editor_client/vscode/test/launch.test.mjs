@@ -6,11 +6,11 @@ import { test } from "node:test";
 const require = createRequire(import.meta.url);
 const { serverLaunch, describeJob, statusText, stateIcon, isActive } = require("../dist/launch.js");
 
-test("the server is <python> -m daemon with the settings as environment", () => {
+test("the server is <python> -m int8wb.daemon with the settings as environment", () => {
   const launch = serverLaunch({ pythonPath: ".venv/bin/python", serverArgs: ["--x"], maxJobs: 3, trustCustomMetrics: true },
     { PATH: "/bin", INT8WB_TRUST: "0" }, "/ws");
   assert.equal(launch.command, "/ws/.venv/bin/python");
-  assert.deepEqual(launch.args, ["-m", "daemon", "--x"]);
+  assert.deepEqual(launch.args, ["-I", "-m", "int8wb.daemon", "--x"]);
   assert.equal(launch.env.INT8WB_MAX_JOBS, "3");
   assert.equal(launch.env.INT8WB_TRUST, "1");
   assert.equal(launch.env.PATH, "/bin");
@@ -19,7 +19,7 @@ test("the server is <python> -m daemon with the settings as environment", () => 
 test("defaults: python3 on PATH, one job, no trust even if the editor's environment has it", () => {
   const launch = serverLaunch({}, { INT8WB_TRUST: "1" }, "/ws");
   assert.equal(launch.command, "python3");
-  assert.deepEqual(launch.args, ["-m", "daemon"]);
+  assert.deepEqual(launch.args, ["-I", "-m", "int8wb.daemon"]);
   assert.equal(launch.env.INT8WB_MAX_JOBS, "1");
   assert.equal(launch.env.INT8WB_TRUST, undefined);
 });
