@@ -65,9 +65,9 @@ def test_the_rule_catches_a_forbidden_import(tmp_path, monkeypatch):
     """The checker itself: a planted `import pygls` in an engine module is reported with its line."""
     room = tmp_path / "calibration"
     room.mkdir()
-    (room / "planted.py").write_text("import os\nfrom pygls.server import LanguageServer\n")
+    (room / "planted.py").write_text("import os\nfrom pygls.lsp.server import LanguageServer\n")
     monkeypatch.setitem(globals(), "ROOT", tmp_path)
-    assert offences("calibration", FORBIDDEN["calibration"]) == ["calibration/planted.py:2 imports pygls.server"]
+    assert offences("calibration", FORBIDDEN["calibration"]) == ["calibration/planted.py:2 imports pygls.lsp.server"]
 
 
 @pytest.mark.parametrize("room", ROOMS)
