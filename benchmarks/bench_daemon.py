@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "daemon"))
 
 from lsprotocol import types  # noqa: E402
 from pytest_lsp import make_test_lsp_client  # noqa: E402

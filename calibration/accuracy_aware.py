@@ -26,6 +26,7 @@ import openvino as ov
 from openvino._offline_transformations import compress_quantize_weights_transformation
 from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
+from . import devices
 from .datasets import Dataset
 from .evaluation import Evaluation, evaluate
 from .methods import Feed, quiet, nncf_settings
@@ -271,7 +272,7 @@ def layer_macs(core: ov.Core, fp32: ov.Model, sample: dict, names: set[str] | No
                    if op.get_friendly_name() in wanted and op.get_type_name() == "MatMul"}
         ops = [op for op in ops if op.get_friendly_name() in wanted]
     model.add_outputs([op.output(0) for op in ops])
-    values = core.compile_model(model, "CPU", config_for("fp32_f32", "CPU")).create_infer_request().infer(sample)
+    values = core.compile_model(model, devices.REFERENCE, config_for("fp32_f32", devices.REFERENCE)).create_infer_request().infer(sample)
     # Result i reads the op whose shape values[i] has (add_outputs skips ops already read by one).
     shape = {port.get_node().input_value(0).get_node().get_friendly_name(): value.shape
              for port, value in zip(model.outputs, values.to_tuple())}

@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import devices
 from .inspection import inspect_model
 from .problems import CalibrationError, Cancelled, Problem
 from .spec import InferenceSpec
@@ -130,8 +131,7 @@ def compare_models(a: str | os.PathLike, b: str | os.PathLike, device: str = "CP
                                            fix="fix the model path"))
     facts = {side: _model_facts(path) for side, path in paths.items()}
     core = ov.Core()
-    if device.split(":")[0].split(".")[0] not in {d.split(".")[0] for d in core.available_devices} and \
-            not device.upper().startswith(("AUTO", "HETERO", "MULTI", "BATCH")):
+    if not devices.is_available(device, core.available_devices):
         raise CalibrationError(Problem(f"device {device} is not available here (available: "
                                        f"{', '.join(core.available_devices)})", rule="device-missing",
                                        fix="--device CPU"))
@@ -146,7 +146,7 @@ def compare_models(a: str | os.PathLike, b: str | os.PathLike, device: str = "CP
                                        fix="compare two variants of the same model")) from None
 
     variants = {A: (A, DEFAULT), B: (B, DEFAULT)}
-    if strict_f32 and device.upper().startswith("CPU"):
+    if strict_f32 and devices.is_cpu(device):
         for side, key in ((A, A_F32), (B, B_F32)):
             if not facts[side]["quantized"]:
                 variants[key] = (side, F32)

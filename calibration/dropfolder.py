@@ -52,6 +52,7 @@ except ImportError:  # Windows: no advisory lock, one watcher per inbox is then 
 from .jobs import FINAL, STORE_DIR, JobStore, Runner, alive, store_path
 from .problems import CalibrationError, Problem
 from .spec import Spec, located, read_toml
+from .trust import trusted
 from .toml_lines import line_of
 
 POLICY_NAME = "calibration.toml"
@@ -993,7 +994,7 @@ def run_cli(args) -> int:
 
     try:
         drop = DropFolder(args.inbox, policy=args.policy, jobs=args.jobs, echo=None if args.quiet else echo,
-                          trust_custom_metrics=args.trust or os.environ.get("INT8WB_TRUST") == "1")
+                          trust_custom_metrics=trusted(args.trust))
     except CalibrationError as exc:
         for p in exc.problems:
             print(f"error: {p}", file=sys.stderr)

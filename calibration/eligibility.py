@@ -5,12 +5,11 @@ folder scans stay fast; `device_problems` asks the runtime only when one is at h
 """
 from __future__ import annotations
 
+from . import devices
 from .inspection import ModelInfo
 from .problems import Problem
 from .spec import Spec
 
-# Devices the product does not calibrate for (DL Workbench's rule: INT8 is a CPU path).
-NO_INT8_DEVICES = frozenset({"GPU", "VPU", "MYRIAD", "HDDL", "NPU", "GNA"})
 
 
 def model_problems(info: ModelInfo) -> list[Problem]:
@@ -58,8 +57,7 @@ def spec_problems(spec: Spec, *, annotated: bool | None = None, metric_needs_lab
         out.append(spec.problem("a generated (random) dataset cannot calibrate a model: its statistics "
                                 "would be meaningless", "dataset", "kind", rule="generated-dataset",
                                 fix="point the dataset at real samples; generated data is for speed only"))
-    base = spec.device.split(".")[0].split(":")[0].upper()
-    if base in NO_INT8_DEVICES:
+    if not devices.has_int8_path(spec.device):
         out.append(spec.problem(f"device {spec.device} has no INT8 calibration path", "device",
                                 rule="device-without-int8", fix='set device = "CPU"'))
     if annotated is False and metric_needs_labels:
@@ -79,8 +77,7 @@ def spec_problems(spec: Spec, *, annotated: bool | None = None, metric_needs_lab
 
 def device_problems(spec: Spec, core) -> list[Problem]:
     """Asks the runtime whether the device exists and has INT8 (needs an openvino Core)."""
-    base = spec.device.split(".")[0].split(":")[0]
-    if base not in {d.split(".")[0] for d in core.available_devices}:
+    if not devices.is_available(spec.device, core.available_devices):
         return [spec.problem(f"device {spec.device} is not available here (have: {', '.join(core.available_devices)})",
                              "device", rule="device-missing", fix='set device = "CPU"')]
     if "INT8" not in core.get_property(spec.device, "OPTIMIZATION_CAPABILITIES"):

@@ -23,6 +23,8 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+from .trust import trusted
+
 STORE_DIR = ".int8wb"
 STORE_NAME = "jobs.sqlite"
 STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -506,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("spec")
     w.add_argument("--trust", action="store_true")
     args = parser.parse_args(argv)
-    return _worker(args.spec, args.trust or os.environ.get("INT8WB_TRUST") == "1")
+    return _worker(args.spec, trusted(args.trust))
 
 
 if __name__ == "__main__":

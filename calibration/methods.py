@@ -8,6 +8,7 @@ import nncf
 import openvino as ov
 import rich
 
+from . import devices
 from .datasets import Dataset
 from .problems import Cancelled
 from .spec import Spec
@@ -53,7 +54,7 @@ def nncf_settings(spec: Spec) -> dict:
     """The preset and target device NNCF quantizes for."""
     preset = {"performance": nncf.QuantizationPreset.PERFORMANCE,
               "mixed": nncf.QuantizationPreset.MIXED}[spec.calibration.preset]
-    device = nncf.TargetDevice.CPU if spec.device.upper().startswith("CPU") else nncf.TargetDevice.ANY
+    device = nncf.TargetDevice.CPU if devices.is_cpu(spec.device) else nncf.TargetDevice.ANY
     return {"preset": preset, "target_device": device}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import openvino as ov
 
+from . import devices
 from .problems import CalibrationError, Problem
 
 F32 = "fp32_f32"          # FP32 model, INFERENCE_PRECISION_HINT f32: the true FP32 reference
@@ -19,7 +20,7 @@ def config_for(variant: str, device: str, int8_float: str = "default") -> dict:
     """Compile settings of a variant; `int8_float` = "f32" runs the INT8 model's float layers in
     strict f32 instead of the device default (the spec's [inference] int8_float_precision)."""
     strict = variant == F32 or (variant == INT8 and int8_float == "f32")
-    if strict and device.upper().startswith("CPU"):
+    if strict and devices.is_cpu(device):
         return {"INFERENCE_PRECISION_HINT": "f32"}
     return {}
 

@@ -34,6 +34,7 @@ from pygls.uris import from_fs_path, to_fs_path
 from int8wb.calibration.inspection import is_ir
 from int8wb.calibration.jobs import FINAL, STORE_DIR, JobStore, Runner, Slots
 from int8wb.calibration.spec import SPEC_SUFFIX
+from int8wb.calibration.trust import trusted
 
 log = logging.getLogger("int8wb.daemon")
 
@@ -153,7 +154,7 @@ class Int8Server(LanguageServer):
             return
         store = JobStore(root)
         runner = Runner(store, MAX_JOBS, on_change=lambda job: self.from_thread(self.job_changed, job),
-                        trust_custom_metrics=os.environ.get("INT8WB_TRUST") == "1", slots=self.slots).start()
+                        trust_custom_metrics=trusted(), slots=self.slots).start()
         entry = {"store": store, "runner": runner, "watch": None, "drop": None}
         self.roots[root] = entry
         if watch:

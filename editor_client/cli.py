@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from int8wb.calibration import CalibrationError, Cancelled, inspect_model, load_spec
+from int8wb.calibration.trust import trusted
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -60,7 +61,7 @@ def cmd_calibrate(args) -> int:
         # NNCF and OpenVINO print to stdout; keep stdout for our result alone.
         with contextlib.redirect_stdout(sys.stderr):
             result = calibrate(spec, progress=lambda pct, phase: bar.update(task, completed=pct, description=phase),
-                               trust_custom_metrics=args.trust or os.environ.get("INT8WB_TRUST") == "1")
+                               trust_custom_metrics=trusted(args.trust))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -4,7 +4,7 @@
 // on a copy of examples/digits with $/progress begin/report/end → int8wb.jobs shows it done → shutdown/exit.
 //
 // Environment: INT8WB_PYTHON (the interpreter with int8-workbench, e.g. <repo>/.venv/bin/python) and
-// INT8WB_ROOT (the repository); tests/test_vscode_extension.py sets both.
+// INT8WB_ROOT (the repository); tests/editor_client/test_vscode_extension.py sets both.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";

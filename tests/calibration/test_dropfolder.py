@@ -25,7 +25,7 @@ from int8wb.calibration.jobs import JobStore
 from int8wb.calibration.problems import CalibrationError
 from conftest import EXAMPLE, conv_net, save, tree, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 FAKE_WORKER = r'''
 import json, os, shutil, sys, time, tomllib

@@ -14,7 +14,7 @@ from lsprotocol import types
 from lsprotocol.converters import get_converter
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+ROOT = HERE.parents[1]
 CLIENTS = {  # recorded `initialize` capabilities (see tests/lsp_clients/README.md)
     "vscode": "vscode_1.65.2.json",
     "neovim": "neovim_0.7.0.json",
@@ -47,7 +47,7 @@ def initialize_params(name: str, workspace: Path, *, progress: bool | None = Non
 
 def model_pair(folder: Path, name: str, *, fp16: bool = False, seed: int = 0) -> Path:
     """Writes a small real IR pair (FP32, or FP16-computing and so ineligible) and returns the XML."""
-    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(HERE.parent))  # tests/conftest.py
     from conftest import conv_net, save
 
     return save(conv_net(fp16=fp16, seed=seed), folder / f"{name}.xml")

@@ -15,7 +15,7 @@ import pytest
 from int8wb.calibration.jobs import JobStore, Runner, Slots, store_path
 from conftest import copy_example, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _visible(folder: Path) -> dict[str, int]:

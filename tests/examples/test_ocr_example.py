@@ -13,7 +13,7 @@ import pytest
 from int8wb.calibration import load_spec
 from int8wb.calibration.workflow import calibrate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OCR = ROOT / "examples" / "ocr"
 
 pytestmark = pytest.mark.slow
