@@ -10,10 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
-from . import eligibility
+from . import eligibility, trust
 from .datasets import open_dataset
 from .inspection import inspect_model, is_ir
-from .metrics import needs_labels
+from .metrics import custom_metric_file, needs_labels
 from .problems import CalibrationError, Problem
 from .spec import SPEC_SUFFIX, Spec, load_spec
 
@@ -23,32 +23,47 @@ def check_model(path: str | os.PathLike, *, scanned: bool = False) -> list[Probl
     than named, so our own outputs are information, not errors."""
     try:
         info = inspect_model(path)
+        problems = eligibility.model_problems(info)
     except CalibrationError as exc:
         return exc.problems
-    problems = eligibility.model_problems(info)
+    except Exception as exc:  # noqa: BLE001
+        return [_internal(path, exc)]
     if scanned and info.derived is not None:
         problems = [replace(p, severity="info") if p.rule in ("derived-model", "already-calibrated") else p
                     for p in problems]
     return problems
 
 
-def check_spec(path: str | os.PathLike, text: str | None = None) -> list[Problem]:
-    """Problems of one spec (the editor's buffer when `text` is given), all located in the spec."""
+def _internal(path, exc: Exception) -> Problem:
+    """The checker must never take its caller down: an unforeseen failure is one more problem."""
+    return Problem(f"internal error while checking: {type(exc).__name__}: {exc}", path=str(path), line=1,
+                   rule="internal")
+
+
+def check_spec(path: str | os.PathLike, text: str | None = None, trusted: bool | None = None) -> list[Problem]:
+    """Problems of one spec (the editor's buffer when `text` is given), all located in the spec.
+    `trusted`: whether a custom metric may run (default: the INT8WB_TRUST switch), as calibrate asks."""
     try:
         spec = load_spec(path, text)
     except CalibrationError as exc:
         return exc.problems
+    except Exception as exc:  # noqa: BLE001
+        return [_internal(path, exc)]
     try:
-        return _spec_problems(spec)
+        return _spec_problems(spec, trust.trusted() if trusted is None else trusted)
     except CalibrationError as exc:
         return exc.problems
-    except Exception as exc:  # the checker must never take its caller down  # noqa: BLE001
-        return [Problem(f"internal error while checking: {type(exc).__name__}: {exc}", path=str(spec.path),
-                        line=1, rule="internal")]
+    except Exception as exc:  # noqa: BLE001
+        return [_internal(spec.path, exc)]
 
 
-def _spec_problems(spec: Spec) -> list[Problem]:
+def _spec_problems(spec: Spec, trusted: bool) -> list[Problem]:
     out: list[Problem] = []
+    if spec.accuracy.metric == "custom":
+        try:
+            custom_metric_file(spec, trusted)
+        except CalibrationError as exc:
+            out += exc.problems
     model = spec.model_path
     if not model.is_file():
         return [spec.problem(f"model not found: {model}", "model", rule="model-missing",
@@ -92,7 +107,11 @@ def targets(paths: Iterable[str | os.PathLike]) -> Iterable[tuple[Path, str, boo
     """(file, "spec"|"model", scanned) for named files and for what folders hold, recursively."""
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        try:
+            is_dir = path.is_dir()
+        except (OSError, ValueError):
+            is_dir = False  # reported as unreadable by the check itself
+        if is_dir:
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
@@ -112,8 +131,11 @@ PARALLEL_FROM = 64  # below this many files a process pool costs more than it sa
 
 def _check_one(target: tuple[Path, str, bool]) -> list[Problem]:
     path, kind, scanned = target
-    if not path.exists():
-        return [Problem("no such file or folder", path=str(path), rule="not-found")]
+    try:
+        if not path.exists():
+            return [Problem("no such file or folder", path=str(path), rule="not-found")]
+    except (OSError, ValueError) as exc:  # a NUL in the name, a symlink loop
+        return [Problem(f"cannot read this path: {exc}", path=repr(str(path)), rule="not-found")]
     return check_spec(path) if kind == "spec" else check_model(path, scanned=scanned)
 
 

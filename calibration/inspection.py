@@ -12,6 +12,7 @@ import xml.parsers.expat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .guarded import UnreadableFile, read_bytes
 from .problems import CalibrationError, Problem
 
 # Layers that OpenVINO's CPU plugin (and NNCF) can execute in INT8.
@@ -103,6 +104,7 @@ class _Reader:
     def __init__(self, data: bytes) -> None:
         self.data = data
         self._cursor = (0, 1)
+        self._edge_index: tuple[dict, dict] | None = None
         net = re.search(rb"<net\s([^>]*)>", data)
         self.net = _attrs(net.group(1)) if net else {}
         self.net_line = self.line_at(net.start()) if net else None
@@ -165,24 +167,30 @@ class _Reader:
     def edges(self, *, to: str | None = None, source: str | None = None) -> list[tuple[str, str, str, str]]:
         """(from-layer, from-port, to-layer, to-port) edges into `to` or out of `source`.
 
-        Searched on demand: the rules need the edges of a handful of layers, not all of them."""
+        The edges are read once, on the first question (a scan that never asks reads none), and
+        indexed both ways: a rule that asks about every layer stays linear in the file's size."""
+        if self._edge_index is None:
+            self._edge_index = self._index_edges()
+        into, out_of = self._edge_index
+        return list(into.get(to, ()) if to is not None else out_of.get(source or "", ()))
+
+    def _index_edges(self) -> tuple[dict, dict]:
         lo, hi = self.edges_region
-        if hi <= lo:
-            return []
-        ident = re.escape(html.escape(to if to is not None else source or "").encode())
-        pattern = (rb'<edge\s+from-layer="([^"]*)"\s+from-port="([^"]*)"\s+to-layer="(' + ident + rb')"\s+to-port="([^"]*)"'
-                   if to is not None else
-                   rb'<edge\s+from-layer="(' + ident + rb')"\s+from-port="([^"]*)"\s+to-layer="([^"]*)"\s+to-port="([^"]*)"')
-        found = [tuple(g.decode() for g in m) for m in re.compile(pattern).findall(self.data, lo, hi)]
-        if found or len(_EDGE_ATTRS.findall(self.data, lo, hi)) == self.data.count(b"<edge ", lo, hi):
-            return found
-        edges = []  # unusual attribute order: read every edge
-        for e in _EDGE.finditer(self.data, lo, hi):
-            a = _attrs(e.group(1))
-            edge = (a.get("from-layer"), a.get("from-port"), a.get("to-layer"), a.get("to-port"))
-            if (to is not None and edge[2] == to) or (source is not None and edge[0] == source):
-                edges.append(edge)
-        return edges
+        found: list[tuple[str, ...]] = []
+        if hi > lo:
+            fast = _EDGE_ATTRS.findall(self.data, lo, hi)
+            if len(fast) == self.data.count(b"<edge ", lo, hi):
+                found = [tuple(html.unescape(g.decode()) for g in m) for m in fast]
+            else:  # unusual attribute order: read every edge's attributes
+                for e in _EDGE.finditer(self.data, lo, hi):
+                    a = _attrs(e.group(1))
+                    found.append((a.get("from-layer"), a.get("from-port"), a.get("to-layer"), a.get("to-port")))
+        into: dict[str, list] = {}
+        out_of: dict[str, list] = {}
+        for edge in found:
+            into.setdefault(edge[2], []).append(edge)
+            out_of.setdefault(edge[0], []).append(edge)
+        return into, out_of
 
     def line_at(self, offset: int) -> int:
         # Lines are asked for in file order, so count on from the previous answer.
@@ -226,8 +234,7 @@ class _Reader:
 def is_ir(path: str | os.PathLike) -> bool:
     """Whether a .xml file is an OpenVINO IR (its head names a <net>), without parsing it."""
     try:
-        with open(path, "rb") as fh:
-            return b"<net" in fh.read(512)
+        return b"<net" in read_bytes(path, head=512)
     except OSError:
         return False
 
@@ -244,15 +251,17 @@ def inspect_model(xml_path: str | os.PathLike) -> ModelInfo:
     """
     path = str(xml_path)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        data = read_bytes(path)
+    except UnreadableFile as exc:
+        raise CalibrationError(Problem(f"cannot read the model: {exc}", path=path, rule="corrupt-model",
+                                       fix="point at a regular IR .xml file")) from None
     except OSError as exc:
         raise _corrupt(path, f"cannot read the model: {exc.strerror or exc}") from None
     try:
         xml.parsers.expat.ParserCreate().Parse(data, True)
     except xml.parsers.expat.ExpatError as exc:
         raise _corrupt(path, f"malformed XML: {xml.parsers.expat.errors.messages[exc.code]}", exc.lineno) from None
-    except ValueError as exc:
+    except (ValueError, LookupError) as exc:  # LookupError: an encoding Python does not know
         raise _corrupt(path, f"cannot read the model: {exc}") from None
     try:
         reader = _Reader(data)

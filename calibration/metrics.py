@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -71,8 +72,9 @@ class Custom(Metric):
         return float(self.fn(output, label))
 
 
-def load_custom(spec: "Spec", trusted: bool) -> Custom:
-    """Imports `file.py:function` named by the spec; user code runs only when the caller trusts it."""
+def custom_metric_file(spec: "Spec", trusted: bool) -> Path:
+    """The custom metric's file, once it is known to be trusted and to exist (CalibrationError
+    otherwise): what the checker reports without running anything, and what calibrate imports."""
     acc = spec.accuracy
     if not trusted:
         raise CalibrationError(spec.problem(
@@ -80,11 +82,17 @@ def load_custom(spec: "Spec", trusted: bool) -> Custom:
             "accuracy", "custom", rule="untrusted-metric",
             fix="trust the workspace: `int8wb calibrate --trust`, INT8WB_TRUST=1, or the editor setting "
                 "int8wb.trustCustomMetrics"))
-    file_part, func = acc.custom.rsplit(":", 1)
-    path = spec.resolve(file_part)
+    path = spec.resolve(acc.custom.rsplit(":", 1)[0])
     if not path.is_file():
         raise CalibrationError(spec.problem(f"metric file not found: {path}", "accuracy", "custom",
                                             rule="metric-missing"))
+    return path
+
+
+def load_custom(spec: "Spec", trusted: bool) -> Custom:
+    """Imports `file.py:function` named by the spec; user code runs only when the caller trusts it."""
+    acc = spec.accuracy
+    path, func = custom_metric_file(spec, trusted), acc.custom.rsplit(":", 1)[1]
     module_spec = importlib.util.spec_from_file_location(f"int8wb_metric_{path.stem}", path)
     module = importlib.util.module_from_spec(module_spec)
     try:

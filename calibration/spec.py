@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from .guarded import read_text
 from .problems import CalibrationError, Problem
 from .toml_lines import line_of
 
@@ -196,7 +197,7 @@ def read_toml(path: Path, text: str | None, what: str, fix: str | None = None) -
     """(text, table) of a TOML file or of the editor's `text`; errors name the file and line."""
     if text is None:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_text(path)
         except (OSError, UnicodeDecodeError) as exc:
             raise CalibrationError(Problem(f"cannot read the {what}: {exc}", path=str(path), fix=fix)) from None
     try:
@@ -205,6 +206,11 @@ def read_toml(path: Path, text: str | None, what: str, fix: str | None = None) -
         match = re.search(r"line (\d+)", str(exc))
         raise CalibrationError(Problem(f"invalid TOML: {exc}", path=str(path),
                                        line=int(match.group(1)) if match else 1, rule="toml")) from None
+    except RecursionError:  # arrays or tables nested thousands deep
+        raise CalibrationError(Problem("invalid TOML: nested too deeply", path=str(path), line=1,
+                                       rule="toml")) from None
+    except ValueError as exc:  # e.g. an integer over Python's 4,300-digit conversion limit
+        raise CalibrationError(Problem(f"invalid TOML: {exc}", path=str(path), line=1, rule="toml")) from None
 
 
 def located(path: Path, text: str, err: dict) -> Problem:
