@@ -13,11 +13,11 @@ folder that holds a policy.
 
 No editor protocol and no OpenVINO here: the workers import it, the watcher does not.
 """
-from .inbox import LOG_NAME, Inbox
+from .inbox import LOG_NAME
 from .policy import POLICY_NAME, DropSettings, Policy, is_inbox, load_policy, policy_path
 from .publish import entry_name
 from .state import inbox_rows
 from .watcher import LOCK_NAME, DropFolder
 
-__all__ = ["DropFolder", "DropSettings", "Inbox", "LOCK_NAME", "LOG_NAME", "POLICY_NAME", "Policy", "entry_name",
+__all__ = ["DropFolder", "DropSettings", "LOCK_NAME", "LOG_NAME", "POLICY_NAME", "Policy", "entry_name",
            "inbox_rows", "is_inbox", "load_policy", "policy_path"]

@@ -29,7 +29,7 @@ from ..model_files import Settle, arrival, content_hash, signature, walk
 from ..problems import CalibrationError, Problem
 from . import publish
 from .policy import Policy, load_policy, policy_path
-from .state import FILE_FINAL, MODEL_ACTIVE, DropState, json_signature
+from .state import FILE_FINAL, MODEL_ACTIVE, DropState, stored_signature
 
 LOG_NAME = "dropfolder.log"
 
@@ -95,14 +95,15 @@ class Inbox:
         self.reload_policy()
         now = time.time()
         seen: set[str] = set()
-        box = self.policy
-        skip = (box.outbox, box.failed, publish.staging(box.outbox), publish.staging(box.failed))
+        policy = self.policy
+        skip = (policy.outbox, policy.failed, publish.staging(policy.outbox), publish.staging(policy.failed))
         for xml in walk(self.inbox, skip):
             rel = xml.relative_to(self.inbox).as_posix()
             seen.add(rel)
-            if signature(xml) is None:
+            raw = signature(xml)
+            if raw is None:
                 continue
-            sig = json_signature(xml)
+            sig = stored_signature(raw)
             row = self.state.file(rel)
             if row is None:
                 self.state.add_file(rel, publish.entry_name(rel), sig, now)
@@ -191,7 +192,7 @@ class Inbox:
         digest = row["hash"]
         if digest is None:
             digest = content_hash(xml)
-            if json_signature(xml) != row["sig"]:
+            if stored_signature(signature(xml)) != row["sig"]:
                 return  # changed while hashing: the next pass sees a new signature
             self.state.set_file(rel, hash=digest)
         model = self.state.model(digest)

@@ -18,9 +18,10 @@ import time
 import uuid
 from pathlib import Path
 
+from ..model_files import signature
 from ..problems import Problem
 from .policy import Policy
-from .state import json_signature
+from .state import stored_signature
 
 MANIFEST = "drop.json"
 
@@ -108,7 +109,7 @@ def duplicate_entry(policy: Policy, name: str, xml: Path, sig: str, model: dict)
 
 def remove_originals(original: Path, sig: str) -> bool:
     """Removes the dropped pair (`move = true`) unless it changed since `sig`: then it is a new drop."""
-    if json_signature(original) != sig:
+    if stored_signature(signature(original)) != sig:
         return False
     original.unlink(missing_ok=True)
     original.with_suffix(".bin").unlink(missing_ok=True)

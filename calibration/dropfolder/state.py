@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 from ..jobs import store_path
-from ..model_files import signature
 from .policy import is_inbox
 
 # File states: settling (changed lately), incomplete (settled but not a complete pair), processing,
@@ -52,9 +51,8 @@ CREATE TABLE IF NOT EXISTS drop_models (
 """
 
 
-def json_signature(xml: Path) -> str:
-    """The pair's signature (`model_files.signature`) as drop_files.sig stores it."""
-    sig = signature(xml)
+def stored_signature(sig: tuple | None) -> str:
+    """A pair's signature (`model_files.signature`) as drop_files.sig holds it."""
     return json.dumps(list(sig) if sig is not None else None)
 
 
