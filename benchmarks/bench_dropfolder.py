@@ -1,6 +1,6 @@
 """A burst of small models dropped in an inbox at once: each is calibrated exactly once.
 
-A watcher (`python -m int8wb.calibration.dropfolder INBOX`, as `int8wb watch` runs it) is started on an
+A watcher (`python -m int8wb.editor_client.cli watch INBOX`, i.e. `int8wb watch`) is started on an
 empty inbox; then N small conv models (distinct weights, so distinct content) are renamed into it
 within a fraction of a second. The policy uses a tiny npz dataset (8 samples) and a short speed
 measurement so each job is quick. Measured: wall time from the burst to the last published entry,
@@ -103,8 +103,8 @@ def main() -> int:
         build_models(staged, args.models)
 
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        watcher = subprocess.Popen([sys.executable, "-m", "int8wb.calibration.dropfolder", str(inbox), "-q"], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        watcher = subprocess.Popen([sys.executable, "-m", "int8wb.editor_client.cli", "watch", str(inbox), "-q"],
+                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         peaks = Peaks(watcher.pid)
         peaks.start()
         log = inbox / ".int8wb" / "dropfolder.log"

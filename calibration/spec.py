@@ -10,7 +10,7 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -185,8 +185,16 @@ def load_spec(path: str | Path, text: str | None = None) -> Spec:
     """Parses and validates a spec; `text` overrides the file (an editor's unsaved buffer)."""
     path = Path(path).resolve()
     text, data = read_toml(path, text, "spec")
+    return spec_from_data(data, path, text)
+
+
+def spec_from_data(data: Mapping[str, Any], path: str | Path, text: str = "") -> Spec:
+    """Validates spec tables read elsewhere (e.g. a drop policy's, with the model it applies to):
+    problems are located in `text`, the file at `path` the tables come from, and relative paths
+    resolve against that file."""
+    path = Path(path).resolve()
     try:
-        spec = Spec.model_validate(data)
+        spec = Spec.model_validate(dict(data))
     except ValidationError as exc:
         raise CalibrationError(_merge([located(path, text, err) for err in exc.errors()])) from None
     spec._path, spec._text = path, text
@@ -194,23 +202,23 @@ def load_spec(path: str | Path, text: str | None = None) -> Spec:
 
 
 def read_toml(path: Path, text: str | None, what: str, fix: str | None = None) -> tuple[str, dict]:
-    """(text, table) of a TOML file or of the editor's `text`; errors name the file and line."""
+    """(text, table) of a TOML file or of the editor's `text`; errors name the file and line. A `.json`
+    file holds the same tables as JSON: how a program hands a spec to a worker process."""
     if text is None:
         try:
             text = read_text(path)
         except (OSError, UnicodeDecodeError) as exc:
             raise CalibrationError(Problem(f"cannot read the {what}: {exc}", path=str(path), fix=fix)) from None
+    kind = "JSON" if path.suffix == ".json" else "TOML"
     try:
-        return text, tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        return text, json.loads(text) if kind == "JSON" else tomllib.loads(text)
+    except ValueError as exc:  # TOMLDecodeError and JSONDecodeError both are
         match = re.search(r"line (\d+)", str(exc))
-        raise CalibrationError(Problem(f"invalid TOML: {exc}", path=str(path),
-                                       line=int(match.group(1)) if match else 1, rule="toml")) from None
+        raise CalibrationError(Problem(f"invalid {kind}: {exc}", path=str(path),
+                                       line=int(match.group(1)) if match else 1, rule=kind.lower())) from None
     except RecursionError:  # arrays or tables nested thousands deep
-        raise CalibrationError(Problem("invalid TOML: nested too deeply", path=str(path), line=1,
-                                       rule="toml")) from None
-    except ValueError as exc:  # e.g. an integer over Python's 4,300-digit conversion limit
-        raise CalibrationError(Problem(f"invalid TOML: {exc}", path=str(path), line=1, rule="toml")) from None
+        raise CalibrationError(Problem(f"invalid {kind}: nested too deeply", path=str(path), line=1,
+                                       rule=kind.lower())) from None
 
 
 def located(path: Path, text: str, err: dict) -> Problem:

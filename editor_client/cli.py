@@ -125,8 +125,53 @@ def cmd_serve(args) -> int:
 
 
 def cmd_watch(args) -> int:
-    from int8wb.calibration.dropfolder import run_cli
-    return run_cli(args)
+    """Exit status: 0 all succeeded, 1 any refused or failed (or an invalid policy), 2 usage."""
+    import signal
+    import threading
+
+    from int8wb.calibration.dropfolder import DropFolder, inbox_rows
+
+    def echo(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        drop = DropFolder(args.inbox, policy=args.policy, jobs=args.jobs, echo=None if args.quiet else echo,
+                          trust_custom_metrics=trusted(args.trust))
+    except CalibrationError as exc:
+        for p in exc.problems:
+            print(f"error: {p}", file=sys.stderr)
+        return 1
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda *_: drop.stop())
+    try:
+        status = drop.run(once=args.once, timeout=args.timeout)
+    except TimeoutError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        status = 1
+    finally:
+        drop.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if args.once:
+        left = [r for r in inbox_rows(drop.inbox) or [] if r["state"] in ("incomplete", "settling")]
+        print(f"{len(drop.published)} calibrated, {len(drop.failures)} refused or failed"
+              + (f", {len(left)} incomplete left for a later run" if left else ""), file=sys.stderr)
+    return status
+
+
+def _watch_arguments(parser: argparse.ArgumentParser) -> None:
+    from int8wb.calibration.dropfolder import POLICY_NAME
+
+    parser.add_argument("inbox", help=f"the inbox folder (holding {POLICY_NAME})")
+    parser.add_argument("--once", action="store_true", help="process what is there, then exit (cron, CI)")
+    parser.add_argument("--policy", help=f"the policy file (default INBOX/{POLICY_NAME})")
+    parser.add_argument("--jobs", type=int, help="calibrations at a time (default: [drop] jobs, 1)")
+    parser.add_argument("--timeout", type=float, help="give up after this many seconds")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log to INBOX/.int8wb/dropfolder.log only")
+    parser.add_argument("--trust", action="store_true",
+                        help="run the policy's custom metric (Python code); also INT8WB_TRUST=1")
 
 
 def _inbox_jobs(args) -> bool:
@@ -310,7 +355,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive(int), default=50, help="at most this many rows, newest first")
     p.set_defaults(func=cmd_jobs)
     p = sub.add_parser("watch", help="calibrate every model dropped in an inbox (policy: INBOX/calibration.toml)")
-    from int8wb.calibration.dropfolder import add_arguments as _watch_arguments
     _watch_arguments(p)
     p.set_defaults(func=cmd_watch)
     return parser
