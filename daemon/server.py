@@ -34,6 +34,9 @@ from int8wb.daemon.watching import Watching
 
 
 class Int8Server(LanguageServer):
+    """The state the features share, reached through the `ls` every handler gets: settings, the
+    workspace folders (each with its job store, runner and maybe an inbox), and the parts."""
+
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__("int8wb", "0.1.0", text_document_sync_kind=types.TextDocumentSyncKind.Full)
         self.settings = settings or Settings.from_env()
