@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "daemon"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "daemon")]  # conftest.py, daemon_helpers.py
 
 from lsprotocol import types  # noqa: E402
 from pytest_lsp import make_test_lsp_client  # noqa: E402

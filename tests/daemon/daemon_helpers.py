@@ -15,7 +15,7 @@ from lsprotocol.converters import get_converter
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-CLIENTS = {  # recorded `initialize` capabilities (see tests/lsp_clients/README.md)
+CLIENTS = {  # recorded `initialize` capabilities (see lsp_clients/README.md)
     "vscode": "vscode_1.65.2.json",
     "neovim": "neovim_0.7.0.json",
     "emacs": "emacs_29.1_eglot.json",
@@ -103,3 +103,11 @@ async def wait_job(client, job_id: str, states, timeout: float = 60.0, min_perce
         return row if row and row["state"] in states and (row["percent"] or 0) >= min_percent else None
 
     return await wait_for(ready, timeout, 0.1, f"job {job_id} in {states}")
+
+
+def spec_of(ws: Path) -> Path:
+    return ws / "digits" / "digits.calibration.toml"
+
+
+def codes(client, path: Path) -> list[str]:
+    return [d.code for d in client.diagnostics.get(path.as_uri(), [])]

@@ -1,0 +1,56 @@
+"""Quick fixes for the spec rules that have one obvious repair: the key's value is replaced in place."""
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from lsprotocol import types
+
+from int8wb.calibration.spec import SPEC_SUFFIX
+from int8wb.daemon.diagnostics import SOURCE
+
+if TYPE_CHECKING:
+    from int8wb.daemon.server import Int8Server
+
+FIXES = {  # rule -> (key regex, replacement value, title)
+    "unannotated-accuracy-aware": (r"method", '"default"', 'Set method = "default"'),
+    "device-without-int8": (r"device", '"CPU"', 'Set device = "CPU"'),
+    "device-missing": (r"device", '"CPU"', 'Set device = "CPU"'),
+}
+OPTIONS = types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix])
+
+
+def code_actions(ls: Int8Server, params: types.CodeActionParams) -> list[types.CodeAction]:
+    uri = params.text_document.uri
+    if not uri.endswith(SPEC_SUFFIX):
+        return []
+    lines = ls.workspace.get_text_document(uri).source.splitlines()
+    actions = []
+    for diag in params.context.diagnostics:
+        fix = FIXES.get(str(diag.code)) if diag.source in (SOURCE, None) else None
+        if fix is None:
+            continue
+        key, value, title = fix
+        n = diag.range.start.line
+        target = find_key_line(lines, key, n)
+        if target is None:
+            continue
+        old = lines[target]
+        new = re.sub(rf'^(\s*{key}\s*=\s*)("[^"]*"|\'[^\']*\'|[^#\s]+)', rf"\g<1>{value}", old, count=1)
+        if new == old:
+            continue
+        edit = types.TextEdit(range=types.Range(start=types.Position(target, 0),
+                                                end=types.Position(target, len(old))), new_text=new)
+        actions.append(types.CodeAction(title=title, kind=types.CodeActionKind.QuickFix, diagnostics=[diag],
+                                        is_preferred=True,
+                                        edit=types.WorkspaceEdit(changes={uri: [edit]})))
+    return actions
+
+
+def find_key_line(lines: list[str], key: str, near: int) -> int | None:
+    """The line setting `key` nearest to `near` (a diagnostic may point at the table, not the key)."""
+    pattern = re.compile(rf"^\s*{key}\s*=")
+    if 0 <= near < len(lines) and pattern.match(lines[near]):
+        return near
+    hits = [i for i, line in enumerate(lines) if pattern.match(line)]
+    return min(hits, key=lambda i: abs(i - near)) if hits else None

@@ -1,0 +1,252 @@
+"""The `int8wb.*` commands (workspace/executeCommand) and the progress of the jobs they queue.
+
+Handlers take the server and the command's arguments and return plain data; a bad argument or state
+raises `CommandError`, which server.py hands to the client as an InvalidParams error. Jobs run in
+worker subprocesses (`calibration.jobs`); `async` handlers await their blocking parts in threads.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types
+from pygls.uris import from_fs_path, to_fs_path
+
+from int8wb.calibration.jobs import FINAL, STORE_DIR, Runner
+from int8wb.calibration.spec import SPEC_SUFFIX
+from int8wb.daemon.diagnostics import check_model, check_spec
+
+if TYPE_CHECKING:
+    from int8wb.daemon.server import Int8Server
+
+
+class CommandError(Exception):
+    """The command cannot run with these arguments (the message says why); the daemon carries on."""
+
+
+def path_arg(arg: Any) -> Path:
+    """A file URI, a path, or {"uri"|"path": ...} as a resolved path."""
+    if isinstance(arg, dict):
+        arg = arg.get("uri") or arg.get("path")
+    if not isinstance(arg, str) or not arg:
+        raise CommandError("expected a file URI or path as the first argument")
+    return Path(to_fs_path(arg) if arg.startswith("file:") else arg).resolve()
+
+
+def first(args: tuple, what: str) -> Any:
+    if not args:
+        raise CommandError(f"missing argument: {what}")
+    return args[0]
+
+
+def find_job(ls: Int8Server, job_id: str) -> tuple[dict, Runner] | None:
+    for entry in ls.roots.values():
+        job = entry["store"].get(job_id)
+        if job is not None:
+            return job, entry["runner"]
+    return None
+
+
+def job_line(job: dict) -> str:
+    """One line for a job's outcome: "done: drop 0.12 pp, 2.31x vs FP32 default" or "failed: why"."""
+    s = job.get("summary") or {}
+    if job["state"] == "done":
+        drop = s.get("drop")
+        speed = s.get("speedup_vs_default")
+        parts = [f"drop {drop * 100:.2f} pp" if isinstance(drop, (int, float)) else "drop ?",
+                 f"{speed:.2f}x vs FP32 default" if isinstance(speed, (int, float)) else "speedup ?"]
+        return "done: " + ", ".join(parts)
+    return f"{job['state']}: {job.get('error') or ''}".strip()
+
+
+# -- the commands ---------------------------------------------------------------------------------
+async def calibrate(ls: Int8Server, *args) -> str:
+    """(spec URI): queues a calibration of the saved, error-free spec; returns the job id."""
+    spec = path_arg(first(args, "spec URI"))
+    if not spec.name.endswith(SPEC_SUFFIX):
+        raise CommandError(f"not a calibration spec (*{SPEC_SUFFIX}): {spec}")
+    if not spec.is_file():
+        raise CommandError(f"spec not found: {spec}")
+    doc = ls.workspace.text_documents.get(from_fs_path(str(spec)))
+    if doc is not None and doc.source != spec.read_text(encoding="utf-8", errors="replace"):
+        raise CommandError(f"{spec.name} has unsaved changes; save it before calibrating")
+    problems = await asyncio.to_thread(check_spec, spec, None)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise CommandError(f"{spec.name} cannot be calibrated: " +
+                           "; ".join(f"line {p.line}: {p.message}" for p in errors[:5]))
+    runner = ls.runner_for(spec)
+    try:
+        job_id = await asyncio.to_thread(runner.submit, spec)
+    except Exception as exc:  # noqa: BLE001
+        raise CommandError(f"cannot queue {spec.name}: {exc}") from exc
+    await ls.job_progress.start(job_id, f"Calibrating {spec.name}")
+    ls.refresh_lenses()
+    return job_id
+
+
+def cancel(ls: Int8Server, *args) -> dict:
+    """(job id): stops a queued or running job."""
+    job_id = str(first(args, "job id"))
+    found = find_job(ls, job_id)
+    if found is None:
+        raise CommandError(f"no such job: {job_id}")
+    job, runner = found
+    if job["state"] in FINAL:
+        return {"id": job_id, "cancelled": False, "state": job["state"]}
+    return {"id": job_id, "cancelled": runner.cancel(job_id), "state": "cancelling"}
+
+
+def jobs(ls: Int8Server, *args) -> list[dict]:
+    """(): every job of every workspace folder, newest first."""
+    rows = [j for e in ls.roots.values() for j in e["store"].list()]
+    return sorted(rows, key=lambda j: j["created"], reverse=True)
+
+
+async def compare(ls: Int8Server, *args) -> dict:
+    """(spec URI): the spec's last calibration result. (model A URI, model B URI[, {device, batch,
+    duration}]): any two IR models measured side by side, with an HTML report."""
+    if len(args) < 2:
+        spec = path_arg(first(args, "spec URI"))
+        entry = ls.roots.get(ls.root_of(spec))
+        job = entry["store"].last_result(str(spec)) if entry else None
+        if job is None:
+            raise CommandError(f"no calibration result yet for {spec.name}; run int8wb.calibrate")
+        return {"job": job["id"], "finished": job["finished"], **(job["summary"] or {})}
+    a, b = path_arg(args[0]), path_arg(args[1])
+    options = args[2] if len(args) > 2 and isinstance(args[2], dict) else {}
+    for model in (a, b):
+        if model.suffix != ".xml" or not model.is_file():
+            raise CommandError(f"not an IR model (.xml): {model}")
+    report = ls.root_of(a) / STORE_DIR / "compare" / f"{a.stem}-vs-{b.stem}.html"
+    ls.log(f"int8wb: comparing {a.name} and {b.name}")
+    return await measure_pair(a, b, options, report)
+
+
+async def measure_pair(a: Path, b: Path, options: dict, report: Path) -> dict:
+    """Two models measured side by side by the `int8wb compare` command line in a child process, so
+    OpenVINO never loads in the daemon. The one place to change to run it as a job instead."""
+    argv = [sys.executable, "-I", "-m", "int8wb.editor_client.cli", "compare", str(a), str(b), "--json",
+            "--html", str(report), "--device", str(options.get("device", "CPU")),
+            "--batch", str(int(options.get("batch", 1))), "--duration", str(float(options.get("duration", 3.0)))]
+    child = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                 cwd=str(Path(__file__).resolve().parents[1]))
+    out, err = await child.communicate()
+    if child.returncode != 0:
+        why = err.decode(errors="replace").strip().splitlines()[-5:]
+        raise CommandError(f"cannot compare {a.name} and {b.name}: " + " ".join(why))
+    return json.loads(out)
+
+
+async def check(ls: Int8Server, *args) -> list[dict]:
+    """(file URI): the problems of a spec (its open buffer, if any) or a model."""
+    path = path_arg(first(args, "file URI"))
+    if not path.exists():
+        raise CommandError(f"no such file: {path}")
+    if path.name.endswith(SPEC_SUFFIX):
+        doc = ls.workspace.text_documents.get(from_fs_path(str(path)))
+        problems = await asyncio.to_thread(check_spec, path, doc.source if doc else None)
+    else:
+        problems = await asyncio.to_thread(check_model, path)
+    return [p.to_dict() for p in problems]
+
+
+async def open_report(ls: Int8Server, *args) -> bool:
+    """(report path): asks the editor to open an HTML report outside itself."""
+    report = path_arg(first(args, "report path"))
+    if not report.is_file():
+        raise CommandError(f"report not found: {report}")
+    result = await ls.window_show_document_async(types.ShowDocumentParams(uri=from_fs_path(str(report)),
+                                                                          external=True))
+    return bool(result and result.success)
+
+
+def status(ls: Int8Server, *args) -> dict:
+    """(): the daemon's own health (and proof that it never loaded OpenVINO)."""
+    rss = None
+    try:
+        with open("/proc/self/status") as fh:
+            rss = next(int(l.split()[1]) * 1024 for l in fh if l.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        pass
+    return {"pid": os.getpid(), "roots": [str(r) for r in ls.roots], "rss_bytes": rss,
+            "openvino_loaded": "openvino" in sys.modules, "nncf_loaded": "nncf" in sys.modules,
+            "threads": threading.active_count(), "published": len(ls.diagnostics.published)}
+
+
+# -- job progress ---------------------------------------------------------------------------------
+class JobProgress:
+    """Work-done progress (cancellable) for the jobs queued here when the client supports it, else
+    window/logMessage lines; either way the code lenses are refreshed when a job moves on."""
+
+    def __init__(self, ls: Int8Server):
+        self.ls = ls
+        self.tokens: dict[str, str] = {}      # token -> job id
+        self.job_tokens: dict[str, str] = {}  # job id -> token
+        self.last_phase: dict[str, str] = {}
+
+    async def start(self, job_id: str, title: str) -> None:
+        ls = self.ls
+        if not ls.supports_progress():
+            ls.log(f"int8wb: {title}: job {job_id} queued")
+            return
+        token = f"int8wb/job/{job_id}"
+        try:
+            await ls.work_done_progress.create_async(token)
+        except Exception as exc:  # noqa: BLE001  (the client refused: fall back to log messages)
+            ls.log(f"int8wb: {title}: job {job_id} queued ({exc})")
+            return
+        job = find_job(ls, job_id)
+        if job is not None and job[0]["state"] in FINAL:
+            return
+        self.job_tokens[job_id] = token
+        self.tokens[token] = job_id
+        ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(
+            title=title, message="queued", percentage=0, cancellable=True))
+
+    def changed(self, job: dict) -> None:
+        """Runs on the loop for every state/progress change of any job."""
+        ls = self.ls
+        job_id = job["id"]
+        token = self.job_tokens.get(job_id)
+        name = Path(job["spec"]).name
+        if job["state"] in FINAL:
+            message = job_line(job)
+            if token is not None:
+                ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
+                self.job_tokens.pop(job_id, None)
+                self.tokens.pop(token, None)
+                ls.work_done_progress.tokens.pop(token, None)
+            kind = types.MessageType.Info if job["state"] == "done" else types.MessageType.Warning
+            ls.log(f"int8wb: {name}: {message}", kind)
+            self.last_phase.pop(job_id, None)
+            ls.refresh_lenses()
+            return
+        if job["state"] != "running":
+            return
+        pct = int(job["percent"] or 0)
+        phase = job["phase"] or "starting"
+        if token is not None:
+            ls.work_done_progress.report(token, types.WorkDoneProgressReport(
+                message=phase, percentage=pct, cancellable=True))
+        elif self.last_phase.get(job_id) != phase:
+            ls.log(f"int8wb: {name}: job {job_id} {pct}% {phase}")
+        if self.last_phase.get(job_id) != phase:
+            self.last_phase[job_id] = phase
+            ls.refresh_lenses()
+
+    def cancel(self, token: str) -> None:
+        job_id = self.tokens.get(token)
+        found = find_job(self.ls, job_id) if job_id else None
+        if found is not None:
+            found[1].cancel(job_id)
+
+
+def progress_cancel(ls: Int8Server, params: types.WorkDoneProgressCancelParams) -> None:
+    """window/workDoneProgress/cancel: the editor's cancel button on a job's progress."""
+    ls.job_progress.cancel(str(params.token))

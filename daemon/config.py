@@ -1,0 +1,39 @@
+"""The daemon's settings: read once from the environment (the editor starts us with it) into one
+typed object, so no other module reads `os.environ`."""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from int8wb.calibration.trust import trusted
+
+
+@dataclass(frozen=True)
+class Settings:
+    debounce_s: float = 0.15     # INT8WB_DEBOUNCE_SECONDS: quiet time after an event or edit before a check
+    settle_s: float = 1.0        # INT8WB_SETTLE_SECONDS: an incomplete model pair is looked at again after this
+    rescan_s: float = 30.0       # INT8WB_RESCAN_SECONDS: period of the walk that catches lost watcher events
+    max_jobs: int = 1            # INT8WB_MAX_JOBS: calibrations at a time over all workspace folders
+    log_level: str = "WARNING"   # INT8WB_LOG: level of the daemon's own log on stderr
+    trust_custom_metrics: bool = False  # INT8WB_TRUST=1 (calibration.trust): run the workspace's metrics
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(debounce_s=_read("INT8WB_DEBOUNCE_SECONDS", float, cls.debounce_s),
+                   settle_s=_read("INT8WB_SETTLE_SECONDS", float, cls.settle_s),
+                   rescan_s=_read("INT8WB_RESCAN_SECONDS", float, cls.rescan_s),
+                   max_jobs=_read("INT8WB_MAX_JOBS", int, cls.max_jobs),
+                   log_level=os.environ.get("INT8WB_LOG", cls.log_level),
+                   trust_custom_metrics=trusted())
+
+
+def _read(name: str, kind: Callable[[str], float], default: float):
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        expected = "an integer" if kind is int else "a number"
+        raise ValueError(f"environment variable {name}={raw!r}: expected {expected}") from None

@@ -1,0 +1,259 @@
+"""Which files changed, and when to look at them: the watchdog dispatch of every workspace folder,
+the editor's own file events, debounced checks, the settle of half-written model pairs, and a
+periodic walk that reconciles what the watcher lost.
+
+What a file means is not decided here: a settled file goes to the server's `diagnostics`.
+"A model pair has finished arriving" is the daemon's own rule for now (`kind_of`, `signature`,
+`arrived`, `Watching.unsettled`, `walk`), kept together so one engine module can replace it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lsprotocol import types
+from pygls.uris import to_fs_path
+
+from int8wb.calibration.inspection import is_ir
+from int8wb.calibration.spec import SPEC_SUFFIX
+from int8wb.daemon.diagnostics import check_model
+
+if TYPE_CHECKING:
+    from int8wb.daemon.server import Int8Server
+
+log = logging.getLogger("int8wb.daemon")
+
+# checker rules that mean "the pair may still be being copied" rather than "the model is bad"
+STILL_ARRIVING = frozenset({"missing-weights", "truncated-weights", "corrupt", "not-ir"})
+CLIENT_GLOBS = ("**/*.xml", "**/*.bin", f"**/*{SPEC_SUFFIX}")  # asked of editors with dynamic file watching
+
+
+def kind_of(path: Path) -> str | None:
+    """What the daemon sees in a file name: spec, model (.xml), weights (.bin), or None (ignored)."""
+    name = path.name
+    if name.endswith(SPEC_SUFFIX):
+        return "spec"
+    if name.endswith(".xml"):
+        return "model"
+    if name.endswith(".bin"):
+        return "weights"
+    return None
+
+
+def hidden(path: Path, root: Path) -> bool:
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        parts = path.parts
+    return any(p.startswith(".") for p in parts)
+
+
+def signature(path: Path) -> tuple:
+    """(size, mtime) of the file, and of its weights for a model: a change in either means a new look."""
+    out = []
+    for p in (path, path.with_suffix(".bin")) if path.suffix == ".xml" else (path,):
+        try:
+            st = p.stat()
+            out.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def arrived(problems) -> bool:
+    """False while the checker's problems may only mean the pair is still being written."""
+    return not any(p.rule in STILL_ARRIVING for p in problems)
+
+
+def walk(roots: list[Path]) -> dict[Path, tuple]:
+    """Every spec and IR model below `roots` (hidden folders skipped) -> its signature."""
+    out = {}
+    for root in roots:
+        if root.is_file():
+            root = root.parent
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for name in files:
+                if name.startswith("."):
+                    continue
+                p = Path(folder) / name
+                if name.endswith(SPEC_SUFFIX) or (name.endswith(".xml") and is_ir(p)):
+                    out[p] = signature(p)
+    return out
+
+
+class _Dispatch:
+    """The watchdog handler of one root: forwards relevant paths to the server's loop."""
+
+    def __init__(self, watching: Watching, root: Path):
+        self.watching, self.root = watching, root
+
+    def dispatch(self, event) -> None:  # watchdog calls this for every event, on its own thread
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        if event.is_directory and event.event_type not in ("moved", "deleted"):
+            return
+        for raw in (event.src_path, getattr(event, "dest_path", "") or ""):
+            if raw:
+                path = Path(os.fsdecode(raw))
+                if event.is_directory or kind_of(path):
+                    self.watching.ls.from_thread(self.watching.path_changed, path, event.is_directory)
+
+
+class Watching:
+    """One watchdog observer for all workspace folders; every file event ends in a debounced
+    `refresh` of that file, which hands settled files to the server's diagnostics."""
+
+    def __init__(self, ls: Int8Server):
+        self.ls = ls
+        self.settings = ls.settings
+        self.observer = None
+        self.watches: dict[Path, object] = {}  # root -> its watchdog watch
+        self.known: dict[Path, tuple] = {}     # file -> signature at its last check
+        self.pending: dict[Path, tuple] = {}   # file -> (signature, first seen) while incomplete
+        self.timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self.rescan_task: asyncio.Task | None = None
+
+    # -- folders ------------------------------------------------------------------------------
+    def watch(self, root: Path) -> None:
+        if self.observer is None:
+            from watchdog.observers import Observer
+            self.observer = Observer()
+            self.observer.daemon = True
+            self.observer.start()
+        try:
+            self.watches[root] = self.observer.schedule(_Dispatch(self, root), str(root), recursive=True)
+        except OSError as exc:
+            self.ls.log(f"int8wb: cannot watch {root}: {exc}", types.MessageType.Warning)
+        asyncio.ensure_future(self.rescan([root]))
+
+    def unwatch(self, root: Path) -> None:
+        watch = self.watches.pop(root, None)
+        if watch is not None and self.observer is not None:
+            self.observer.unschedule(watch)
+        for p in [p for p in self.known if root in p.parents]:
+            self.known.pop(p, None)
+
+    def stop(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+
+    async def ask_client_to_watch(self) -> None:
+        """Editors that announce dynamic file watching send their own events too (ours keep running)."""
+        ws = self.ls.client_capabilities.workspace
+        if not (ws and ws.did_change_watched_files and ws.did_change_watched_files.dynamic_registration):
+            return
+        watchers = [types.FileSystemWatcher(glob_pattern=g) for g in CLIENT_GLOBS]
+        try:
+            await self.ls.client_register_capability_async(types.RegistrationParams(registrations=[
+                types.Registration(id="int8wb-watch", method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+                                   register_options=types.DidChangeWatchedFilesRegistrationOptions(watchers))]))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("file watch registration refused: %s", exc)
+
+    def start_rescans(self) -> None:
+        self.rescan_task = asyncio.ensure_future(self.rescan_forever())
+
+    # -- events -------------------------------------------------------------------------------
+    def path_changed(self, path: Path, is_dir: bool = False) -> None:
+        """A file event (watcher, didChangeWatchedFiles or rescan); debounced per file."""
+        if is_dir:  # a folder moved or deleted: reconcile what we knew below it
+            for known in [p for p in self.known if path in p.parents]:
+                self.schedule(known)
+            asyncio.ensure_future(self.rescan([path])) if path.is_dir() else None
+            return
+        if hidden(path, self.ls.root_of(path)):
+            return
+        kind = kind_of(path)
+        if kind == "weights":
+            path = path.with_suffix(".xml")
+            kind = "model"
+        if kind is None:
+            return
+        self.schedule(path)
+
+    def debounce(self, key: Hashable, delay: float, run: Callable[[], Awaitable]) -> None:
+        """`run()` after `delay` seconds, unless asked again for the same key before then."""
+        old = self.timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+
+        def fire() -> None:
+            self.timers.pop(key, None)
+            asyncio.ensure_future(run())
+
+        self.timers[key] = self.ls.running_loop().call_later(delay, fire)
+
+    def schedule(self, path: Path, delay: float | None = None) -> None:
+        self.debounce(path, self.settings.debounce_s if delay is None else delay, lambda: self.refresh(path))
+
+    async def refresh(self, path: Path) -> None:
+        """Looks at one file now; a model pair is handed on only once it has finished arriving."""
+        diagnostics = self.ls.diagnostics
+        if not path.exists():
+            self.known.pop(path, None)
+            self.pending.pop(path, None)
+            await diagnostics.file_gone(path)
+            return
+        sig = signature(path)
+        if kind_of(path) == "spec":
+            self.known[path] = sig
+            await diagnostics.spec_file_changed(path)
+            return
+        if not is_ir(path):
+            if self.unsettled(path, sig):  # maybe an IR still being written: look again later
+                return
+            self.known[path] = sig
+            diagnostics.clear(path)
+            return
+        problems = await asyncio.to_thread(check_model, path)
+        if not arrived(problems) and self.unsettled(path, sig):
+            return  # a half-written pair is never reported; looked at again once the copy settles
+        self.known[path] = sig
+        self.pending.pop(path, None)
+        diagnostics.model_checked(path, problems)
+
+    def unsettled(self, path: Path, sig: tuple) -> bool:
+        """True (and a later look scheduled) until `sig` has been unchanged for the settle time."""
+        settle = self.settings.settle_s
+        now = time.monotonic()
+        seen = self.pending.get(path)
+        if seen is None or seen[0] != sig:
+            self.pending[path] = (sig, now)
+            self.schedule(path, settle)
+            return True
+        if now - seen[1] < settle:
+            self.schedule(path, settle - (now - seen[1]))
+            return True
+        return False
+
+    async def rescan(self, roots: list[Path] | None = None) -> None:
+        """Reconciliation: every spec/model below the roots whose signature changed, and every
+        file we knew that is gone, is checked again (catches events the watcher lost)."""
+        roots = roots or list(self.ls.roots)
+        found = await asyncio.to_thread(walk, roots)
+        for path, sig in found.items():
+            if self.known.get(path) != sig:
+                self.schedule(path, 0.0)
+        for path in list(self.known):
+            if path not in found and any(r == path or r in path.parents for r in roots) and not path.exists():
+                self.schedule(path, 0.0)
+
+    async def rescan_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.rescan_s)
+            try:
+                await self.rescan()
+            except Exception as exc:  # noqa: BLE001
+                log.exception("rescan failed: %s", exc)
+
+
+def watched_files(ls: Int8Server, params: types.DidChangeWatchedFilesParams) -> None:
+    """workspace/didChangeWatchedFiles: the editor's file events join the watcher's."""
+    for change in params.changes:
+        ls.watching.path_changed(Path(to_fs_path(change.uri)))
