@@ -12,7 +12,8 @@ from typing import Iterable
 
 from . import eligibility, trust
 from .datasets import open_dataset
-from .inspection import inspect_model, is_ir
+from .inspection import inspect_model
+from .model_files import sniff, walk
 from .metrics import custom_metric_file, needs_labels
 from .problems import CalibrationError, Problem
 from .spec import SPEC_SUFFIX, Spec, load_spec
@@ -112,14 +113,11 @@ def targets(paths: Iterable[str | os.PathLike]) -> Iterable[tuple[Path, str, boo
         except (OSError, ValueError):
             is_dir = False  # reported as unreadable by the check itself
         if is_dir:
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    f = Path(root) / name
-                    if name.endswith(SPEC_SUFFIX):
-                        yield f, "spec", True
-                    elif name.endswith(".xml") and is_ir(f):
-                        yield f, "model", True
+            for f in walk(path, endings=(SPEC_SUFFIX, ".xml")):
+                if f.name.endswith(SPEC_SUFFIX):
+                    yield f, "spec", True
+                elif sniff(f) is True:
+                    yield f, "model", True
         elif path.name.endswith(SPEC_SUFFIX):
             yield path, "spec", False
         else:

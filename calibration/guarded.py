@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import BinaryIO
 
 # Far above any real spec or IR XML (a 1 GB model's XML is a few MB), far below memory trouble.
 TEXT_LIMIT = 16 << 20
@@ -22,9 +23,9 @@ class UnreadableFile(OSError):
         return self.strerror
 
 
-def read_bytes(path: str | os.PathLike, limit: int = XML_LIMIT, head: int | None = None) -> bytes:
-    """The file's bytes (only the first `head` bytes when given). Raises OSError (UnreadableFile for
-    a FIFO, device or folder, or a file over `limit`) without ever blocking on the open."""
+def open_regular(path: str | os.PathLike, limit: int | None = None) -> BinaryIO:
+    """A binary file object, only for a regular file (UnreadableFile for a FIFO, device or folder,
+    or one over `limit` bytes); the open itself never blocks."""
     # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one.
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
@@ -33,17 +34,21 @@ def read_bytes(path: str | os.PathLike, limit: int = XML_LIMIT, head: int | None
             kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else \
                 "a device or socket"
             raise UnreadableFile(errno.EINVAL, f"not a regular file ({kind})")
-        if head is None and st.st_size > limit:
+        if limit is not None and st.st_size > limit:
             raise UnreadableFile(errno.EFBIG, f"too large ({st.st_size:,} bytes; the limit is {limit:,})")
         os.set_blocking(fd, True)
-        with os.fdopen(fd, "rb", closefd=True) as fh:
-            fd = -1
-            if head is not None:
-                return fh.read(head)
-            data = fh.read(limit + 1)  # a file that grows past its stat size is still bounded
-    finally:
-        if fd >= 0:
-            os.close(fd)
+        return os.fdopen(fd, "rb", closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bytes(path: str | os.PathLike, limit: int = XML_LIMIT, head: int | None = None) -> bytes:
+    """The file's bytes (only the first `head` bytes when given): see `open_regular`."""
+    with open_regular(path, None if head is not None else limit) as fh:
+        if head is not None:
+            return fh.read(head)
+        data = fh.read(limit + 1)  # a file that grows past its stat size is still bounded
     if len(data) > limit:
         raise UnreadableFile(errno.EFBIG, f"too large (over {limit:,} bytes)")
     return data

@@ -231,14 +231,6 @@ class _Reader:
                        for k, v in re.findall(rb'<([\w.-]+)\s+value="([^"]*)"', block.group(1))}}
 
 
-def is_ir(path: str | os.PathLike) -> bool:
-    """Whether a .xml file is an OpenVINO IR (its head names a <net>), without parsing it."""
-    try:
-        return b"<net" in read_bytes(path, head=512)
-    except OSError:
-        return False
-
-
 def _corrupt(path: str, message: str, line: int | None = None) -> CalibrationError:
     return CalibrationError(Problem(message, path=path, line=line, rule="corrupt-model",
                                     fix="re-export the model (e.g. openvino.save_model) and copy it again"))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Hashable, Iterable, Iterator
 
+from .guarded import UnreadableFile, open_regular, read_bytes
 from .inspection import inspect_model
 from .problems import CalibrationError
 
@@ -35,8 +36,9 @@ def sniff(path: str | os.PathLike) -> bool | None:
     """True when the head of the file names a `<net>`, False when it is some other file, None when
     it is too short (or unreadable) to tell: a copy that has only just begun."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(HEAD)
+        head = read_bytes(path, head=HEAD)
+    except UnreadableFile:
+        return False  # a FIFO or a folder named *.xml never becomes a model
     except OSError:
         return None
     if b"<net" in head:
@@ -47,7 +49,7 @@ def sniff(path: str | os.PathLike) -> bool | None:
 def finished(xml: str | os.PathLike) -> bool:
     """The XML ends with the IR's closing tag: whatever is wrong with it, it is not still arriving."""
     try:
-        with open(xml, "rb") as fh:
+        with open_regular(xml) as fh:
             fh.seek(max(0, fh.seek(0, os.SEEK_END) - TAIL))
             return fh.read().rstrip().endswith(b"</net>")
     except OSError:
@@ -139,7 +141,7 @@ def content_hash(xml: str | os.PathLike, copy_to: Path | None = None) -> str:
     if copy_to is not None:
         copy_to.mkdir(parents=True, exist_ok=True)
     for src in (xml, xml.with_suffix(".bin")):
-        with open(src, "rb") as fh:
+        with open_regular(src) as fh:
             dst = open(copy_to / src.name, "wb") if copy_to is not None else None
             try:
                 while chunk := fh.read(1 << 20):

@@ -11,7 +11,7 @@ from pygls.uris import to_fs_path
 
 from int8wb.calibration.spec import SPEC_SUFFIX
 from int8wb.daemon.diagnostics import check_model
-from int8wb.daemon.watching import signature
+from int8wb.calibration.model_files import signature
 
 if TYPE_CHECKING:
     from int8wb.daemon.server import Int8Server

@@ -3,15 +3,13 @@ the editor's own file events, debounced checks, the settle of half-written model
 periodic walk that reconciles what the watcher lost.
 
 What a file means is not decided here: a settled file goes to the server's `diagnostics`.
-"A model pair has finished arriving" is the daemon's own rule for now (`kind_of`, `signature`,
-`arrived`, `Watching.unsettled`, `walk`), kept together so one engine module can replace it.
+"A model pair has finished arriving" is the engine's `model_files`, shared with the drop folder.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable, Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +17,8 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
-from int8wb.calibration.inspection import is_ir
+from int8wb.calibration import model_files
+from int8wb.calibration.model_files import Settle, arrival, signature, sniff
 from int8wb.calibration.spec import SPEC_SUFFIX
 from int8wb.daemon.diagnostics import check_model
 
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("int8wb.daemon")
 
-# checker rules that mean "the pair may still be being copied" rather than "the model is bad"
-STILL_ARRIVING = frozenset({"missing-weights", "truncated-weights", "corrupt", "not-ir"})
 CLIENT_GLOBS = ("**/*.xml", "**/*.bin", f"**/*{SPEC_SUFFIX}")  # asked of editors with dynamic file watching
 
 
@@ -53,37 +50,13 @@ def hidden(path: Path, root: Path) -> bool:
     return any(p.startswith(".") for p in parts)
 
 
-def signature(path: Path) -> tuple:
-    """(size, mtime) of the file, and of its weights for a model: a change in either means a new look."""
-    out = []
-    for p in (path, path.with_suffix(".bin")) if path.suffix == ".xml" else (path,):
-        try:
-            st = p.stat()
-            out.append((st.st_size, st.st_mtime_ns))
-        except OSError:
-            out.append(None)
-    return tuple(out)
-
-
-def arrived(problems) -> bool:
-    """False while the checker's problems may only mean the pair is still being written."""
-    return not any(p.rule in STILL_ARRIVING for p in problems)
-
-
 def walk(roots: list[Path]) -> dict[Path, tuple]:
     """Every spec and IR model below `roots` (hidden folders skipped) -> its signature."""
     out = {}
     for root in roots:
-        if root.is_file():
-            root = root.parent
-        for folder, dirs, files in os.walk(root):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            for name in files:
-                if name.startswith("."):
-                    continue
-                p = Path(folder) / name
-                if name.endswith(SPEC_SUFFIX) or (name.endswith(".xml") and is_ir(p)):
-                    out[p] = signature(p)
+        for p in model_files.walk(root.parent if root.is_file() else root, endings=(SPEC_SUFFIX, ".xml")):
+            if p.name.endswith(SPEC_SUFFIX) or sniff(p) is True:
+                out[p] = signature(p)
     return out
 
 
@@ -115,7 +88,7 @@ class Watching:
         self.observer = None
         self.watches: dict[Path, object] = {}  # root -> its watchdog watch
         self.known: dict[Path, tuple] = {}     # file -> signature at its last check
-        self.pending: dict[Path, tuple] = {}   # file -> (signature, first seen) while incomplete
+        self.settle = Settle(ls.settings.settle_s)  # files still arriving
         self.timers: dict[Hashable, asyncio.TimerHandle] = {}
         self.rescan_task: asyncio.Task | None = None
 
@@ -197,7 +170,7 @@ class Watching:
         diagnostics = self.ls.diagnostics
         if not path.exists():
             self.known.pop(path, None)
-            self.pending.pop(path, None)
+            self.settle.forget(path)
             await diagnostics.file_gone(path)
             return
         sig = signature(path)
@@ -205,30 +178,21 @@ class Watching:
             self.known[path] = sig
             await diagnostics.spec_file_changed(path)
             return
-        if not is_ir(path):
-            if self.unsettled(path, sig):  # maybe an IR still being written: look again later
-                return
-            self.known[path] = sig
-            diagnostics.clear(path)
-            return
-        problems = await asyncio.to_thread(check_model, path)
-        if not arrived(problems) and self.unsettled(path, sig):
+        found = await asyncio.to_thread(arrival, path)
+        if found.state == "arriving" and self.unsettled(path, sig):
             return  # a half-written pair is never reported; looked at again once the copy settles
         self.known[path] = sig
-        self.pending.pop(path, None)
-        diagnostics.model_checked(path, problems)
+        self.settle.forget(path)
+        if found.state == "not-ir":
+            diagnostics.clear(path)
+            return
+        diagnostics.model_checked(path, await asyncio.to_thread(check_model, path))
 
     def unsettled(self, path: Path, sig: tuple) -> bool:
         """True (and a later look scheduled) until `sig` has been unchanged for the settle time."""
-        settle = self.settings.settle_s
-        now = time.monotonic()
-        seen = self.pending.get(path)
-        if seen is None or seen[0] != sig:
-            self.pending[path] = (sig, now)
-            self.schedule(path, settle)
-            return True
-        if now - seen[1] < settle:
-            self.schedule(path, settle - (now - seen[1]))
+        left = self.settle.observe(path, sig)
+        if left > 0:
+            self.schedule(path, left)
             return True
         return False
 

@@ -12,7 +12,8 @@ from pytest_lsp import LanguageClient
 from daemon_fixtures import client, models, workspace  # noqa: F401  (fixtures)
 from daemon_helpers import codes, command, copy_pair, wait_for
 from int8wb.daemon.diagnostics import check_model
-from int8wb.daemon.watching import arrived, hidden, kind_of, signature, walk
+from int8wb.calibration.model_files import arrival, signature
+from int8wb.daemon.watching import hidden, kind_of, walk
 
 
 @pytest.mark.asyncio
@@ -75,12 +76,12 @@ def test_what_a_name_means_and_what_is_hidden(tmp_path):
 
 def test_a_pair_still_arriving_is_told_from_a_bad_model(tmp_path, models):
     whole = copy_pair(models["fp16"], tmp_path / "whole")
-    assert arrived(check_model(whole))  # ineligible, but finished arriving
+    assert arrival(whole).complete and check_model(whole)  # ineligible, but finished arriving
     half = tmp_path / "half" / "net.xml"
     half.parent.mkdir()
     shutil.copyfile(models["fp16"], half)  # the weights are not there yet
-    assert not arrived(check_model(half))
-    assert signature(half)[1] is None and signature(whole)[1] == signature(whole.with_suffix(".bin"))[0]
+    assert arrival(half).state == "arriving"
+    assert signature(half)[2] is None and signature(whole)[2:] == signature(whole.with_suffix(".bin"))
 
 
 def test_the_walk_finds_specs_and_ir_models_but_not_hidden_ones(tmp_path, models):
