@@ -1,52 +1,18 @@
-"""calibration.jobs: the store, the runner's concurrency limit, progress, cancel, crashes, restarts."""
+"""calibration.jobs.runner: the concurrency limit, progress, cancel and crashes."""
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from int8wb.calibration.jobs import JobStore, Runner, Slots, store_path
+from int8wb.calibration.jobs import JobStore, Runner, Slots
+from int8wb.calibration.jobs.protocol import Failure, Progress, Result
+from int8wb.calibration.problems import Problem
 from conftest import copy_example, wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _visible(folder: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_mtime_ns for p in folder.glob("*")} if folder.is_dir() else {}
-
-
-def _temporaries(folder: Path) -> list[str]:
-    return [p.name for p in folder.glob(".*tmp*")] if folder.is_dir() else []
-
-
-
-@pytest.fixture
-def ws(tmp_path) -> Path:
-    copy_example(tmp_path)
-    return tmp_path
-
-
-def spec_in(ws: Path) -> Path:
-    return ws / "digits" / "digits.calibration.toml"
-
-
-def test_store_is_wal_sqlite_under_the_workspace(ws):
-    store = JobStore(ws)
-    assert store.path == ws / ".int8wb" / "jobs.sqlite" == store_path(ws)
-    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    job_id = store.add(str(spec_in(ws)), "model.xml", "default", str(ws / "out"))
-    row = store.get(job_id)
-    assert row["state"] == "queued" and row["percent"] == 0 and row["method"] == "default"
-    cols = {r[1] for r in sqlite3.connect(store.path).execute("PRAGMA table_info(jobs)")}
-    assert {"id", "spec", "model", "method", "state", "percent", "phase", "started", "finished", "summary",
-            "error", "pid"} <= cols
+from jobs_helpers import fake_python, spec_in, temporaries, visible, ws  # noqa: F401 (ws is a fixture)
 
 
 def test_queue_limit_progress_and_summary(ws):
@@ -139,7 +105,7 @@ def test_cancel_kills_the_worker_and_leaves_no_output(ws):
     assert final["state"] == "cancelled"
     with pytest.raises(ProcessLookupError):
         os.kill(running["pid"], 0)
-    assert not [n for n in _visible(out) if n.startswith("model.int8")] and not _temporaries(out)
+    assert not [n for n in visible(out) if n.startswith("model.int8")] and not temporaries(out)
 
 
 def test_killed_worker_fails_the_job_and_the_runner_lives_on(ws):
@@ -159,45 +125,42 @@ def test_killed_worker_fails_the_job_and_the_runner_lives_on(ws):
         assert runner.wait(second, 10)["state"] == "cancelled"
     finally:
         runner.stop()
-    assert not _temporaries(spec.parent / "calibrated")
+    assert not temporaries(spec.parent / "calibrated")
 
 
-def test_restart_marks_orphaned_running_rows_failed(ws):
+# -- the worker's stream, told by a fake worker ---------------------------------------------------
+
+def run_fake(ws: Path, lines: list, code: int = 0, stderr: str = "", interval: float = 0.2) -> tuple[dict, list]:
+    """One job through a runner whose worker says `lines`; the final row and the running rows seen."""
     store = JobStore(ws)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    orphan = store.add(str(spec_in(ws)))
-    store.update(orphan, state="running", pid=dead.pid, owner=dead.pid, started=time.time(), percent=42.0)
-    never = store.add(str(spec_in(ws)))
-    store.update(never, state="running", pid=None, owner=dead.pid, started=time.time())
-    queued = store.add(str(spec_in(ws)))
-    store.close()
-
-    store = JobStore(ws)  # a new process would open the same file
-    runner = Runner(store)
-    assert sorted(store.reconcile()) == sorted([orphan, never])
-    row = store.get(orphan)
-    assert row["state"] == "failed" and str(dead.pid) in row["error"] and row["finished"]
-    assert store.get(never)["state"] == "failed"
-    assert store.get(queued)["state"] == "queued"  # still there, picked up by the next runner
-    runner.start()
+    events: list[dict] = []
+    runner = Runner(store, python=fake_python(ws, lines, code, stderr), on_change=events.append,
+                    progress_interval=interval).start()
     try:
-        wait_until(lambda: store.get(queued)["state"] == "running", 10, "queued job resumed")
-        runner.cancel(queued)
-        runner.wait(queued, 10)
+        job = runner.wait(runner.submit(spec_in(ws)), 10)
     finally:
         runner.stop()
+    return job, [(e["percent"], e["phase"]) for e in events if e["state"] == "running"]
 
 
-def test_cli_jobs_reads_the_same_store(ws):
-    store = JobStore(ws)
-    job_id = store.add(str(spec_in(ws)), method="default")
-    store.update(job_id, state="failed", error="boom", finished=time.time())
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-m", "int8wb.editor_client.cli", "jobs", str(ws), "--json"],
-                         capture_output=True, text=True, env=env, check=True).stdout
-    rows = json.loads(out)
-    assert rows[0]["id"] == job_id and rows[0]["state"] == "failed" and rows[0]["error"] == "boom"
-    text = subprocess.run([sys.executable, "-m", "int8wb.editor_client.cli", "jobs", str(ws)],
-                          capture_output=True, text=True, env=env, check=True).stdout
-    assert job_id in text and "failed" in text
+def test_lines_that_are_not_messages_are_skipped(ws):
+    """As before: a line that is not one of our messages is ignored, and the job ends by what follows."""
+    lines = ["not json\n", "42\n", '["progress"]\n', '{"kind": "progress", "percent": "abc"}\n',
+             '{"kind": "mystery"}\n', '{"progress": 50, "phase": "no kind"}\n', "\n",
+             Progress(10, "calibrating"), Result({"drop": 0.02})]
+    job, seen = run_fake(ws, lines)
+    assert job["state"] == "done" and job["summary"]["drop"] == 0.02
+    assert seen == [(0, "starting"), (10, "calibrating")]
+
+
+def test_a_failure_keeps_the_workers_problems(ws):
+    problem = Problem("no such key", path="spec.toml", line=3, key="calibration.methd", fix="method")
+    job, _ = run_fake(ws, [Progress(1, "checking"), Failure(str(problem), (problem,))], code=1)
+    assert job["state"] == "failed" and job["error"] == str(problem)
+    assert job["summary"] == {"problems": [problem.to_dict()]}
+
+
+def test_a_worker_that_dies_without_an_answer(ws):
+    job, _ = run_fake(ws, [Progress(1, "checking")], code=3, stderr="Traceback\nboom\n")
+    assert job["state"] == "failed" and job["error"] == "the worker exited with code 3: Traceback | boom"
+
