@@ -50,19 +50,22 @@ def tail(text: str, lines: int) -> str:
 
 
 class ProgressGate:
-    """Which progress messages are worth recording: the end, and otherwise at most one every
-    `interval` seconds."""
+    """Which progress messages are worth recording: every change of phase (a phase of 0.2 s must
+    still show) and the end; repeated updates within one phase at most every `interval` seconds."""
+
+    _NONE = object()
 
     def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic):
         self.interval = interval
         self.clock = clock
+        self._phase: object = self._NONE
         self._last = 0.0
 
     def admit(self, msg: Progress) -> bool:
         now = self.clock()
-        if msg.percent < 100 and now - self._last < self.interval:
+        if msg.phase == self._phase and msg.percent < 100 and now - self._last < self.interval:
             return False
-        self._last = now
+        self._phase, self._last = msg.phase, now
         return True
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from int8wb.calibration.jobs import JobStore, Runner, Slots
 from int8wb.calibration.jobs.protocol import Failure, Progress, Result
+from int8wb.calibration.jobs.runner import ProgressGate
 from int8wb.calibration.problems import Problem
 from conftest import copy_example, wait_until
 from jobs_helpers import fake_python, spec_in, temporaries, visible, ws  # noqa: F401 (ws is a fixture)
@@ -141,6 +142,27 @@ def run_fake(ws: Path, lines: list, code: int = 0, stderr: str = "", interval: f
     finally:
         runner.stop()
     return job, [(e["percent"], e["phase"]) for e in events if e["state"] == "running"]
+
+
+def test_every_phase_is_recorded_however_short(ws):
+    """Only repeated updates within one phase are throttled: a 0.2 s phase (baseline accuracy on
+    the digits example) used to fall between two recordings now and then."""
+    lines = [Progress(0, "checking"), Progress(2, "baseline accuracy"), Progress(18, "calibrating"),
+             Progress(30, "calibrating"), Progress(47, "calibrating"), Progress(48, "saving"), Result({"drop": 0.01})]
+    job, seen = run_fake(ws, lines, interval=3600)
+    assert job["state"] == "done" and job["summary"]["drop"] == 0.01
+    assert seen == [(0, "starting"), (0, "checking"), (2, "baseline accuracy"), (18, "calibrating"), (48, "saving")]
+
+
+def test_progress_gate_throttles_within_a_phase_only():
+    now = [0.0]
+    gate = ProgressGate(1.0, clock=lambda: now[0])
+    admitted = []
+    for t, pct, phase in [(0, 0, "a"), (0.1, 5, "a"), (0.2, 6, "b"), (0.3, 7, "b"), (1.3, 8, "b"), (1.4, 100, "b"),
+                          (1.5, 100, None)]:
+        now[0] = t
+        admitted.append(gate.admit(Progress(pct, phase)))
+    assert admitted == [True, False, True, False, True, True, True]
 
 
 def test_lines_that_are_not_messages_are_skipped(ws):
