@@ -6,9 +6,9 @@ workers), worker.py (the process that runs one job), protocol.py (the only runne
 The worker module is not imported here: `python -m …jobs.worker` must find it unloaded.
 """
 from .protocol import Calibrate, Compare, Failure, Progress, ProtocolError, Result
-from .runner import Listener, ProgressGate, Runner, Slots
+from .runner import Listener, ProgressGate, Runner, Slots, compare_in_worker
 from .store import COLUMNS, FINAL, STATES, STORE_DIR, STORE_NAME, JobStore, alive, store_path, summarise
 
 __all__ = ["COLUMNS", "FINAL", "STATES", "STORE_DIR", "STORE_NAME", "Calibrate", "Compare", "Failure", "JobStore",
            "Listener", "Progress", "ProgressGate", "ProtocolError", "Result", "Runner", "Slots", "alive",
-           "store_path", "summarise"]
+           "compare_in_worker", "store_path", "summarise"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ..problems import Problem
 
@@ -160,3 +160,15 @@ def messages(lines: Iterable[str | bytes]) -> Iterator[Message]:
             yield decode(line)
         except ProtocolError:
             continue
+
+
+def answer(lines: Iterable[str | bytes], on_progress: Callable[[Progress], None]) -> Result | Failure | None:
+    """Reads a worker's whole stream: each Progress to `on_progress`, then its last Result or Failure
+    (None: it ended without one, e.g. killed)."""
+    outcome = None
+    for msg in messages(lines):
+        if isinstance(msg, Progress):
+            on_progress(msg)
+        else:
+            outcome = msg
+    return outcome

@@ -3,7 +3,8 @@
 Each job runs in its own worker process (`protocol.command`), which answers in protocol messages on
 its stdout; a crash, an OOM kill or a cancel ends that process, never the caller. The engine stages
 its outputs under temporary names, so a killed worker leaves nothing visible; the runner also
-removes the dead worker's temporaries.
+removes the dead worker's temporaries. `compare_in_worker` runs a two-model comparison the same way,
+for a caller (the language server) that must never load OpenVINO itself.
 
 This module imports neither openvino nor nncf (only the worker does, in its own process).
 """
@@ -14,13 +15,15 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import IO, Callable
 
+from ..problems import CalibrationError, Problem
 from . import protocol
-from .protocol import Failure, Progress, Request, Result
+from .protocol import Compare, Failure, Progress, Request, Result
 from .store import FINAL, JobStore, kill_group, remove_temporaries, summarise
 
 Listener = Callable[[dict], None]
@@ -236,15 +239,15 @@ class Runner:
 
     def _watch(self, job: dict, proc: subprocess.Popen) -> None:
         job_id = job["id"]
-        outcome: Result | Failure | None = None
         gate = ProgressGate(self.progress_interval)
-        assert proc.stdout is not None
-        for msg in protocol.messages(proc.stdout):
-            if not isinstance(msg, Progress):
-                outcome = msg
-            elif gate.admit(msg):
+
+        def record(msg: Progress) -> None:
+            if gate.admit(msg):
                 self.store.update(job_id, percent=msg.percent, phase=msg.phase)
                 self._notify(job_id)
+
+        assert proc.stdout is not None
+        outcome = protocol.answer(proc.stdout, record)
         code = proc.wait()
         with self._lock:
             cancelled = job_id in self._cancelled
@@ -276,3 +279,34 @@ class Runner:
         except OSError:
             return "no log"
 
+
+def compare_in_worker(a: str | os.PathLike, b: str | os.PathLike, html: str | os.PathLike | None = None, *,
+                      device: str = "CPU", batch: int = 1, duration: float = 3.0, strict_f32: bool = True,
+                      progress: Callable[[float, str | None], None] | None = None,
+                      python: str | None = None) -> dict:
+    """Measures IR models `a` and `b` side by side in a worker process and returns the comparison
+    (`comparison.compare_models`' plain data); with `html`, the report is written there too and its
+    path is the result's "report". Blocks until the worker ends (call it from a thread in an event
+    loop); `progress(percent, phase)` is called on this thread. Raises CalibrationError with the
+    worker's problems, or with why the worker died."""
+    request = Compare(str(Path(a).resolve()), str(Path(b).resolve()), str(Path(html).resolve()) if html else None,
+                      device, int(batch), float(duration), strict_f32)
+    with tempfile.TemporaryFile() as log:
+        # no store here: the system's temporary folder, never the caller's folder or our source tree
+        proc = spawn(python or sys.executable, request, log, tempfile.gettempdir())
+        assert proc.stdout is not None
+        try:
+            outcome = protocol.answer(proc.stdout, lambda msg: progress and progress(msg.percent, msg.phase))
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:  # the caller gave up (its progress callback raised): stop the worker
+                kill_group(proc.pid, signal.SIGKILL)
+                proc.wait()
+            proc.stdout.close()
+        if isinstance(outcome, Result) and code == 0:
+            return outcome.data
+        if isinstance(outcome, Failure):
+            raise CalibrationError(list(outcome.problems) or outcome.error)
+        log.seek(0)
+        why = exit_reason(code, tail(log.read().decode(errors="replace"), 5))
+    raise CalibrationError(Problem(why, rule="worker-failed"))

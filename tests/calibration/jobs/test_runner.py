@@ -1,17 +1,18 @@
-"""calibration.jobs.runner: the concurrency limit, progress, cancel and crashes."""
+"""calibration.jobs.runner: the concurrency limit, progress, cancel, crashes, and comparisons in a worker."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from int8wb.calibration.jobs import JobStore, Runner, Slots
+from int8wb.calibration.jobs import JobStore, Runner, Slots, compare_in_worker
 from int8wb.calibration.jobs.protocol import Failure, Progress, Result
 from int8wb.calibration.jobs.runner import ProgressGate
-from int8wb.calibration.problems import Problem
+from int8wb.calibration.problems import CalibrationError, Problem
 from conftest import copy_example, wait_until
 from jobs_helpers import fake_python, spec_in, temporaries, visible, ws  # noqa: F401 (ws is a fixture)
 
@@ -186,3 +187,44 @@ def test_a_worker_that_dies_without_an_answer(ws):
     job, _ = run_fake(ws, [Progress(1, "checking")], code=3, stderr="Traceback\nboom\n")
     assert job["state"] == "failed" and job["error"] == "the worker exited with code 3: Traceback | boom"
 
+
+# -- comparisons ----------------------------------------------------------------------------------
+
+def test_compare_in_worker_returns_what_the_cli_prints(model_xml, tmp_path):
+    int8_like = model_xml.with_name("copy.xml")
+    for suffix in (".xml", ".bin"):
+        shutil.copy(model_xml.with_suffix(suffix), int8_like.with_suffix(suffix))
+    phases = []
+    report = tmp_path / "out" / "a-vs-b.html"
+    result = compare_in_worker(model_xml, int8_like, report, duration=0.1,
+                               progress=lambda pct, phase: phases.append(phase))
+    assert result["kind"] == "comparison" and result["models"]["a"]["name"] == "model.xml"
+    assert result["models"]["b"]["name"] == "copy.xml" and result["settings"]["duration"] == 0.1
+    assert result["report"] == str(report) and report.is_file()
+    assert phases[0] == "speed: A (strict f32)" and phases[-1] == "done"
+
+
+def test_compare_in_worker_raises_the_workers_problems(model_xml, tmp_path):
+    model_xml.with_suffix(".bin").unlink()
+    with pytest.raises(CalibrationError) as err:
+        compare_in_worker(model_xml, model_xml, duration=0.1)
+    assert [p.rule for p in err.value.problems] == ["missing-weights"]
+    assert err.value.problems[0].path == str(model_xml)
+
+
+def test_compare_in_worker_says_why_the_worker_died(tmp_path):
+    python = fake_python(tmp_path, [Progress(1, "speed: A")], code=3, stderr="Fatal Python error\n")
+    with pytest.raises(CalibrationError, match="exited with code 3: Fatal Python error"):
+        compare_in_worker(tmp_path / "a.xml", tmp_path / "b.xml", python=python)
+
+
+def test_a_caller_that_gives_up_stops_the_comparison_worker(tmp_path):
+    python = fake_python(tmp_path, [Progress(1, "speed: A")], linger=60)
+
+    def give_up(pct, phase):
+        raise KeyboardInterrupt
+
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        compare_in_worker(tmp_path / "a.xml", tmp_path / "b.xml", python=python, progress=give_up)
+    assert time.monotonic() - t0 < 5
