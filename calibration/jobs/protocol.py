@@ -1,7 +1,7 @@
 """The only contract between a runner and its worker process: what to run, and what comes back.
 
 A request travels as the worker's command line (`python -I -m int8wb.calibration.jobs.worker
-calibrate SPEC`), so it is visible in /proc and `JobStore.reconcile` can tell our workers from a
+calibrate -- SPEC`), so it is visible in /proc and `JobStore.reconcile` can tell our workers from a
 reused pid. The answer is one JSON object per line on the worker's stdout: any number of
 `Progress`, then at most one `Result` or `Failure`. Both sides build and read these types only;
 nobody else touches the dicts on the wire.

@@ -1,7 +1,7 @@
-"""The worker process: `python -I -m int8wb.calibration.jobs.worker calibrate SPEC [--trust]` or
-`… compare A.xml B.xml [--html OUT] …`. It runs one request and answers in protocol messages on
-its stdout (see protocol.py); its stderr is the runner's log. Only this process loads OpenVINO and
-NNCF, so a crash, an OOM kill or a cancel ends it and never its caller.
+"""The worker process: `python -I -m int8wb.calibration.jobs.worker calibrate [--trust] -- SPEC` or
+`… compare [--html=OUT …] -- A.xml B.xml` (protocol.py builds and reads these). It runs one
+request and answers in protocol messages on its stdout; its stderr is the runner's log. Only this
+process loads OpenVINO and NNCF, so a crash, an OOM kill or a cancel ends it and never its caller.
 """
 from __future__ import annotations
 

@@ -62,12 +62,13 @@ def test_requests_round_trip_through_the_command_line(request_):
     assert parse_request(argv[4:]) == request_
 
 
-@pytest.mark.parametrize("argv", [[], ["dance"], ["calibrate"], ["compare", "a.xml"], ["compare", "a", "b", "--batch",
-                                                                                      "x"]])
+@pytest.mark.parametrize("argv", [[], ["dance"], ["calibrate"], ["compare", "a.xml"],
+                                  ["compare", "--batch=x", "--", "a", "b"]])
 def test_a_command_line_that_is_not_a_request_is_refused(argv):
     with pytest.raises(ProtocolError):
         parse_request(argv)
 
 
 def test_the_wire_is_plain_json_objects():
-    assert json.loads(encode(Progress(3, "calibrating"))) == {"kind": "progress", "percent": 3.0, "phase": "calibrating"}
+    line = encode(Progress(3, "calibrating"))
+    assert json.loads(line) == {"kind": "progress", "percent": 3.0, "phase": "calibrating"}
