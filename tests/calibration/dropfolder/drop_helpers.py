@@ -21,12 +21,13 @@ ROOT = Path(__file__).resolve().parents[3]
 FAKE_WORKER = r'''
 import json, os, shutil, sys, time
 from pathlib import Path
-spec = Path(sys.argv[sys.argv.index("worker") + 1])
+from int8wb.calibration.jobs.protocol import WORKER_MODULE, Progress, Result, encode, parse_request
+spec = Path(parse_request(sys.argv[sys.argv.index(WORKER_MODULE) + 1:]).spec)
 data = json.loads(spec.read_text())
 model, out = Path(data["model"]), Path(data["output"]["dir"])
 with open(os.environ["FAKE_CALLS"], "a") as fh:
     fh.write(f"{model} {os.getpid()}\n")
-print(json.dumps({"progress": 5.0, "phase": "calibrating"}), flush=True)
+print(encode(Progress(5.0, "calibrating")), end="", flush=True)
 time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
 out.mkdir(parents=True, exist_ok=True)
 stem = model.name[:-4]
@@ -35,7 +36,7 @@ outputs = {"model": out / f"{stem}.int8.xml", "weights": out / f"{stem}.int8.bin
 shutil.copyfile(model, outputs["model"]); shutil.copyfile(model.with_suffix(".bin"), outputs["weights"])
 result = {"drop": 0.001, "speedup": {"vs_default": 1.5}, "output": {k: str(v) for k, v in outputs.items()}}
 outputs["result"].write_text(json.dumps(result)); outputs["report"].write_text("<html></html>")
-print(json.dumps({"result": result}), flush=True)
+print(encode(Result(result)), end="", flush=True)
 '''
 
 POLICY = """\

@@ -1,0 +1,14 @@
+"""Calibration jobs: a SQLite store, a runner with a concurrency limit, and the worker process.
+
+No editor protocol here: the language-server daemon, `int8wb jobs` and a drop-folder watcher all use
+the same store and runner. Rooms: store.py (rows and liveness), runner.py (launching and watching
+workers), worker.py (the process that runs one job), protocol.py (the only runner<->worker contract).
+The worker module is not imported here: `python -m …jobs.worker` must find it unloaded.
+"""
+from .protocol import Calibrate, Compare, Failure, Progress, ProtocolError, Result
+from .runner import Listener, ProgressGate, Runner, Slots, compare_in_worker
+from .store import COLUMNS, FINAL, STATES, STORE_DIR, STORE_NAME, JobStore, alive, store_path, summarise
+
+__all__ = ["COLUMNS", "FINAL", "STATES", "STORE_DIR", "STORE_NAME", "Calibrate", "Compare", "Failure", "JobStore",
+           "Listener", "Progress", "ProgressGate", "ProtocolError", "Result", "Runner", "Slots", "alive",
+           "compare_in_worker", "store_path", "summarise"]

@@ -1,0 +1,312 @@
+"""The runner: queued jobs of one store run in worker processes, at most `max_concurrent` at a time.
+
+Each job runs in its own worker process (`protocol.command`), which answers in protocol messages on
+its stdout; a crash, an OOM kill or a cancel ends that process, never the caller. The engine stages
+its outputs under temporary names, so a killed worker leaves nothing visible; the runner also
+removes the dead worker's temporaries. `compare_in_worker` runs a two-model comparison the same way,
+for a caller (the language server) that must never load OpenVINO itself.
+
+This module imports neither openvino nor nncf (only the worker does, in its own process).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import IO, Callable
+
+from ..problems import CalibrationError, Problem
+from . import protocol
+from .protocol import Compare, Failure, Progress, Request, Result
+from .store import FINAL, JobStore, kill_group, remove_temporaries, summarise
+
+Listener = Callable[[dict], None]
+
+
+def spawn(python: str, request: Request, stderr: IO | int, cwd: str | os.PathLike) -> subprocess.Popen:
+    """Starts a worker in its own session (a cancel stops it and all it started) in `cwd`, a folder
+    that holds no code; `-I` in its command line keeps the workspace and PYTHON* variables off sys.path."""
+    return subprocess.Popen(protocol.command(python, request), stdout=subprocess.PIPE, stderr=stderr,
+                            stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True)
+
+
+def exit_reason(code: int, stderr_tail: str) -> str:
+    """Why a worker ended without an answer, from its exit status (negative: the signal that killed it)."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        why = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"the worker was killed by {name}{why}; nothing was written"
+    return f"the worker exited with code {code}: {stderr_tail}"
+
+
+def tail(text: str, lines: int) -> str:
+    return " | ".join(text.strip().splitlines()[-lines:]) or "no output"
+
+
+class ProgressGate:
+    """Which progress messages are worth recording: every change of phase (a phase of 0.2 s must
+    still show) and the end; repeated updates within one phase at most every `interval` seconds."""
+
+    _NONE = object()
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic):
+        self.interval = interval
+        self.clock = clock
+        self._phase: object = self._NONE
+        self._last = 0.0
+
+    def admit(self, msg: Progress) -> bool:
+        now = self.clock()
+        if msg.phase == self._phase and msg.percent < 100 and now - self._last < self.interval:
+            return False
+        self._phase, self._last = msg.phase, now
+        return True
+
+
+class Slots:
+    """A limit shared by several runners (one per workspace folder in the language server): the
+    machine's cores do not grow with the number of folders open."""
+
+    def __init__(self, count: int):
+        self._sem = threading.BoundedSemaphore(max(1, int(count)))
+        self._waiting: set[threading.Event] = set()
+
+    def listen(self, wake: threading.Event, on: bool = True) -> None:
+        """`wake` is set whenever a slot frees (a runner's loop event); on=False forgets it."""
+        (self._waiting.add if on else self._waiting.discard)(wake)
+
+    def take(self) -> bool:
+        return self._sem.acquire(blocking=False)
+
+    def give(self) -> None:
+        self._sem.release()
+        for wake in list(self._waiting):  # a freed slot may serve any runner's queue
+            wake.set()
+
+
+
+class Runner:
+    """Runs queued jobs of one store in worker subprocesses, at most `max_concurrent` at a time.
+
+    `on_change(job_row)` is called (from a runner thread) whenever a job's state or progress
+    changes. Thread-safe; `start()` reconciles rows left running by a previous runner."""
+
+    def __init__(self, store: JobStore, max_concurrent: int = 1, on_change: Listener | None = None,
+                 trust_custom_metrics: bool = False, python: str | None = None,
+                 progress_interval: float = 0.2, slots: Slots | None = None):
+        self.store = store
+        self.slots = slots
+        self.max_concurrent = max(1, int(max_concurrent))
+        self.on_change = on_change
+        self.trust = trust_custom_metrics
+        self.python = python or sys.executable
+        self.progress_interval = progress_interval
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._cancelled: set[str] = set()
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if slots is not None:
+            slots.listen(self._wake)
+
+    # -- public -------------------------------------------------------------------------------
+    def start(self) -> "Runner":
+        self.store.reconcile()
+        self._thread = threading.Thread(target=self._loop, name="int8wb-runner", daemon=True)
+        self._thread.start()
+        self._wake.set()
+        return self
+
+    def submit(self, spec_path: str | os.PathLike) -> str:
+        """Queues a calibration of the spec; raises CalibrationError when the spec does not load."""
+        from ..spec import load_spec  # light: pydantic + tomllib
+
+        spec = load_spec(spec_path)
+        job_id = self.store.add(str(spec.path), str(spec.model_path), spec.calibration.method, str(spec.output_dir))
+        self._notify(job_id)
+        self._wake.set()
+        return job_id
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancels a queued job, or terminates a running one at once. False if unknown or finished."""
+        with self._lock:
+            job = self.store.get(job_id)
+            if job is None or job["state"] in FINAL:
+                return False
+            proc = self._procs.get(job_id)
+            self._cancelled.add(job_id)
+            if proc is None:
+                if job["state"] == "queued":
+                    self.store.update(job_id, state="cancelled", finished=time.time(), error="cancelled while queued")
+                    self._notify(job_id)
+                    return True
+                return False  # running under another runner
+        kill_group(proc.pid, signal.SIGTERM)
+        threading.Timer(2.0, lambda: proc.poll() is None and kill_group(proc.pid, signal.SIGKILL)).start()
+        return True
+
+    def running(self) -> list[str]:
+        with self._lock:
+            return list(self._procs)
+
+    def wait(self, job_id: str, timeout: float = 120.0) -> dict:
+        """Blocks until the job is final (for the command line and tests)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.store.get(job_id)
+            if job and job["state"] in FINAL:
+                return job
+            time.sleep(0.05)
+        raise TimeoutError(f"job {job_id} not finished after {timeout} s")
+
+    def stop(self, cancel_running: bool = True) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self.slots is not None:
+            self.slots.listen(self._wake, on=False)
+        if cancel_running:
+            for job_id in self.running():
+                self.cancel(job_id)
+            deadline = time.monotonic() + 5
+            while self.running() and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+    # -- internals ----------------------------------------------------------------------------
+    def _notify(self, job_id: str) -> None:
+        if self.on_change is not None:
+            job = self.store.get(job_id)
+            if job is not None:
+                try:
+                    self.on_change(job)
+                except Exception:  # a listener must not kill the runner  # noqa: BLE001
+                    pass
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self._start_queued()
+            except sqlite3.Error:
+                time.sleep(0.2)
+
+    def _start_queued(self) -> None:
+        for job in self.store.queued():
+            with self._lock:
+                if len(self._procs) >= self.max_concurrent or self._stop.is_set():
+                    return
+                if self.slots is not None and not self.slots.take():
+                    return  # another folder's job holds the last slot: woken when it ends
+                if not self.store.claim(job["id"], os.getpid()):
+                    if self.slots is not None:
+                        self.slots.give()
+                    continue
+                self._launch(job)
+
+    def _launch(self, job: dict) -> None:
+        log_path = self._log(job["id"])
+        log_path.parent.mkdir(exist_ok=True)
+        try:
+            with open(log_path, "wb") as log:
+                # the store's folder: ours, holding only the store and its logs, never the workspace root
+                proc = spawn(self.python, protocol.Calibrate(job["spec"], self.trust), log, self.store.path.parent)
+        except OSError as exc:
+            self.store.update(job["id"], state="failed", error=f"could not start the worker: {exc}",
+                              finished=time.time())
+            if self.slots is not None:
+                self.slots.give()
+            self._notify(job["id"])
+            return
+        self._procs[job["id"]] = proc
+        self.store.update(job["id"], pid=proc.pid, phase="starting")
+        self._notify(job["id"])
+        threading.Thread(target=self._watch, args=(job, proc), name=f"int8wb-job-{job['id']}", daemon=True).start()
+
+    def _log(self, job_id: str) -> Path:
+        return self.store.path.parent / "logs" / f"{job_id}.log"
+
+    def _watch(self, job: dict, proc: subprocess.Popen) -> None:
+        job_id = job["id"]
+        gate = ProgressGate(self.progress_interval)
+
+        def record(msg: Progress) -> None:
+            if gate.admit(msg):
+                self.store.update(job_id, percent=msg.percent, phase=msg.phase)
+                self._notify(job_id)
+
+        assert proc.stdout is not None
+        outcome = protocol.answer(proc.stdout, record)
+        code = proc.wait()
+        with self._lock:
+            cancelled = job_id in self._cancelled
+        fields: dict = {"finished": time.time()}
+        if isinstance(outcome, Result) and code == 0:
+            fields.update(state="done", percent=100.0, phase="done", summary=summarise(outcome.data))
+        elif cancelled:
+            fields.update(state="cancelled", error="cancelled; the worker was stopped and nothing was written")
+        elif isinstance(outcome, Failure):
+            fields.update(state="failed", error=outcome.error,
+                          summary={"problems": [p.to_dict() for p in outcome.problems]} if outcome.problems else None)
+        else:
+            fields.update(state="failed", error=exit_reason(code, self._log_tail(job_id)))
+        if fields["state"] != "done":
+            remove_temporaries(job.get("output_dir"), proc.pid)
+        self.store.update(job_id, **fields)
+        # Only now is the job off the running list: stop() waits for that, so its final state is on record.
+        with self._lock:
+            self._procs.pop(job_id, None)
+            self._cancelled.discard(job_id)
+        if self.slots is not None:
+            self.slots.give()
+        self._notify(job_id)
+        self._wake.set()
+
+    def _log_tail(self, job_id: str) -> str:
+        try:
+            return tail(self._log(job_id).read_text(errors="replace"), 3)
+        except OSError:
+            return "no log"
+
+
+def compare_in_worker(a: str | os.PathLike, b: str | os.PathLike, html: str | os.PathLike | None = None, *,
+                      device: str = "CPU", batch: int = 1, duration: float = 3.0, strict_f32: bool = True,
+                      progress: Callable[[float, str | None], None] | None = None,
+                      python: str | None = None) -> dict:
+    """Measures IR models `a` and `b` side by side in a worker process and returns the comparison
+    (`comparison.compare_models`' plain data); with `html`, the report is written there too and its
+    path is the result's "report". Blocks until the worker ends (call it from a thread in an event
+    loop); `progress(percent, phase)` is called on this thread. Raises CalibrationError with the
+    worker's problems, or with why the worker died."""
+    request = Compare(str(Path(a).resolve()), str(Path(b).resolve()), str(Path(html).resolve()) if html else None,
+                      device, int(batch), float(duration), strict_f32)
+    with tempfile.TemporaryFile() as log:
+        # no store here: the system's temporary folder, never the caller's folder or our source tree
+        proc = spawn(python or sys.executable, request, log, tempfile.gettempdir())
+        assert proc.stdout is not None
+        try:
+            outcome = protocol.answer(proc.stdout, lambda msg: progress and progress(msg.percent, msg.phase))
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:  # the caller gave up (its progress callback raised): stop the worker
+                kill_group(proc.pid, signal.SIGKILL)
+                proc.wait()
+            proc.stdout.close()
+        if isinstance(outcome, Result) and code == 0:
+            return outcome.data
+        if isinstance(outcome, Failure):
+            raise CalibrationError(list(outcome.problems) or outcome.error)
+        log.seek(0)
+        why = exit_reason(code, tail(log.read().decode(errors="replace"), 5))
+    raise CalibrationError(Problem(why, rule="worker-failed"))
