@@ -7,7 +7,6 @@ worker subprocesses (`calibration.jobs`); `async` handlers await their blocking 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 import threading
@@ -17,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 from pygls.uris import from_fs_path, to_fs_path
 
-from int8wb.calibration.jobs import FINAL, STORE_DIR, Runner
+from int8wb.calibration.jobs import FINAL, STORE_DIR, Runner, compare_in_worker
+from int8wb.calibration.problems import CalibrationError
 from int8wb.calibration.spec import SPEC_SUFFIX
 from int8wb.daemon.diagnostics import check_model, check_spec
 
@@ -129,18 +129,14 @@ async def compare(ls: Int8Server, *args) -> dict:
 
 
 async def measure_pair(a: Path, b: Path, options: dict, report: Path) -> dict:
-    """Two models measured side by side by the `int8wb compare` command line in a child process, so
-    OpenVINO never loads in the daemon. The one place to change to run it as a job instead."""
-    argv = [sys.executable, "-I", "-m", "int8wb.editor_client.cli", "compare", str(a), str(b), "--json",
-            "--html", str(report), "--device", str(options.get("device", "CPU")),
-            "--batch", str(int(options.get("batch", 1))), "--duration", str(float(options.get("duration", 3.0)))]
-    child = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                                                 cwd=str(Path(__file__).resolve().parents[1]))
-    out, err = await child.communicate()
-    if child.returncode != 0:
-        why = err.decode(errors="replace").strip().splitlines()[-5:]
-        raise CommandError(f"cannot compare {a.name} and {b.name}: " + " ".join(why))
-    return json.loads(out)
+    """Two models measured side by side in a job worker (the typed worker protocol), so OpenVINO
+    never loads in the daemon."""
+    try:
+        return await asyncio.to_thread(compare_in_worker, a, b, report, device=str(options.get("device", "CPU")),
+                                       batch=int(options.get("batch", 1)),
+                                       duration=float(options.get("duration", 3.0)))
+    except CalibrationError as exc:
+        raise CommandError(f"cannot compare {a.name} and {b.name}: {exc}") from exc
 
 
 async def check(ls: Int8Server, *args) -> list[dict]:

@@ -43,7 +43,7 @@ export function serverLaunch(settings: LaunchSettings, baseEnv: NodeJS.ProcessEn
   return { command: python, args: ["-I", "-m", "int8wb.daemon", ...(settings.serverArgs ?? [])], env };
 }
 
-/** A row of `int8wb.jobs` (calibration/jobs.py). */
+/** A row of `int8wb.jobs` (calibration/jobs/store.py). */
 export interface JobRow {
   id: string;
   spec: string;
