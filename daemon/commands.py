@@ -171,6 +171,7 @@ def status(ls: Int8Server, *args) -> dict:
     except (OSError, StopIteration):
         pass
     return {"pid": os.getpid(), "roots": [str(r) for r in ls.roots], "rss_bytes": rss,
+            "untrusted": [str(r) for r, entry in ls.roots.items() if not entry.get("trusted")],
             "openvino_loaded": "openvino" in sys.modules, "nncf_loaded": "nncf" in sys.modules,
             "threads": threading.active_count(), "published": len(ls.diagnostics.published)}
 

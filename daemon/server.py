@@ -26,6 +26,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from int8wb.calibration.jobs import JobStore, Runner, Slots
+from int8wb.calibration.trust import trusted
 from int8wb.daemon import code_actions, commands, diagnostics, hover, lens, watching
 from int8wb.daemon.commands import CommandError, JobProgress
 from int8wb.daemon.config import Settings
@@ -66,6 +67,11 @@ class Int8Server(LanguageServer):
     def log(self, message: str, kind=types.MessageType.Info) -> None:
         self.window_log_message(types.LogMessageParams(type=kind, message=message))
 
+    def show(self, message: str, kind=types.MessageType.Info) -> None:
+        """A message the user sees (not only the log): for what the daemon declined to do."""
+        self.log(message, kind)
+        self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+
     def refresh_lenses(self) -> None:
         ws = self.client_capabilities.workspace
         if ws and ws.code_lens and ws.code_lens.refresh_support:
@@ -91,10 +97,11 @@ class Int8Server(LanguageServer):
         if root in self.roots or not root.is_dir():
             return
         store = JobStore(root)
+        trust = self.settings.trust_custom_metrics or trusted(folder=root)
         runner = Runner(store, self.settings.max_jobs,
                         on_change=lambda job: self.from_thread(self.job_progress.changed, job),
-                        trust_custom_metrics=self.settings.trust_custom_metrics, slots=self.slots).start()
-        entry = {"store": store, "runner": runner, "drop": None}
+                        trust_custom_metrics=trust, slots=self.slots).start()
+        entry = {"store": store, "runner": runner, "drop": None, "trusted": trust}
         self.roots[root] = entry
         if watch:
             self.start_inbox(root, entry)
@@ -107,6 +114,11 @@ class Int8Server(LanguageServer):
         from int8wb.calibration.problems import CalibrationError
 
         if not is_inbox(root):
+            return
+        if not entry.get("trusted"):  # a policy calibrates whatever lands here: only where the user said so
+            self.show(f"int8wb: {root} holds a drop policy (calibration.toml) that is not run: the folder is "
+                      f"not trusted. Trust it with `int8wb trust {root}` (or INT8WB_TRUST=1), then reopen it.",
+                      types.MessageType.Warning)
             return
         try:
             drop = DropFolder(root, store=entry["store"], runner=entry["runner"],

@@ -5,6 +5,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 
 from rich.console import Console
@@ -61,7 +62,7 @@ def cmd_calibrate(args) -> int:
         # NNCF and OpenVINO print to stdout; keep stdout for our result alone.
         with contextlib.redirect_stdout(sys.stderr):
             result = calibrate(spec, progress=lambda pct, phase: bar.update(task, completed=pct, description=phase),
-                               trust_custom_metrics=trusted(args.trust))
+                               trust_custom_metrics=trusted(args.trust, folder=spec.path.parent))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -118,6 +119,20 @@ def cmd_schema(args) -> int:
     return 0
 
 
+def cmd_trust(args) -> int:
+    from int8wb.calibration.trust import set_trusted, trust_file, trusted_folders
+
+    if args.folder is not None:
+        if not os.path.isdir(args.folder):
+            err.print(f"not a folder: {escape(args.folder)}")
+            return 2
+        set_trusted(args.folder, on=not args.revoke)
+    for folder in trusted_folders():
+        out.print(escape(str(folder)), highlight=False)
+    err.print(f"trusted folders: {escape(str(trust_file()))}")
+    return 0
+
+
 def cmd_serve(args) -> int:
     # The language server is another front end: this process becomes it (same stdio), isolated
     # from the working directory, rather than importing it.
@@ -136,7 +151,7 @@ def cmd_watch(args) -> int:
 
     try:
         drop = DropFolder(args.inbox, policy=args.policy, jobs=args.jobs, echo=None if args.quiet else echo,
-                          trust_custom_metrics=trusted(args.trust))
+                          trust_custom_metrics=trusted(args.trust, folder=args.inbox))
     except CalibrationError as exc:
         for p in exc.problems:
             print(f"error: {p}", file=sys.stderr)
@@ -347,6 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("schema", help="print the JSON Schema of calibration spec files (always JSON)")
     p.set_defaults(func=cmd_schema)
+    p = sub.add_parser("trust", help="trust a folder (its custom metrics and drop policy may run); lists them",
+                       description="The list lives outside every workspace, in the user's configuration "
+                                   "folder (or INT8WB_TRUST_FILE); a trusted folder trusts all below it.")
+    p.add_argument("folder", nargs="?", help="the folder to trust (none: only list)")
+    p.add_argument("--revoke", action="store_true", help="take the folder's trust back")
+    p.set_defaults(func=cmd_trust)
     p = sub.add_parser("serve", help="run the language-server daemon over stdio (for editors)")
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("jobs", help="calibration jobs of a workspace (<folder>/.int8wb/jobs.sqlite)")
@@ -360,8 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (`timeout`, `kill`) cleans up exactly as Ctrl-C does
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except CalibrationError as exc:

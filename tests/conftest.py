@@ -69,3 +69,11 @@ def wait_until(pred, timeout: float = 30.0, what: str = "condition"):
 def tree(folder: Path) -> dict[str, int]:
     """Every file below `folder` with its size, to prove nothing was written or changed."""
     return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(autouse=True)
+def private_trust_list(tmp_path_factory, monkeypatch):
+    """Every test (and every process it starts) reads and writes its own list of trusted folders,
+    never the user's, and starts with none trusted."""
+    monkeypatch.setenv("INT8WB_TRUST_FILE", str(tmp_path_factory.mktemp("trust") / "trusted-folders.json"))
+    monkeypatch.delenv("INT8WB_TRUST", raising=False)

@@ -84,8 +84,10 @@ def test_the_daemon_serves_a_workspace_folder_that_holds_a_policy(box):
     shutil.copy(m.with_suffix(".bin"), box.inbox / "served.bin")
     store = JobStore(box.inbox)
     runner = Runner(store, python=str(box.python)).start()
-    entry = {"store": store, "runner": runner, "watch": None, "drop": None}
     server = Int8Server()
+    server.start_inbox(box.inbox, entry := {"store": store, "runner": runner, "drop": None, "trusted": False})
+    assert entry["drop"] is None and not box.calls_made()  # an untrusted folder's policy is not run
+    entry["trusted"] = True
     server.start_inbox(box.inbox, entry)
     try:
         assert entry["drop"] is not None
@@ -94,7 +96,7 @@ def test_the_daemon_serves_a_workspace_folder_that_holds_a_policy(box):
         entry["drop"].stop()
         runner.stop()
     assert len(box.calls_made()) == 1
-    server.start_inbox(box.root, entry := {"store": store, "runner": runner, "drop": None})   # no policy: no inbox
+    server.start_inbox(box.root, entry := {"store": store, "runner": runner, "drop": None, "trusted": True})  # no policy
     assert entry["drop"] is None
 
 
