@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import os
 import re
@@ -84,15 +85,12 @@ class _State:
         worker = getattr(config, "workerinput", None)
         self.session = (worker or {}).get("int8_session") or uuid.uuid4().hex
         self.cache_dir = config.rootpath / config.getini("int8_cache_dir")
-        self._cache: ResultCache | None = None
         self.rows: list[dict] = []
 
-    @property
+    @functools.cached_property
     def cache(self) -> ResultCache:
-        if self._cache is None:
-            from int8wb.calibration.result_cache import ResultCache
-            self._cache = ResultCache(self.cache_dir, session=self.session)
-        return self._cache
+        from int8wb.calibration.result_cache import ResultCache  # numpy loads here, when a gate runs
+        return ResultCache(self.cache_dir, session=self.session)
 
     def obtain(self, spec, rerun: bool | None = None) -> Outcome:
         force = self.rerun if rerun is None else rerun
@@ -141,9 +139,9 @@ def _calibrate_quietly(spec) -> dict:
 
 # --------------------------------------------------------------------------- budgets as assertions
 
-def annotated(outcome: Outcome, spec) -> dict:
+def annotated(outcome: Outcome, spec) -> Result:
     """A copy of the engine's result with the spec's budget (`gate`) and where it came from (`cache`)."""
-    return outcome.result.model_copy(update={"gate": spec_budget(spec), "cache": outcome.info()}).to_json()
+    return outcome.result.model_copy(update={"gate": spec_budget(spec), "cache": outcome.info()})
 
 
 class Int8BudgetFailure(AssertionError):
@@ -208,7 +206,7 @@ class Int8GateItem(pytest.Item):
             rows[0] = {"label": label, "status": "error", "source": first}
             raise
         result = annotated(outcome, spec)
-        verdict = evaluate(result, result["gate"], label=label)
+        verdict = evaluate(result, result.gate, label=label)
         self.user_properties.extend(verdict.properties())
         rows[0] = verdict.summary_row()
         if not verdict.ok:
@@ -290,17 +288,17 @@ class Int8Calibrate:
         except CalibrationError as exc:
             exc.int8_generated = text
             raise
-        result = annotated(outcome, loaded)
+        typed = annotated(outcome, loaded)
+        result = typed.to_json()
         self.results.append(result)
-        n = len(self.results)
-        verdict = evaluate(result, result["gate"], label=self._label(result))
+        verdict = evaluate(typed, typed.gate, label=self._label(typed))
         node = self.request.node
-        node.user_properties.extend((k, v) for k, v in verdict.properties(self._prefix(n))
+        node.user_properties.extend((k, v) for k, v in verdict.properties(self._prefix(len(self.results)))
                                     if k.split(".")[-1] not in BUDGET_KEYS)
         node.stash.setdefault(_ROWS, {})[id(result)] = verdict.summary_row(status="unchecked")
         return result
 
-    def _label(self, result: dict) -> str:
+    def _label(self, result: Result | dict) -> str:
         spec = Path(Result.of(result).spec or "spec").name
         return f"{self.request.node.nodeid} [{spec}]"
 
