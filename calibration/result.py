@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, with_config
 from typing_extensions import NotRequired, TypedDict
@@ -26,7 +26,7 @@ _ROW = ConfigDict(extra="forbid")
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _ROW
 
 
 # ---- rows: plain dicts with a declared shape ---------------------------------------------------
@@ -204,7 +204,7 @@ class Result(_Record):
     timing_s: Timing
     versions: dict[str, str | None]
     notes: list[str]
-    budget: Union[AccuracyAwareBudget, float, None] = Field(
+    budget: AccuracyAwareBudget | float | None = Field(
         None, description="AccuracyAware's budget and whether the saved model meets it (older results: a number)")
     fp32_layers: list[Fp32Layer] | None = Field(None, description="AccuracyAware: the layers left in FP32")
     accuracy_aware: AccuracyAwareRecord | None = Field(None, description="AccuracyAware: how the search went")
@@ -238,15 +238,10 @@ class Summary(_Record):
     throughput: dict[Variant, float] | None
     model_size: ModelSize | None
     int8_layer_count: int | None
-    budget: Union[AccuracyAwareBudget, float, None]
+    budget: AccuracyAwareBudget | float | None
     output: Outputs | None
     report: str | None
     notes: list[str]
-
-
-def read_result(path: str | Path) -> Result:
-    """A result JSON file (any version) as the model."""
-    return Result.model_validate_json(Path(path).read_bytes())
 
 
 def json_schema() -> dict:
@@ -261,5 +256,7 @@ def json_schema() -> dict:
 
 
 def write_json_schema(path: Path = SCHEMA_PATH) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(json_schema(), indent=2) + "\n", encoding="utf-8")
+    """Writes the schema under a temporary name beside `path`, then renames it into place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(json_schema(), indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from int8wb.calibration import load_spec
 from int8wb.calibration.jobs import summarise
 from int8wb.calibration.report import render_html
-from int8wb.calibration.result import SCHEMA_PATH, Result, Summary, json_schema, read_result
+from int8wb.calibration.result import SCHEMA_PATH, Result, Summary, json_schema
 from int8wb.calibration.workflow import calibrate
 from conftest import copy_example
 
@@ -43,7 +43,7 @@ def test_samples_cover_both_methods():
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
 def test_saved_results_read_and_write_back_unchanged(path):
     text = path.read_text(encoding="utf-8")
-    result = read_result(path)
+    result = Result.model_validate_json(text)
     assert json.dumps(result.to_json(), indent=2) + "\n" == text
     assert render_html(result) == render_html(json.loads(text))
     first = oldest(json.loads(text))
