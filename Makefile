@@ -39,8 +39,11 @@ vscode:
 vsix: vscode
 	cd editor_client/vscode && npx vsce package --no-dependencies --skip-license
 
+# The published JSON Schemas (spec, result) and the extension's TypeScript types of the result.
 schema: $(STAMP)
-	$(BIN)/python -c "from calibration.spec import write_json_schema; write_json_schema()"
+	$(BIN)/python -c "from int8wb.calibration import spec, result; spec.write_json_schema(); result.write_json_schema()"
+	$(BIN)/python editor_client/vscode/scripts/schema_to_ts.py calibration/schema/result.schema.json \
+		editor_client/vscode/src/result.ts Result
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache examples/*/calibrated

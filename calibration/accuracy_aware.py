@@ -29,6 +29,7 @@ from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 from . import devices
 from .datasets import Dataset
 from .evaluation import Evaluation, evaluate
+from .gate import within
 from .methods import Feed, quiet, nncf_settings
 from .metrics import Metric, degradation
 from .problems import Cancelled
@@ -196,7 +197,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
         drop, drop_rel = degradation(metric, baseline.accuracy, ev.accuracy)
         row = {"groups": sorted(chosen), "fp32_layers": len(names), "macs": sum(cost.get(n, 0) for n in names),
                "accuracy": ev.accuracy, "drop": drop, "drop_relative": drop_rel,
-               "ok": (drop_rel if relative else drop) <= budget + 1e-12, "scores": ev.scores}
+               "ok": within(drop_rel if relative else drop, budget), "scores": ev.scores}
         probes.append(row)
         return row
 

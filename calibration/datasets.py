@@ -122,11 +122,7 @@ class ImageListDataset(_ImageDataset):
     @classmethod
     def scan(cls, list_file: Path, spec, model, role):
         entries = []
-        for number, raw in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
-            line = raw.strip() if "\t" in raw else raw.split("#", 1)[0].strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = line.split("\t", 1) if "\t" in line else line.rsplit(maxsplit=1)
+        for number, parts in image_list_lines(list_file):
             if len(parts) != 2 or not parts[1]:
                 raise CalibrationError(Problem("expected `path label` (or `path<TAB>label`)",
                                                path=str(list_file), line=number, rule="dataset-format"))
@@ -137,6 +133,18 @@ class ImageListDataset(_ImageDataset):
             label = parts[1].strip()
             entries.append(Entry(str(image), int(label) if label.lstrip("-").isdigit() else label))
         return cls(entries, spec, model, role)
+
+
+def image_list_lines(list_file: Path) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of each entry of an image list: `path label`, or `path<TAB>label` when
+    the label holds spaces; `#` starts a comment except on a tab-separated line. Fields are not
+    checked (one field: a path with no label). Raises OSError/UnicodeDecodeError as reading does."""
+    lines = []
+    for number, raw in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip() if "\t" in raw else raw.split("#", 1)[0].strip()
+        if line and not line.startswith("#"):
+            lines.append((number, line.split("\t", 1) if "\t" in line else line.rsplit(maxsplit=1)))
+    return lines
 
 
 class ImageFolderDataset(_ImageDataset):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import jinja2
 
+from .gate import within
+from .result import AccuracyAwareBudget, Result
 from .runtime import DEFAULT, F32, INT8, VARIANT_LABELS
 
 VARIANTS = (F32, DEFAULT, INT8)
@@ -23,33 +25,34 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.2f} MiB"
 
 
-def summary_rows(result: dict) -> list[tuple[str, str, str, str]]:
+def summary_rows(result: Result | dict) -> list[tuple[str, str, str, str]]:
     """(what, FP32, INT8, change) rows of the headline comparison."""
-    fp32, int8 = result["fp32"]["accuracy"], result["int8"]["accuracy"]
-    size = result["model_size"]
+    r = Result.of(result)
+    fp32, int8, size = r.fp32.accuracy, r.int8.accuracy, r.model_size
     return [
-        (f"accuracy ({result['metric']})", f"{fp32:.4f}", f"{int8:.4f}", f"drop {result['drop'] * 100:+.2f} pp"),
-        ("model size", _mib(size["fp32"]), _mib(size["int8"]), f"{size['int8'] / size['fp32']:.2f}x"),
+        (f"accuracy ({r.metric})", f"{fp32:.4f}", f"{int8:.4f}", f"drop {r.drop * 100:+.2f} pp"),
+        ("model size", _mib(size.fp32), _mib(size.int8), f"{size.int8 / size.fp32:.2f}x"),
     ]
 
 
-def speed_rows(result: dict) -> list[tuple[str, str, str, str]]:
+def speed_rows(result: Result | dict) -> list[tuple[str, str, str, str]]:
     """(variant, throughput, median latency, INT8 speedup against it) rows."""
+    r = Result.of(result)
     rows = []
     for variant in (F32, DEFAULT, INT8):
         label = VARIANT_LABELS[variant]
         if variant == DEFAULT:
-            label += f" [{result.get('device_default_precision', '?')}]"
-        ratio = {F32: result["speedup"]["vs_f32"], DEFAULT: result["speedup"]["vs_default"]}.get(variant)
-        rows.append((label, f"{result['throughput'][variant]:.1f}/s", f"{result['latency_ms'][variant]:.3f} ms",
+            label += f" [{r.device_default_precision or '?'}]"
+        ratio = {F32: r.speedup.vs_f32, DEFAULT: r.speedup.vs_default}.get(variant)
+        rows.append((label, f"{r.throughput[variant]:.1f}/s", f"{r.latency_ms[variant]:.3f} ms",
                      f"{ratio:.2f}x" if ratio is not None else ""))
     return rows
 
 
-def layer_rows(result: dict, variant: str = INT8) -> list[tuple[str, str, str, str, str]]:
+def layer_rows(result: Result | dict, variant: str = INT8) -> list[tuple[str, str, str, str, str]]:
     """(layer, type, outputPrecisions, runtimePrecision, time) of one variant's runtime model."""
     return [(r["name"], r["type"], r["outputPrecisions"], r["runtimePrecision"], f"{r['time_us']:.1f} us")
-            for r in result["layers"][variant]]
+            for r in Result.of(result).layers[variant]]
 
 
 # ---- HTML report ---------------------------------------------------------------------------
@@ -129,40 +132,39 @@ def axis(values, ticks: int = 4) -> dict:
     return {"max": end, "ticks": [round(i * step, 10) for i in range(int(round(end / step)) + 1)]}
 
 
-def _budget(result: dict) -> dict | None:
+def _budget(r: Result) -> dict | None:
     """The accuracy budget when the result carries one: AccuracyAware's max_drop, or a bare number."""
-    budget = result.get("budget")
+    budget = r.budget
     if budget is None:
         return None
-    if not isinstance(budget, dict):
-        budget = {"max_drop": budget}
-    relative = budget.get("drop_type") == "relative"
-    measured = budget.get("measured", result.get("drop_relative") if relative else result["drop"])
-    met = budget.get("met", measured is not None and measured <= budget["max_drop"] + 1e-12)
-    return {"max_drop": budget["max_drop"], "relative": relative, "measured": measured, "met": met}
+    if isinstance(budget, AccuracyAwareBudget):
+        relative = budget.drop_type == "relative"
+        return {"max_drop": budget.max_drop, "relative": relative, "measured": budget.measured, "met": budget.met}
+    measured = r.drop
+    return {"max_drop": budget, "relative": False, "measured": measured, "met": within(measured, budget)}
 
 
-def _view(result: dict) -> dict:
+def _view(r: Result) -> dict:
     """What the template needs beyond the result itself: paired rows and chart data."""
-    reference = F32 if F32 in result["layers"] else DEFAULT
-    summary = result["layer_summary"]
+    reference = F32 if F32 in r.layers else DEFAULT
+    summary = r.layer_summary
     by_type = {v: summary[v]["time_us_by_type"] for v in (reference, INT8)}
     types = sorted(set(by_type[reference]) | set(by_type[INT8]),
                    key=lambda t: -max(by_type[reference].get(t, 0.0), by_type[INT8].get(t, 0.0)))
     labels = dict(VARIANT_LABELS)
-    labels[DEFAULT] = f"FP32 default ({result.get('device_default_precision') or '?'})"
+    labels[DEFAULT] = f"FP32 default ({r.device_default_precision or '?'})"
     return {
-        "names": (Path(result["model"]).name, Path(result["output"]["model"]).name),
-        "percent": bool(PERCENT_METRICS.fullmatch(result["metric"])),
+        "names": (Path(r.model).name, Path(r.output.model).name),
+        "percent": bool(PERCENT_METRICS.fullmatch(r.metric)),
         "reference": reference,
         "labels": labels,
-        "pairs": pair_layers(result["layers"][reference], result["layers"][INT8]),
+        "pairs": pair_layers(r.layers[reference], r.layers[INT8]),
         "layer_types": [{"type": t, reference: by_type[reference].get(t, 0.0), INT8: by_type[INT8].get(t, 0.0)}
                         for t in types],
         "precisions": {v: summary[v]["layers_by_precision"] for v in (reference, INT8)},
-        "budget": _budget(result),
-        "fp32_layers": sorted(result["fp32_layers"], key=lambda r: -(r.get("score") or 0.0))
-        if result.get("fp32_layers") is not None else None,
+        "budget": _budget(r),
+        "fp32_layers": sorted(r.fp32_layers, key=lambda row: -(row.get("score") or 0.0))
+        if r.fp32_layers is not None else None,
     }
 
 
@@ -176,9 +178,9 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def is_comparison(result: dict) -> bool:
+def is_comparison(result: Result | dict) -> bool:
     """A result of `calibration.comparison.compare_models` (two models, no accuracy), not a calibration."""
-    return result.get("kind") == "comparison"
+    return isinstance(result, dict) and result.get("kind") == "comparison"
 
 
 # Colours of a comparison's variants: the calibration report's palette, under neutral names.
@@ -233,17 +235,18 @@ def _comparison_view(result: dict) -> dict:
     }
 
 
-def render_html(result: dict) -> str:
+def render_html(result: Result | dict) -> str:
     """The whole report as one HTML document (CSS, script and SVG charts inline, no network).
 
     A calibration result renders as the FP32 → INT8 report; a two-model comparison
     (`calibration.comparison.compare_models`) as the same page with neutral labels A and B."""
     if is_comparison(result):
         return _environment().get_template("compare.html.j2").render(r=result, v=_comparison_view(result))
-    return _environment().get_template("report.html.j2").render(r=result, v=_view(result))
+    r = Result.of(result)
+    return _environment().get_template("report.html.j2").render(r=r, v=_view(r))
 
 
-def write_html(result: dict, path: str | os.PathLike) -> Path:
+def write_html(result: Result | dict, path: str | os.PathLike) -> Path:
     """Writes the report under a temporary name beside `path`, then renames it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,13 @@
 """The main job: baseline FP32 → calibrate → infer INT8 → compare. Plain data in, plain data out.
 
 Front ends (CLI, language server worker, pytest, drop folder) call `calibrate` with a spec,
-a progress callback and a cancel predicate; they never see OpenVINO or NNCF objects.
+a progress callback and a cancel predicate; they never see OpenVINO or NNCF objects. The result
+is built as `result.Result` and returned in its JSON form (read it back with `Result.of`).
 """
 from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Callable
 
 import openvino as ov
@@ -15,6 +15,7 @@ import openvino as ov
 from . import eligibility, performance
 from .datasets import open_dataset
 from .evaluation import evaluate, output_index
+from .gate import within
 from .inspection import inspect_model
 from .accuracy_aware import calibrate_accuracy_aware
 from .methods import quantize_default
@@ -22,6 +23,7 @@ from .metrics import degradation, make_metric
 from .output import Staging, mark, output_paths
 from .problems import Cancelled, CalibrationError
 from .report import render_html
+from .result import AccuracyAwareBudget, AccuracyAwareRecord, Result
 from .runtime import DEFAULT, F32, INT8, config_for, default_precision, read_model
 from .spec import Spec
 from .versions import versions
@@ -136,16 +138,24 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
                   INT8: performance.profile(core, int8, spec.device, config_for(INT8, spec.device, int8_float),
                                             sample)}
 
-        met = budget is None or budget["met"]
+        met = budget is None or budget.met
         finals = output_paths(spec.output_dir, stem, over_budget=not met)
-        result = _result(spec, info, dataset, subset, metric, base, q, speed, layers, finals,
-                         tmp_xml, calibration_s, time.time() - started, default_precision(core, spec.device))
-        result["budget"] = budget
-        if outcome is not None:
-            result["fp32_layers"] = outcome.fp32_layers
-            result["accuracy_aware"] = {k: v for k, v in outcome.record().items() if k != "fp32_layers"}
+        device_default = default_precision(core, spec.device)
+        typed = Result(
+            spec=str(spec.path), model=str(spec.model_path), device=spec.device,
+            device_default_precision=device_default, method=spec.calibration.method,
+            preset=spec.calibration.preset,
+            dataset={"kind": dataset.kind, "size": len(dataset), "subset": len(subset),
+                     "subset_spec": spec.dataset.subset, "seed": spec.dataset.seed},
+            **_accuracy_fields(spec, metric, base, q), **_speed_fields(spec, speed, layers, device_default),
+            model_size={"fp32": _pair_size(spec.model_path, info.bin_path),
+                        "int8": _pair_size(tmp_xml, tmp_xml.with_suffix(".bin"))},
+            output={k: str(v) for k, v in finals.items()}, settings=spec.inference.model_dump(),
+            timing_s={"calibration": round(calibration_s, 3), "total": round(time.time() - started, 3)},
+            versions=versions(), budget=budget, **_accuracy_aware_fields(outcome))
+        result = typed.to_json()
         staging.write_json("result", result)
-        staging.write_text("report", render_html(result))
+        staging.write_text("report", render_html(typed))
         staging.commit({k: v for k, v in finals.items() if k in staging.pending})
     except BaseException:
         staging.discard()
@@ -154,23 +164,23 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
     if not met:
         unit = "" if spec.calibration.drop_type == "absolute" else " (relative)"
         raise CalibrationError(spec.problem(
-            f"required drop ≤ {budget['max_drop']:g}{unit} cannot be reached; best found: "
-            f"{budget['measured']:.4g} with {len(outcome.fp32_layers)} of {outcome.quantized_units} layers in "
+            f"required drop ≤ {budget.max_drop:g}{unit} cannot be reached; best found: "
+            f"{budget.measured:.4g} with {len(outcome.fp32_layers)} of {outcome.quantized_units} layers in "
             f"FP32; that attempt is kept as {finals['model'].name}",
             "calibration", "max_drop", rule="budget-unreachable",
             fix="raise max_drop, give calibration more representative data, or deploy the FP32 model"))
     return result
 
 
-def _budget(spec: Spec, metric, fp32: float, int8: float, outcome) -> dict | None:
+def _budget(spec: Spec, metric, fp32: float, int8: float, outcome) -> AccuracyAwareBudget | None:
     """AccuracyAware's promise, checked on the saved model's own validation run."""
     if outcome is None:
         return None
     drop, drop_rel = degradation(metric, fp32, int8)
     relative = spec.calibration.drop_type == "relative"
     measured = drop_rel if relative else drop
-    return {"max_drop": spec.calibration.max_drop, "drop_type": spec.calibration.drop_type,
-            "measured": measured, "met": outcome.met and measured <= spec.calibration.max_drop + 1e-12}
+    return AccuracyAwareBudget(max_drop=spec.calibration.max_drop, drop_type=spec.calibration.drop_type,
+                               measured=measured, met=outcome.met and within(measured, spec.calibration.max_drop))
 
 
 def _accuracy(compiled, roles: dict, metric, out: int, reference: dict | None, progress, cancel) -> dict:
@@ -186,11 +196,25 @@ def _accuracy(compiled, roles: dict, metric, out: int, reference: dict | None, p
     return results
 
 
-def _result(spec, info, dataset, subset, metric, base, q, speed, layers, finals, tmp_xml,
-            calibration_s, total_s, device_default) -> dict:
-    fp32_size = os.path.getsize(spec.model_path) + os.path.getsize(info.bin_path)
-    int8_size = os.path.getsize(tmp_xml) + os.path.getsize(tmp_xml.with_suffix(".bin"))
+def _accuracy_fields(spec: Spec, metric, base: dict, q: dict) -> dict:
+    """The result's accuracy figures: validation (the drop) and the optional held-out set."""
     drop, drop_relative = degradation(metric, base["validation"].accuracy, q["validation"].accuracy)
+    held = None
+    if "evaluation" in base:
+        held = {"fp32": base["evaluation"].accuracy, "int8": q["evaluation"].accuracy,
+                "drop": degradation(metric, base["evaluation"].accuracy, q["evaluation"].accuracy)[0],
+                "size": len(base["evaluation"].scores)}
+    return {"metric": metric.name,
+            "accuracy_on": {"role": "validation" if spec.validation else "dataset",
+                            "size": len(base["validation"].scores)},
+            "fp32": {"accuracy": base["validation"].accuracy, "precision_hint": "f32"},
+            "int8": {"accuracy": q["validation"].accuracy},
+            "drop": drop, "drop_relative": drop_relative, "metric_higher_is_better": metric.higher_is_better,
+            "heldout": held}
+
+
+def _speed_fields(spec: Spec, speed: dict, layers: dict, device_default: str) -> dict:
+    """The result's speed figures and per-layer tables, with the notes they call for."""
     throughput = {k: round(v["throughput"], 2) for k, v in speed.items()}
     notes = []
     if throughput[INT8] < throughput[DEFAULT]:
@@ -199,38 +223,23 @@ def _result(spec, info, dataset, subset, metric, base, q, speed, layers, finals,
     int8_rows = [r for r in layers[INT8] if r["runtimePrecision"] in ("u8", "i8")]
     if not int8_rows:
         notes.append("No layer runs in INT8 on this device: the calibration brought no INT8 execution.")
-    return {
-        "spec": str(spec.path),
-        "model": str(spec.model_path),
-        "device": spec.device,
-        "device_default_precision": device_default,
-        "method": spec.calibration.method,
-        "preset": spec.calibration.preset,
-        "metric": metric.name,
-        "dataset": {"kind": dataset.kind, "size": len(dataset), "subset": len(subset),
-                    "subset_spec": spec.dataset.subset, "seed": spec.dataset.seed},
-        "accuracy_on": {"role": "validation" if spec.validation else "dataset",
-                        "size": len(base["validation"].scores)},
-        "fp32": {"accuracy": base["validation"].accuracy, "precision_hint": "f32"},
-        "int8": {"accuracy": q["validation"].accuracy},
-        "drop": drop,
-        "drop_relative": drop_relative,
-        "metric_higher_is_better": metric.higher_is_better,
-        "heldout": {"fp32": base["evaluation"].accuracy, "int8": q["evaluation"].accuracy,
-                    "drop": degradation(metric, base["evaluation"].accuracy, q["evaluation"].accuracy)[0],
-                    "size": len(base["evaluation"].scores)} if "evaluation" in base else None,
-        "throughput": throughput,
-        "latency_ms": {k: round(v["latency_ms"]["median"], 3) for k, v in speed.items()},
-        "speed": speed,
-        "speedup": {"vs_f32": throughput[INT8] / throughput[F32],
-                    "vs_default": throughput[INT8] / throughput[DEFAULT]},
-        "model_size": {"fp32": fp32_size, "int8": int8_size},
-        "output": {k: str(v) for k, v in finals.items()},
-        "layers": layers,
-        "layer_summary": {k: performance.summarise(v) for k, v in layers.items()},
-        "int8_layer_count": len(int8_rows),
-        "settings": spec.inference.model_dump(),
-        "timing_s": {"calibration": round(calibration_s, 3), "total": round(total_s, 3)},
-        "versions": versions(),
-        "notes": notes,
-    }
+    return {"throughput": throughput,
+            "latency_ms": {k: round(v["latency_ms"]["median"], 3) for k, v in speed.items()},
+            "speed": speed,
+            "speedup": {"vs_f32": throughput[INT8] / throughput[F32], "vs_default": throughput[INT8] / throughput[DEFAULT]},
+            "layers": layers,
+            "layer_summary": {k: performance.summarise(v) for k, v in layers.items()},
+            "int8_layer_count": len(int8_rows),
+            "notes": notes}
+
+
+def _accuracy_aware_fields(outcome) -> dict:
+    """AccuracyAware's record (none for Default): the layers left in FP32 and how the search went."""
+    if outcome is None:
+        return {}
+    record = outcome.record()
+    return {"fp32_layers": record.pop("fp32_layers"), "accuracy_aware": AccuracyAwareRecord(**record)}
+
+
+def _pair_size(xml, bin_path) -> int:
+    return os.path.getsize(xml) + os.path.getsize(bin_path)

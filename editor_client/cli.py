@@ -52,6 +52,7 @@ def cmd_inspect(args) -> int:
 
 def cmd_calibrate(args) -> int:
     from int8wb.calibration.report import layer_rows, speed_rows, summary_rows
+    from int8wb.calibration.result import Result
     from int8wb.calibration.workflow import calibrate
 
     spec = load_spec(args.spec)
@@ -66,29 +67,30 @@ def cmd_calibrate(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    table = Table(title=f"{result['model']} → {result['output']['model']}")
+    typed = Result.of(result)
+    table = Table(title=f"{typed.model} → {typed.output.model}")
     for col in ("", "FP32 (strict f32)", "INT8", "change"):
         table.add_column(col)
-    for row in summary_rows(result):
+    for row in summary_rows(typed):
         table.add_row(*row)
     out.print(table)
-    speed = Table(title=f"speed on {result['device']} (batch {result['settings']['batch']})")
+    speed = Table(title=f"speed on {typed.device} (batch {typed.settings.batch})")
     for col in ("variant", "throughput", "latency (median)", "INT8 speedup vs this"):
         speed.add_column(col)
-    for row in speed_rows(result):
+    for row in speed_rows(typed):
         speed.add_row(*row)
     out.print(speed)
     if args.layers:
         layers = Table(title="INT8 runtime layers")
         for col in ("layer", "type", "outputPrecisions", "runtimePrecision", "time"):
             layers.add_column(col, overflow="fold")
-        for row in layer_rows(result):
+        for row in layer_rows(typed):
             layers.add_row(*row)
         out.print(layers)
-    out.print(f"INT8 layers: {result['int8_layer_count']}; result: {result['output']['result']}")
-    if result["output"].get("report"):
-        out.print(f"report: {result['output']['report']}")
-    for note in result["notes"]:
+    out.print(f"INT8 layers: {typed.int8_layer_count}; result: {typed.output.result}")
+    if typed.output.report:
+        out.print(f"report: {typed.output.report}")
+    for note in typed.notes:
         out.print(f"[yellow]note[/]: {note}")
     return 0
 

@@ -1,4 +1,5 @@
-"""The pytest plugin: spec files as INT8 gates, the int8_calibrate fixture, the result cache.
+"""The pytest plugin: spec files as INT8 gates and the int8_calibrate fixture (the budgets and
+verdicts themselves: tests/calibration/test_gate.py; the cache: tests/calibration/test_result_cache.py).
 
 Inner pytest runs load the plugin with `-p editor_client.pytest_plugin`, so these tests do not
 depend on the package's entry point. Each inner project counts real calibrations in a file (its
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tomllib
 import xml.etree.ElementTree as ET
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -23,9 +23,6 @@ import pytest
 import int8wb.calibration.workflow  # noqa: F401
 from int8wb.calibration import load_spec
 from conftest import copy_example
-from int8wb.editor_client import result_cache
-from int8wb.editor_client.pytest_plugin import (Int8BudgetFailure, assert_budget, evaluate, merge_budget,
-                                         spec_budget, to_toml)
 
 pytest_plugins = ["pytester"]
 
@@ -128,63 +125,6 @@ def test_gate_passes_then_reruns_from_cache_until_an_input_changes(pytester, pro
     changed.stdout.fnmatch_lines(["*passed*calibrated in*[[]validation[]] data changed*"])
     assert len(calibrations(pytester)) == 2
 
-
-
-def test_the_key_follows_every_input_and_only_the_inputs(tmp_path):
-    spec_path = quick_example(tmp_path)
-    folder = spec_path.parent
-    hashes = result_cache.FileHashes(tmp_path / "files.json")
-
-    def key(text: str | None = None) -> str:
-        return result_cache.fingerprint(load_spec(spec_path, text=text), hashes)[0]
-
-    base = key()
-    hashes.save()
-    warm = result_cache.FileHashes(tmp_path / "files.json")
-    assert result_cache.fingerprint(load_spec(spec_path), warm)[0] == base
-    assert warm.read == 0, "unchanged files are recognised by size and mtime, not re-read"
-
-    text = spec_path.read_text()
-    assert key("# a comment\n" + text) == base
-    assert key(text.replace("max_drop = 0.01", "max_drop = 0.02\nmin_speedup = 3")) == base, \
-        "budgets do not change the calibration"
-    assert key(text.replace("duration = 0.1", "duration = 0.4")) != base
-
-    xml = folder / "model.xml"
-    original = xml.read_bytes()
-    xml.write_bytes(original + b"\n")
-    assert key() != base
-    xml.write_bytes(original)
-    assert key() == base
-
-    weights = folder / "model.bin"
-    data = bytearray(weights.read_bytes())
-    data[100] ^= 1
-    weights.write_bytes(bytes(data))
-    assert key() != base
-    data[100] ^= 1
-    weights.write_bytes(bytes(data))
-    assert key() == base
-
-    extra = folder / "data" / "calibration" / "0" / "extra.png"
-    shutil.copyfile(next((folder / "data" / "calibration" / "1").iterdir()), extra)
-    assert key() != base
-    extra.unlink()
-    assert key() == base
-
-    # An image list: the images it names count, not only the list's text.
-    listed = text + '\n[evaluation]\nkind = "image_list"\npath = "data/test_list.txt"\n'
-    with_list = key(listed)
-    first_image = folder / "data" / (folder / "data" / "test_list.txt").read_text().split()[0]
-    image = first_image.read_bytes()
-    shutil.copyfile(next(p for p in first_image.parent.iterdir() if p != first_image), first_image)
-    assert key(listed) != with_list
-    first_image.write_bytes(image)
-    assert key(listed) == with_list
-
-
-def test_versions_in_the_key_are_the_engines():
-    assert result_cache.versions() == int8wb.calibration.workflow.versions()
 
 
 # --------------------------------------------------------------------------- failures read well
@@ -384,58 +324,3 @@ def test_xdist_workers_calibrate_a_shared_spec_once(pytester, project):
         summary = out.split("= int8 gates =")[1]
         assert summary.count("calibrated in") == 1 and summary.count("cached (") == 2, summary
     assert "--int8-rerun" in summary
-
-
-# --------------------------------------------------------------------------- budgets from Python
-
-def _result(**changes) -> dict:
-    result = {"spec": "/x/m.calibration.toml", "metric": "top1", "device": "CPU", "device_default_precision": "bf16",
-              "fp32": {"accuracy": 0.90}, "int8": {"accuracy": 0.88}, "drop": 0.02, "heldout": None,
-              "accuracy_on": {"role": "validation", "size": 100},
-              "throughput": {"fp32_f32": 100.0, "fp32_default": 200.0, "int8": 300.0},
-              "speedup": {"vs_f32": 3.0, "vs_default": 1.5}, "model_size": {"fp32": 4000, "int8": 1000},
-              "output": {"model": "/x/m.int8.xml", "result": "/x/m.int8.json"}, "notes": []}
-    result.update(changes)
-    return result
-
-
-def test_budget_defaults_follow_the_method(tmp_path):
-    spec_path = copy_example(tmp_path)
-    text = spec_path.read_text().replace("max_drop = 0.01", "")
-    assert spec_budget(load_spec(spec_path, text=text))["max_drop"] == 0.01
-    aware = text.replace('method = "default"', 'method = "accuracy_aware"\nmax_drop = 0.003')
-    assert spec_budget(load_spec(spec_path, text=aware))["max_drop"] == 0.003
-    relative = aware.replace("max_drop = 0.003", 'max_drop = 0.1\ndrop_type = "relative"')
-    budget = spec_budget(load_spec(spec_path, text=relative))
-    verdict = evaluate(_result(), budget)
-    assert verdict.figures["max_drop"] == pytest.approx(0.09) and verdict.ok  # 0.1 × FP32 0.90
-    assert spec_budget(load_spec(spec_path))["max_drop"] == 0.01
-
-
-def test_assert_budget_checks_each_figure():
-    assert assert_budget(_result(), max_drop=0.02).ok
-    with pytest.raises(Int8BudgetFailure, match=r"top1 drop 0\.0200 on validation \(100 samples\) exceeds"):
-        assert_budget(_result())
-    assert_budget(_result(), max_drop=0.05, min_speedup=3, speedup_baseline="f32")
-    with pytest.raises(Int8BudgetFailure, match=r"speedup 1\.50x vs the FP32 model as CPU runs it by default"):
-        assert_budget(_result(), max_drop=0.05, min_speedup=2)
-    with pytest.raises(Int8BudgetFailure, match="exceeds max_model_size 999 B"):
-        assert_budget(_result(), max_drop=0.05, max_model_size=999)
-    held = _result(heldout={"fp32": 0.8, "int8": 0.7, "drop": 0.1, "size": 50})
-    with pytest.raises(Int8BudgetFailure, match=r"drop 0\.1000 on the held-out set \(50 samples\)"):
-        assert_budget(held, max_drop=0.05)
-    # A lower-is-better metric gets worse when it rises.
-    loss = _result(fp32={"accuracy": 0.10}, int8={"accuracy": 0.12}, drop=-0.02)
-    loss["gate"] = merge_budget(None, {}, "test") | {"higher_is_better": False}
-    with pytest.raises(Int8BudgetFailure, match=r"drop 0\.0200"):
-        assert_budget(loss)
-    with pytest.raises(TypeError, match="unknown budget max_dorp"):
-        assert_budget(_result(), max_dorp=0.1)
-
-
-def test_keyword_specs_are_written_as_toml():
-    text = to_toml({"model": "m.xml", "dataset": {"kind": "npz", "path": "d.npz", "subset": 10},
-                    "preprocessing": {"mean": [0.5, 1.0]}, "inference": {"duration": 0.3}})
-    assert tomllib.loads(text) == {"model": "m.xml", "dataset": {"kind": "npz", "path": "d.npz", "subset": 10},
-                                   "preprocessing": {"mean": [0.5, 1.0]}, "inference": {"duration": 0.3}}
-    assert text.splitlines()[0] == 'model = "m.xml"'

@@ -14,6 +14,7 @@ import {
 } from "vscode-languageclient/node";
 
 import { describeJob, isActive, JobRow, serverLaunch, specName, stateIcon, statusText } from "./launch";
+import type { Summary } from "./result";
 
 const SPEC_SUFFIX = ".calibration.toml";
 let client: LanguageClient | undefined;
@@ -226,13 +227,11 @@ const commands: Record<string, (...args: any[]) => Promise<unknown>> = {
   "int8wb.compareCurrent": async () => {
     const spec = await pickSpec();
     if (!spec) return;
-    const r = await request<{ drop?: number; speedup_vs_default?: number; speedup_vs_f32?: number; report?: string }>(
-      "int8wb.compare",
-      spec.toString(),
-    );
+    // The last finished job of the spec: its id and its result summary.
+    const r = await request<Partial<Summary> & { job?: string; finished?: number | null }>("int8wb.compare", spec.toString());
     const parts = [vscode.workspace.asRelativePath(spec)];
     if (typeof r.drop === "number") parts.push(`drop ${(r.drop * 100).toFixed(2)} pp`);
-    if (typeof r.speedup_vs_f32 === "number") parts.push(`${r.speedup_vs_f32.toFixed(2)}x vs FP32 strict f32`);
+    if (typeof r.speedup?.vs_f32 === "number") parts.push(`${r.speedup.vs_f32.toFixed(2)}x vs FP32 strict f32`);
     if (typeof r.speedup_vs_default === "number") parts.push(`${r.speedup_vs_default.toFixed(2)}x vs FP32 default`);
     const open = r.report ? "Open report" : undefined;
     const choice = await vscode.window.showInformationMessage(parts.join(" · "), ...(open ? [open] : []));

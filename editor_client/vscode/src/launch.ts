@@ -3,6 +3,7 @@
  * `vscode` import, so the extension and the Node protocol test (test/protocol.test.mjs) share it.
  */
 import * as path from "node:path";
+import type { Summary } from "./result";
 
 export interface LaunchSettings {
   /** `int8wb.pythonPath`: the interpreter with int8-workbench installed. */
@@ -54,7 +55,8 @@ export interface JobRow {
   started: number | null;
   finished: number | null;
   error: string | null;
-  summary: { drop?: number; speedup_vs_default?: number; speedup_vs_f32?: number; report?: string; [k: string]: unknown } | null;
+  /** A done job's result summary (calibration/result.py `Summary`); a failed job's holds its problems only. */
+  summary: Partial<Summary> | null;
   [k: string]: unknown;
 }
 

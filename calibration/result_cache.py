@@ -17,6 +17,9 @@ Hashing is made cheap for re-runs: each file's digest is memoised in `files.json
 modified less than two seconds before it is hashed is not memoised (its mtime may not yet tell
 two writes apart, as in git's "racy clean" problem).
 
+Entries hold the result in its JSON form (`calibration.result`); one that no longer reads as a
+`Result`, or whose INT8 outputs changed on disk, is a miss.
+
 Entries are written atomically (temporary file + `os.replace`); a per-key `fcntl.flock` lock
 makes a second worker wait for the first one's calibration of the same key and reuse it.
 """
@@ -30,9 +33,12 @@ import platform
 import tempfile
 import time
 from dataclasses import dataclass, field
-from int8wb.calibration.versions import versions
 from pathlib import Path
 from typing import Callable, Iterator
+
+from .datasets import image_list_lines
+from .result import CacheInfo, Result
+from .versions import versions
 
 try:
     import fcntl
@@ -112,17 +118,10 @@ class FileHashes:
 
 
 def _image_list_files(list_file: Path) -> list[Path]:
-    """The images an image list names (parsed as calibration.datasets.ImageListDataset does)."""
-    files = []
+    """The images an image list names; an unreadable list names none (the calibration reports it)."""
     with contextlib.suppress(OSError, UnicodeDecodeError):
-        for raw in list_file.read_text(encoding="utf-8").splitlines():
-            line = raw.strip() if "\t" in raw else raw.split("#", 1)[0].strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = line.split("\t", 1) if "\t" in line else line.rsplit(maxsplit=1)
-            if parts:
-                files.append(list_file.parent / parts[0])
-    return files
+        return [list_file.parent / parts[0] for _, parts in image_list_lines(list_file)]
+    return []
 
 
 def _tree_digest(path: Path, hashes: FileHashes) -> str:
@@ -187,10 +186,10 @@ def what_changed(old: dict, new: dict) -> list[str]:
     return changed
 
 
-def _outputs_state(result: dict) -> dict:
+def _outputs_state(result: Result) -> dict:
     state = {}
     for name in ("model", "weights", "result"):
-        p = result.get("output", {}).get(name)
+        p = getattr(result.output, name)
         if p:
             with contextlib.suppress(OSError):
                 st = os.stat(p)
@@ -200,7 +199,7 @@ def _outputs_state(result: dict) -> dict:
 
 @dataclass
 class Outcome:
-    result: dict
+    result: Result
     cached: bool
     key: str
     entry_path: Path | None
@@ -213,6 +212,11 @@ class Outcome:
             return f"cached ({time.strftime('%Y-%m-%d %H:%M', time.localtime(self.created))})"
         because = f"; {', '.join(self.why)}" if self.why else ""
         return f"calibrated in {self.seconds:.1f} s{because}"
+
+    def info(self) -> CacheInfo:
+        """Where the result came from, as the gate reports it (`Result.cache`)."""
+        return CacheInfo(hit=self.cached, key=self.key, entry=str(self.entry_path) if self.entry_path else None,
+                         created=self.created, seconds=round(self.seconds, 3), why=self.why, source=self.describe())
 
 
 class ResultCache:
@@ -231,13 +235,15 @@ class ResultCache:
         return self.root / "latest" / hashlib.sha256(str(spec_path).encode()).hexdigest()[:32]
 
     def _read(self, key: str) -> dict | None:
+        """The entry of `key` with its result as the model, or None when it is missing or stale."""
         if self.root is None:
             return None
         try:
             entry = json.loads(self._entry_path(key).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if entry.get("format") != FORMAT or entry.get("key") != key:
+            if entry.get("format") != FORMAT or entry.get("key") != key:
+                return None
+            entry["result"] = Result.model_validate(entry["result"])
+        except (OSError, ValueError, KeyError, AttributeError):  # ValidationError is a ValueError
             return None
         # The INT8 model and result on disk must still be the ones this entry describes.
         if _outputs_state(entry["result"]) != entry.get("outputs"):
@@ -261,7 +267,7 @@ class ResultCache:
     def _hit(self, entry: dict, key: str) -> Outcome:
         return Outcome(entry["result"], True, key, self._entry_path(key), entry["created"], 0.0)
 
-    def obtain(self, spec, compute: Callable[[], dict], force: bool = False) -> Outcome:
+    def obtain(self, spec, compute: Callable[[], Result | dict], force: bool = False) -> Outcome:
         """The cached result of `spec`, or `compute()`'s, stored. With `force`, only a result made
         in this session (by another worker) is reused."""
         key, parts = fingerprint(spec, self.hashes)
@@ -282,13 +288,13 @@ class ResultCache:
                 return self._hit(entry, key)
             why = ["--int8-rerun"] if force else self._why(spec.path, parts)
             t0 = time.perf_counter()
-            result = compute()
+            result = Result.of(compute())
             seconds = time.perf_counter() - t0
             created = time.time()
             if self.root is not None:
                 entry = {"format": FORMAT, "key": key, "created": created, "session": self.session,
                          "spec_path": str(spec.path), "parts": parts, "seconds": round(seconds, 3),
-                         "outputs": _outputs_state(result), "result": result}
+                         "outputs": _outputs_state(result), "result": result.to_json()}
                 _atomic_write(self._entry_path(key), json.dumps(entry))
                 _atomic_write(self._latest_path(spec.path), key)
         return Outcome(result, False, key, self._entry_path(key) if self.root else None, created, seconds, why)

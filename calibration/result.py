@@ -1,0 +1,262 @@
+"""The result of a calibration (what `workflow.calibrate` returns and writes beside the model), typed.
+
+One definition gives validation, typed reading for every front end and the published JSON Schema
+(`schema/result.schema.json`, from which the VS Code extension's TypeScript types are generated).
+The wire shape is the JSON the engine has always written: a field that appeared in a later version
+is optional, and `to_json()` gives back exactly the keys that were set, so a result read and written
+again is unchanged. Rows (layers, speed records, probes) are TypedDicts: they stay plain dicts.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, with_config
+from typing_extensions import NotRequired, TypedDict
+
+from .spec import InferenceSpec
+
+SCHEMA_PATH = Path(__file__).with_name("schema") / "result.schema.json"
+
+Variant = Literal["fp32_f32", "fp32_default", "int8"]
+"""How a model ran: FP32 in strict f32, FP32 as the device runs it by default, the INT8 model."""
+
+_ROW = ConfigDict(extra="forbid")
+
+
+class _Record(BaseModel):
+    model_config = _ROW
+
+
+# ---- rows: plain dicts with a declared shape ---------------------------------------------------
+
+@with_config(_ROW)
+class LatencyStats(TypedDict):
+    median: float
+    mean: float
+    min: float
+    max: float
+
+
+@with_config(_ROW)
+class Speed(TypedDict):
+    """One variant's speed run (benchmark_app style)."""
+    throughput: float
+    latency_ms: LatencyStats
+    requests: int
+    streams: int
+    batch: int
+    iterations: int
+
+
+@with_config(_ROW)
+class LayerRow(TypedDict):
+    """A layer of the compiled (runtime) model, with its time averaged over a few runs."""
+    name: str
+    type: str
+    outputPrecisions: str
+    runtimePrecision: str
+    kernel: str
+    originalLayers: list[str]
+    time_us: float
+
+
+@with_config(_ROW)
+class LayerSummary(TypedDict):
+    time_us_by_type: dict[str, float]
+    layers_by_precision: dict[str, int]
+    total_time_us: float
+
+
+@with_config(_ROW)
+class Fp32Layer(TypedDict):
+    """A layer AccuracyAware left in FP32, and why."""
+    name: str
+    type: str
+    score: float | None
+    rank: NotRequired[int]
+    macs: NotRequired[int]
+    reason: str
+
+
+@with_config(_ROW)
+class Probe(TypedDict):
+    """One validation run of AccuracyAware's search, with the ranked groups `groups` in FP32."""
+    groups: NotRequired[list[int]]
+    fp32_layers: int
+    macs: NotRequired[int]
+    accuracy: float
+    drop: float
+    drop_relative: float
+    ok: bool
+
+
+# ---- records ---------------------------------------------------------------------------------
+
+class DatasetInfo(_Record):
+    kind: str = Field(description="The [dataset] kind")
+    size: int = Field(description="Samples in [dataset]")
+    subset: int = Field(description="Samples that fed calibration")
+    subset_spec: int | str = Field(description="[dataset] subset as written: a count or a percent")
+    seed: int
+
+
+class AccuracyOn(_Record):
+    role: Literal["validation", "dataset"] = Field(description="The spec table the drop is measured on")
+    size: int
+
+
+class Fp32Accuracy(_Record):
+    accuracy: float
+    precision_hint: str
+
+
+class Int8Accuracy(_Record):
+    accuracy: float
+
+
+class HeldOut(_Record):
+    """Accuracy on [evaluation], a set never used to calibrate."""
+    fp32: float
+    int8: float
+    drop: float
+    size: int
+
+
+class Speedup(_Record):
+    vs_f32: float = Field(description="INT8 throughput over FP32 in strict f32")
+    vs_default: float = Field(description="INT8 throughput over FP32 as the device runs it by default")
+
+
+class ModelSize(_Record):
+    fp32: int = Field(description="Bytes of .xml + .bin")
+    int8: int = Field(description="Bytes of .xml + .bin")
+
+
+class Outputs(_Record):
+    model: str
+    weights: str
+    result: str
+    report: str | None = Field(None, description="The HTML report (results since the report exists)")
+
+
+class Timing(_Record):
+    calibration: float
+    total: float
+
+
+class AccuracyAwareBudget(_Record):
+    """AccuracyAware's promise, checked on the saved model's own validation run."""
+    max_drop: float
+    drop_type: Literal["absolute", "relative"]
+    measured: float
+    met: bool
+
+
+class AccuracyAwareRecord(_Record):
+    met: bool
+    validation_accuracy: float
+    drop: float
+    drop_relative: float
+    quantized_layers: int
+    probes: list[Probe]
+
+
+class CacheInfo(_Record):
+    """Where a result the gate checks came from (`calibration.result_cache`)."""
+    hit: bool
+    key: str
+    entry: str | None
+    created: float
+    seconds: float
+    why: list[str]
+    source: str = Field(description='"cached (date)" or "calibrated in N s; why"')
+
+
+class Result(_Record):
+    """One calibration: FP32 against INT8 on accuracy, speed, size and per layer."""
+    spec: str
+    model: str = Field(description="The FP32 model (.xml)")
+    device: str
+    device_default_precision: str | None = Field(None, description="How the device runs FP32 by default")
+    method: Literal["default", "accuracy_aware"]
+    preset: str
+    metric: str
+    dataset: DatasetInfo
+    accuracy_on: AccuracyOn | None = None
+    fp32: Fp32Accuracy
+    int8: Int8Accuracy
+    drop: float = Field(description="FP32 accuracy minus INT8's on validation; positive: INT8 is worse")
+    drop_relative: float | None = Field(None, description="The drop as a fraction of FP32's accuracy")
+    metric_higher_is_better: bool | None = None
+    heldout: HeldOut | None = None
+    throughput: dict[Variant, float] = Field(description="Samples per second")
+    latency_ms: dict[Variant, float] = Field(description="Median latency")
+    speed: dict[Variant, Speed]
+    speedup: Speedup
+    model_size: ModelSize
+    output: Outputs
+    layers: dict[Variant, list[LayerRow]]
+    layer_summary: dict[Variant, LayerSummary]
+    int8_layer_count: int = Field(description="Layers of the INT8 model that run in u8/i8")
+    settings: InferenceSpec = Field(description="The spec's [inference] table")
+    timing_s: Timing
+    versions: dict[str, str | None]
+    notes: list[str]
+    budget: AccuracyAwareBudget | float | None = Field(
+        None, description="AccuracyAware's budget and whether the saved model meets it (older results: a number)")
+    fp32_layers: list[Fp32Layer] | None = Field(None, description="AccuracyAware: the layers left in FP32")
+    accuracy_aware: AccuracyAwareRecord | None = Field(None, description="AccuracyAware: how the search went")
+    gate: dict[str, Any] | None = Field(
+        None, description="Added by the pytest gate: the budget checked (`calibration.gate.spec_budget`)")
+    cache: CacheInfo | None = Field(None, description="Added by the pytest gate: where the result came from")
+
+    @classmethod
+    def of(cls, result: Result | dict) -> Result:
+        """`result` as the model (a dict, e.g. read from JSON, is validated)."""
+        return result if isinstance(result, Result) else cls.model_validate(result)
+
+    def to_json(self) -> dict:
+        """The JSON-able dict of the wire format: the keys that were set, in the engine's order."""
+        return self.model_dump(exclude_unset=True)
+
+
+class SummaryAccuracy(_Record):
+    fp32: float | None
+    int8: float | None
+
+
+class Summary(_Record):
+    """What an editor shows of a finished job's result (`calibration.jobs.summarise`)."""
+    drop: float | None
+    drop_relative: float | None
+    accuracy: SummaryAccuracy
+    metric: str | None
+    speedup: Speedup | None
+    speedup_vs_default: float | None
+    throughput: dict[Variant, float] | None
+    model_size: ModelSize | None
+    int8_layer_count: int | None
+    budget: AccuracyAwareBudget | float | None
+    output: Outputs | None
+    report: str | None
+    notes: list[str]
+
+
+def json_schema() -> dict:
+    """The published schema: a result document, with the job summary among its definitions."""
+    schema = Result.model_json_schema()
+    summary = Summary.model_json_schema()
+    schema["$defs"] = dict(sorted({**schema.get("$defs", {}), **summary.pop("$defs", {}),
+                                   "Summary": summary}.items()))
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "int8-workbench calibration result"
+    return schema
+
+
+def write_json_schema(path: Path = SCHEMA_PATH) -> None:
+    """Writes the schema under a temporary name beside `path`, then renames it into place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(json_schema(), indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)

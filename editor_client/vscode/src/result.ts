@@ -1,0 +1,233 @@
+// Generated from calibration/schema/result.schema.json by editor_client/vscode/scripts/schema_to_ts.py: do not edit.
+// Regenerate with `make schema` (tests/editor_client/test_vscode_types.py checks it is current).
+
+/** One calibration: FP32 against INT8 on accuracy, speed, size and per layer. */
+export interface Result {
+  spec: string;
+  /** The FP32 model (.xml) */
+  model: string;
+  device: string;
+  /** How the device runs FP32 by default */
+  device_default_precision?: string | null;
+  method: "default" | "accuracy_aware";
+  preset: string;
+  metric: string;
+  dataset: DatasetInfo;
+  accuracy_on?: AccuracyOn | null;
+  fp32: Fp32Accuracy;
+  int8: Int8Accuracy;
+  /** FP32 accuracy minus INT8's on validation; positive: INT8 is worse */
+  drop: number;
+  /** The drop as a fraction of FP32's accuracy */
+  drop_relative?: number | null;
+  metric_higher_is_better?: boolean | null;
+  heldout?: HeldOut | null;
+  /** Samples per second */
+  throughput: { [K in "fp32_f32" | "fp32_default" | "int8"]?: number };
+  /** Median latency */
+  latency_ms: { [K in "fp32_f32" | "fp32_default" | "int8"]?: number };
+  speed: { [K in "fp32_f32" | "fp32_default" | "int8"]?: Speed };
+  speedup: Speedup;
+  model_size: ModelSize;
+  output: Outputs;
+  layers: { [K in "fp32_f32" | "fp32_default" | "int8"]?: LayerRow[] };
+  layer_summary: { [K in "fp32_f32" | "fp32_default" | "int8"]?: LayerSummary };
+  /** Layers of the INT8 model that run in u8/i8 */
+  int8_layer_count: number;
+  /** The spec's [inference] table */
+  settings: InferenceSpec;
+  timing_s: Timing;
+  versions: { [key: string]: string | null };
+  notes: string[];
+  /** AccuracyAware's budget and whether the saved model meets it (older results: a number) */
+  budget?: AccuracyAwareBudget | number | null;
+  /** AccuracyAware: the layers left in FP32 */
+  fp32_layers?: Fp32Layer[] | null;
+  /** AccuracyAware: how the search went */
+  accuracy_aware?: AccuracyAwareRecord | null;
+  /** Added by the pytest gate: the budget checked (`calibration.gate.spec_budget`) */
+  gate?: { [key: string]: unknown } | null;
+  /** Added by the pytest gate: where the result came from */
+  cache?: CacheInfo | null;
+}
+
+/** AccuracyAware's promise, checked on the saved model's own validation run. */
+export interface AccuracyAwareBudget {
+  max_drop: number;
+  drop_type: "absolute" | "relative";
+  measured: number;
+  met: boolean;
+}
+
+export interface AccuracyAwareRecord {
+  met: boolean;
+  validation_accuracy: number;
+  drop: number;
+  drop_relative: number;
+  quantized_layers: number;
+  probes: Probe[];
+}
+
+export interface AccuracyOn {
+  /** The spec table the drop is measured on */
+  role: "validation" | "dataset";
+  size: number;
+}
+
+/** Where a result the gate checks came from (`calibration.result_cache`). */
+export interface CacheInfo {
+  hit: boolean;
+  key: string;
+  entry: string | null;
+  created: number;
+  seconds: number;
+  why: string[];
+  /** "cached (date)" or "calibrated in N s; why" */
+  source: string;
+}
+
+export interface DatasetInfo {
+  /** The [dataset] kind */
+  kind: string;
+  /** Samples in [dataset] */
+  size: number;
+  /** Samples that fed calibration */
+  subset: number;
+  /** [dataset] subset as written: a count or a percent */
+  subset_spec: number | string;
+  seed: number;
+}
+
+export interface Fp32Accuracy {
+  accuracy: number;
+  precision_hint: string;
+}
+
+/** A layer AccuracyAware left in FP32, and why. */
+export interface Fp32Layer {
+  name: string;
+  type: string;
+  score: number | null;
+  rank?: number;
+  macs?: number;
+  reason: string;
+}
+
+/** Accuracy on [evaluation], a set never used to calibrate. */
+export interface HeldOut {
+  fp32: number;
+  int8: number;
+  drop: number;
+  size: number;
+}
+
+export interface InferenceSpec {
+  /** Batch size for the speed comparison */
+  batch?: number;
+  /** Inference streams ("auto": device decides) */
+  streams?: number | "auto";
+  /** Parallel infer requests ("auto": optimal) */
+  requests?: number | "auto";
+  /** Seconds of measurement per model variant */
+  duration?: number;
+  /** How the INT8 model's layers that stay in floating point run, for its accuracy, AccuracyAware's search and its speed: the device default (bf16 on AMX CPUs) or strict f32. Deploy the INT8 model the same way. */
+  int8_float_precision?: "default" | "f32";
+}
+
+export interface Int8Accuracy {
+  accuracy: number;
+}
+
+export interface LatencyStats {
+  median: number;
+  mean: number;
+  min: number;
+  max: number;
+}
+
+/** A layer of the compiled (runtime) model, with its time averaged over a few runs. */
+export interface LayerRow {
+  name: string;
+  type: string;
+  outputPrecisions: string;
+  runtimePrecision: string;
+  kernel: string;
+  originalLayers: string[];
+  time_us: number;
+}
+
+export interface LayerSummary {
+  time_us_by_type: { [key: string]: number };
+  layers_by_precision: { [key: string]: number };
+  total_time_us: number;
+}
+
+export interface ModelSize {
+  /** Bytes of .xml + .bin */
+  fp32: number;
+  /** Bytes of .xml + .bin */
+  int8: number;
+}
+
+export interface Outputs {
+  model: string;
+  weights: string;
+  result: string;
+  /** The HTML report (results since the report exists) */
+  report?: string | null;
+}
+
+/** One validation run of AccuracyAware's search, with the ranked groups `groups` in FP32. */
+export interface Probe {
+  groups?: number[];
+  fp32_layers: number;
+  macs?: number;
+  accuracy: number;
+  drop: number;
+  drop_relative: number;
+  ok: boolean;
+}
+
+/** One variant's speed run (benchmark_app style). */
+export interface Speed {
+  throughput: number;
+  latency_ms: LatencyStats;
+  requests: number;
+  streams: number;
+  batch: number;
+  iterations: number;
+}
+
+export interface Speedup {
+  /** INT8 throughput over FP32 in strict f32 */
+  vs_f32: number;
+  /** INT8 throughput over FP32 as the device runs it by default */
+  vs_default: number;
+}
+
+/** What an editor shows of a finished job's result (`calibration.jobs.summarise`). */
+export interface Summary {
+  drop: number | null;
+  drop_relative: number | null;
+  accuracy: SummaryAccuracy;
+  metric: string | null;
+  speedup: Speedup | null;
+  speedup_vs_default: number | null;
+  throughput: { [K in "fp32_f32" | "fp32_default" | "int8"]?: number } | null;
+  model_size: ModelSize | null;
+  int8_layer_count: number | null;
+  budget: AccuracyAwareBudget | number | null;
+  output: Outputs | null;
+  report: string | null;
+  notes: string[];
+}
+
+export interface SummaryAccuracy {
+  fp32: number | null;
+  int8: number | null;
+}
+
+export interface Timing {
+  calibration: number;
+  total: number;
+}
