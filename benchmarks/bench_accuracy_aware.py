@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from int8wb.calibration import inspect_model, load_spec  # noqa: E402
-from int8wb.calibration.accuracy_aware import calibrate_accuracy_aware  # noqa: E402
+from int8wb.calibration.methods.accuracy_aware import calibrate_accuracy_aware  # noqa: E402
 from int8wb.calibration.datasets import open_dataset  # noqa: E402
 from int8wb.calibration.evaluation import evaluate  # noqa: E402
-from int8wb.calibration.methods import quiet  # noqa: E402
+from int8wb.calibration.methods.nncf import quiet  # noqa: E402
 from int8wb.calibration.metrics import degradation, make_metric  # noqa: E402
 from int8wb.calibration.performance import measure  # noqa: E402
 from int8wb.calibration.runtime import F32, INT8, config_for, read_model  # noqa: E402

@@ -17,8 +17,7 @@ from .datasets import open_dataset
 from .evaluation import evaluate, output_index
 from .gate import within
 from .inspection import inspect_model
-from .accuracy_aware import calibrate_accuracy_aware
-from .methods import quantize_default
+from .methods import calibrate_accuracy_aware, quantize_default
 from .metrics import degradation, make_metric
 from .output import Staging, mark, output_paths
 from .problems import Cancelled, CalibrationError

@@ -180,7 +180,7 @@ def test_int8_float_layers_can_run_strict_f32(project, aa_result):
 def test_a_reverted_layer_gets_its_uncorrected_bias_back():
     """Bias correction shifts a quantized layer's bias to cancel its INT8 error; in FP32 that shift
     is pure error, so reverting the layer must restore the original bias and compute FP32 exactly."""
-    from int8wb.calibration.accuracy_aware import corrected_biases, revert
+    from int8wb.calibration.methods.accuracy_aware import corrected_biases, revert
 
     rng = np.random.default_rng(1)
     w, b = rng.normal(size=(8, 4)).astype(np.float32), rng.normal(size=4).astype(np.float32)
@@ -213,7 +213,7 @@ def test_it_ships_the_cheapest_passing_answer_it_measured(aa_result):
 
 def test_layers_reading_one_quantized_tensor_go_back_to_fp32_together():
     """`x - mean(x)` over one INT8 x: its errors cancel; reverting only the mean breaks that."""
-    from int8wb.calibration.accuracy_aware import _groups
+    from int8wb.calibration.methods.accuracy_aware import _groups
 
     x = ops.parameter([1, 16], np.float32, name="x")
     fq = ops.fake_quantize(x, -1.0, 1.0, -1.0, 1.0, 256)
@@ -230,7 +230,7 @@ def test_layers_reading_one_quantized_tensor_go_back_to_fp32_together():
 
 
 def test_layer_cost_comes_from_the_shapes_a_real_sample_gives():
-    from int8wb.calibration.accuracy_aware import layer_macs
+    from int8wb.calibration.methods.accuracy_aware import layer_macs
 
     x = ops.parameter([-1, 3, -1, -1], np.float32, name="x")    # dynamic: the graph alone cannot say
     conv = ops.convolution(x, ops.constant(np.ones((8, 3, 3, 3), np.float32)), [1, 1], [1, 1], [1, 1], [1, 1])

@@ -59,7 +59,11 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
     spec.write_text(spec.read_text().replace("duration = 0.3", "duration = 60.0"))  # still at work when signalled
     proc = subprocess.Popen(CLI + ["calibrate", str(spec), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    time.sleep(4)  # past start-up, into the work
+    # Signalled at work, not during start-up: once OpenVINO's CPU plugin is loaded, a model is compiling.
+    deadline = time.monotonic() + 120
+    while "openvino_intel_cpu_plugin" not in Path(f"/proc/{proc.pid}/maps").read_text(errors="replace"):
+        assert proc.poll() is None and time.monotonic() < deadline, "calibrate ended or never compiled"
+        time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -1,17 +1,17 @@
-"""Calibration methods: turn an FP32 ov.Model and calibration samples into an INT8 ov.Model."""
+"""What every method shares with NNCF: the calibration data as NNCF iterates it, NNCF's settings for
+a spec, and NNCF calls with their own progress output silenced."""
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterator
+from typing import Iterator
 
 import nncf
-import openvino as ov
 import rich
 
-from . import devices
-from .datasets import Dataset
-from .problems import Cancelled
-from .spec import Spec
+from .. import devices
+from ..datasets import Dataset
+from ..problems import Cancelled
+from ..spec import Spec
 
 nncf.set_log_level(logging.WARNING)  # NNCF's INFO lines would drown our own progress
 
@@ -39,15 +39,6 @@ class Feed:
             if self.progress:
                 self.progress(min(0.99, self.served / (2 * len(self.indices))))
             yield self.dataset.load(i)
-
-
-def quantize_default(model: ov.Model, spec: Spec, dataset: Dataset, indices: list[int],
-                     progress: Callable[[float], None] | None = None,
-                     cancel: Callable[[], bool] | None = None) -> ov.Model:
-    """Every INT8-able layer quantized: NNCF post-training quantization over the subset."""
-    dataset.preload(indices, cancel)
-    feed = Feed(dataset, indices, progress, cancel)
-    return quiet(nncf.quantize, model, nncf.Dataset(feed), subset_size=len(indices), **nncf_settings(spec))
 
 
 def nncf_settings(spec: Spec) -> dict:

@@ -26,15 +26,15 @@ import openvino as ov
 from openvino._offline_transformations import compress_quantize_weights_transformation
 from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
-from . import devices
-from .datasets import Dataset
-from .evaluation import Evaluation, evaluate
-from .gate import within
-from .methods import Feed, quiet, nncf_settings
-from .metrics import Metric, degradation
-from .problems import Cancelled
-from .runtime import INT8, config_for
-from .spec import Spec
+from .. import devices
+from ..datasets import Dataset
+from ..evaluation import Evaluation, evaluate
+from ..gate import within
+from .nncf import Feed, nncf_settings, quiet
+from ..metrics import Metric, degradation
+from ..problems import Cancelled
+from ..runtime import INT8, config_for
+from ..spec import Spec
 
 RANKING_SAMPLES = 16  # the validation samples INT8 hurt most; enough to order the layers
 MAX_VALIDATIONS = 40  # full validations in all; the give-back pass stops there

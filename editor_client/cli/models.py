@@ -1,0 +1,135 @@
+"""Commands about models and specs: inspect, calibrate, compare, check, schema."""
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+
+from rich.markup import escape
+from rich.progress import Progress
+from rich.table import Table
+
+from int8wb.calibration import inspect_model, load_spec
+from int8wb.calibration.trust import trusted
+
+from .console import err, out, print_table, progress_columns
+
+
+def cmd_inspect(args) -> int:
+    info = inspect_model(args.model)
+    if args.json:
+        print(json.dumps(info.to_dict(), indent=2))
+        return 0
+    table = Table(title=f"{info.name}  ({info.path})", show_header=False)
+    shape = lambda t: "[" + ",".join("?" if d < 0 else str(d) for d in t.shape) + "]"  # noqa: E731
+    rows = [
+        ("IR version", str(info.ir_version)),
+        ("precision", info.precision + (" (FP16-compressed weights)" if info.fp16_compressed_weights else "")),
+        ("inputs", ", ".join(f"{t.name} {shape(t)} {t.element_type}" for t in info.inputs)),
+        ("outputs", ", ".join(f"{t.name} {shape(t)} {t.element_type}" for t in info.outputs)),
+        ("layers", f"{info.layer_count} ({len(info.int8_layers)} INT8-able)"),
+        ("quantized", info.quantized_evidence or "no"),
+        ("int8-workbench output", "yes, from " + info.derived.get("source", "?") if info.derived else "no"),
+        ("weights", f"{info.bin_path}: " + ("missing" if info.bin_size is None else
+                                             f"{info.bin_size} of {info.bin_expected_size} bytes")),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    out.print(table)
+    return 0
+
+def cmd_calibrate(args) -> int:
+    from int8wb.calibration.report import layer_rows, speed_rows, summary_rows
+    from int8wb.calibration.result import Result
+    from int8wb.calibration.workflow import calibrate
+
+    spec = load_spec(args.spec)
+    columns = progress_columns()
+    with Progress(*columns, console=err, transient=True, disable=args.quiet) as bar:
+        task = bar.add_task("starting", total=100)
+        # NNCF and OpenVINO print to stdout; keep stdout for our result alone.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = calibrate(spec, progress=lambda pct, phase: bar.update(task, completed=pct, description=phase),
+                               trust_custom_metrics=trusted(args.trust, folder=spec.path.parent))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    typed = Result.of(result)
+    print_table(f"{typed.model} → {typed.output.model}", ("", "FP32 (strict f32)", "INT8", "change"),
+                summary_rows(typed))
+    print_table(f"speed on {typed.device} (batch {typed.settings.batch})",
+                ("variant", "throughput", "latency (median)", "INT8 speedup vs this"), speed_rows(typed))
+    if args.layers:
+        print_table("INT8 runtime layers", ("layer", "type", "outputPrecisions", "runtimePrecision", "time"),
+                    layer_rows(typed), overflow="fold")
+    out.print(f"INT8 layers: {typed.int8_layer_count}; result: {typed.output.result}")
+    if typed.output.report:
+        out.print(f"report: {typed.output.report}")
+    for note in typed.notes:
+        out.print(f"[yellow]note[/]: {note}")
+    return 0
+
+def cmd_compare(args) -> int:
+    from pathlib import Path
+
+    from int8wb.calibration.comparison import compare_models
+    from int8wb.calibration.report import comparison_layer_rows, comparison_rows, write_html
+
+    settings = {"batch": args.batch, "duration": args.duration}
+    columns = progress_columns()
+    with Progress(*columns, console=err, transient=True, disable=args.quiet or args.json) as bar:
+        task = bar.add_task("starting", total=100)
+        with contextlib.redirect_stdout(sys.stderr):  # keep stdout for our result alone
+            result = compare_models(args.a, args.b, args.device, settings, strict_f32=not args.no_f32,
+                                    progress=lambda pct, phase: bar.update(task, completed=pct, description=phase))
+    if args.html:
+        result["report"] = str(write_html(result, Path(args.html)).resolve())
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    a, b = result["models"]["a"], result["models"]["b"]
+    table = Table(title=f"A {a['name']} vs B {b['name']} on {result['device']} (batch {result['settings']['batch']})")
+    table.add_column("")
+    for key in result["variants"]:
+        table.add_column(result["labels"][key], justify="right")
+    for row in comparison_rows(result):
+        table.add_row(*row)
+    out.print(table)
+    if args.layers:
+        layers = Table(title="runtime layers, A vs B (device default)")
+        for col in ("layer", "type", "A precision", "A time", "B precision", "B time", "Δ time"):
+            layers.add_column(col, overflow="fold")
+        for row in comparison_layer_rows(result):
+            layers.add_row(*row)
+        out.print(layers)
+    out.print(f"B vs A: {result['speedup']['b_vs_a']:.2f}x throughput, size "
+              f"{result['model_size']['b'] / result['model_size']['a']:.2f}x")
+    for note in result["notes"]:
+        out.print(f"[yellow]note[/]: {escape(note)}")
+    if args.html:
+        out.print(f"report: {result['report']}")
+    return 0
+
+def cmd_check(args) -> int:
+    from int8wb.calibration.checker import check_paths
+
+    problems = check_paths(args.paths)
+    if args.json:
+        print(json.dumps([{k: p.to_dict()[k] for k in ("path", "rule", "severity", "message", "line", "key", "fix")}
+                          for p in problems], indent=2))
+    else:
+        colour = {"error": "red", "warning": "yellow", "info": "blue"}
+        for p in problems:
+            where = f"{p.path}:{p.line}" if p.line else str(p.path)
+            fix = f"\n    fix: {p.fix}" if p.fix else ""
+            text = escape(f"[{p.rule}] {(p.key + ': ') if p.key else ''}{p.message}{fix}")
+            out.print(f"{escape(where)}: [{colour.get(p.severity, 'white')}]{p.severity}[/] {text}",
+                      soft_wrap=True, highlight=False)
+        errors = sum(p.severity == "error" for p in problems)
+        err.print(f"{errors} error(s), {len(problems) - errors} other finding(s)")
+    return 1 if any(p.severity == "error" for p in problems) else 0
+
+def cmd_schema(args) -> int:
+    from int8wb.calibration.spec import json_schema
+    print(json.dumps(json_schema(), indent=2))
+    return 0
