@@ -3,7 +3,7 @@
     pytest examples/digits/test_gate.py
 
 (the plugin loads through its `pytest11` entry point; in a checkout where that is not installed,
-add `-p editor_client.pytest_plugin`). The first run calibrates (about 15 s: three 3 s speed
+add `-p int8wb.editor_client.pytest_plugin`). The first run calibrates (about 15 s: three 3 s speed
 measurements); later runs, and `pytest --int8 examples/`, reuse the cached result from
 `.int8wb/cache/` until the model, the data, the spec or a library version changes.
 """
