@@ -107,7 +107,7 @@ class Inbox:
             row = self.state.file(rel)
             if row is None:
                 self.state.add_file(rel, publish.entry_name(rel), sig, now)
-                self.log(publish.entry_name(rel), "seen", rel)
+                self.log(self.state.file(rel)["name"], "seen", rel)
                 continue
             if row["sig"] != sig:
                 was_final = row["state"] in FILE_FINAL

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..problems import CalibrationError, Problem
 from ..spec import Spec, read_toml, spec_from_data
 from ..toml_lines import line_of
+from ..trust import trusted
 
 POLICY_NAME = "calibration.toml"
 PLACEHOLDER_MODEL = "<dropped model>.xml"  # the policy alone is validated as the spec of some model
@@ -135,6 +136,12 @@ def load_policy(path: str | os.PathLike, text: str | None = None) -> Policy:
         if box == inbox or box in inbox.parents:
             problems.append(policy.problem(f"{key} {box} must not be the inbox or hold it", "drop", key,
                                            fix=f'e.g. {key} = "../{key}"'))
+        elif inbox.parent not in box.parents and not trusted(folder=box):
+            # The policy is the workspace's word: it may place results beside the inbox, not anywhere.
+            problems.append(policy.problem(f"{key} {box} lies outside the folder that holds the inbox "
+                                           f"({inbox.parent})", "drop", key, rule="path-outside",
+                                           fix=f'keep it beside the inbox (e.g. {key} = "../{key}"), or trust '
+                                               f'that folder from outside the workspace: int8wb trust {box}'))
     if policy.outbox == policy.failed:
         problems.append(policy.problem("outbox and failed must be different folders", "drop", "failed"))
     if problems:

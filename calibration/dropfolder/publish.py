@@ -36,11 +36,26 @@ def staging(box: Path) -> Path:
     return box.parent / f".{box.name}.int8wb-staging"
 
 
+def ours(entry: Path) -> bool:
+    """An entry we published (it holds our manifest): the only kind of folder we ever replace or remove."""
+    return entry.is_dir() and not entry.is_symlink() and (entry / MANIFEST).is_file()
+
+
+def free_name(box: Path, name: str) -> str:
+    """`name`, or `name~2`, `name~3`…: the first that is free or already ours in `box`."""
+    candidate, n = name, 1
+    while os.path.lexists(box / candidate) and not ours(box / candidate):
+        n += 1
+        candidate = f"{name}~{n}"
+    return candidate
+
+
 def install(src: Path, dest: Path) -> None:
-    """Renames the finished folder `src` to `dest`, replacing an older entry (never a partial one)."""
+    """Renames the finished folder `src` to `dest`, replacing an older entry of ours (never a partial
+    one, never a folder we did not publish: callers pick `dest` with `free_name`)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     old = None
-    if dest.exists():
+    if ours(dest):
         old = dest.parent / f".{dest.name}.replaced-{uuid.uuid4().hex[:8]}"
         os.rename(dest, old)
     os.rename(src, dest)
@@ -132,7 +147,7 @@ def _place(policy: Policy, stage: Path, box: Path, name: str, manifest: dict, or
     (stage / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
     if policy.drop.move and sig is not None:
         _keep_source(stage, original, snapshot)
-    dest = box / name
+    dest = box / free_name(box, name)
     install(stage, dest)
     _remove_stale(policy, name, keep=box)
     return dest
@@ -151,7 +166,7 @@ def _remove_stale(policy: Policy, name: str, keep: Path) -> None:
     """An entry of the same name in the other box is an older content's: it goes."""
     other = policy.failed if keep == policy.outbox else policy.outbox
     stale = other / name
-    if stale.is_dir():
+    if ours(stale):
         gone = other / f".{name}.replaced-{uuid.uuid4().hex[:8]}"
         os.rename(stale, gone)
         shutil.rmtree(gone, ignore_errors=True)

@@ -8,6 +8,7 @@ callbacks share one connection.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -83,7 +84,15 @@ class DropState:
         rows = self._q("SELECT * FROM drop_files WHERE xml = ?", (rel,))
         return rows[0] if rows else None
 
+    def entry_name_for(self, rel: str, name: str) -> str:
+        """`name`, unless another file (now or before) was given it: `a/m.xml` and `a__m.xml` both
+        read `a__m`, so the later one gets `a__m~<digest of its path>` and neither replaces the other."""
+        taken = self._q("SELECT 1 FROM drop_files WHERE name = ? AND xml != ? UNION ALL "
+                        "SELECT 1 FROM drop_models WHERE name = ? AND xml != ? LIMIT 1", (name, rel, name, rel))
+        return f"{name}~{hashlib.sha1(rel.encode()).hexdigest()[:8]}" if taken else name
+
     def add_file(self, rel: str, name: str, sig: str, now: float) -> None:
+        name = self.entry_name_for(rel, name)
         self._q("INSERT INTO drop_files (xml, name, sig, since, state, updated) VALUES (?, ?, ?, ?, ?, ?)",
                 (rel, name, sig, now, "settling", now))
 
