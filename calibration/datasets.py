@@ -5,6 +5,7 @@ the workflow reads the same samples for the FP32 baseline, calibration and the I
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,9 +216,23 @@ def _dtype(model: ModelInfo, name: str):
     return {"f16": np.float16, "i64": np.int64, "i32": np.int32, "u8": np.uint8, "boolean": np.bool_}.get(et, np.float32)
 
 
+SCAN_LIMIT = 500_000  # entries looked at below one dataset folder: `path = "/"` must not walk a whole disk
+
+
+class TooManyFiles(ValueError):
+    pass
+
+
 def _images(folder: Path, recursive: bool = False) -> list[Path]:
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(f for f in found if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    """Image files in `folder` (and below it, without entering hidden folders or following links)."""
+    found, seen = [], 0
+    for here, dirs, files in os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]:
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        seen += len(files) + len(dirs)
+        if seen > SCAN_LIMIT:
+            raise TooManyFiles(f"more than {SCAN_LIMIT:,} files and folders below {folder}")
+        found += [Path(here) / f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(f for f in found if f.is_file())
 
 
 def open_dataset(spec: Spec, model: ModelInfo, role: str = "dataset") -> Dataset:
@@ -237,7 +252,15 @@ def open_dataset(spec: Spec, model: ModelInfo, role: str = "dataset") -> Dataset
                                             rule="dataset-missing", fix=f"point path at an existing {what}"))
     scanner = {"imagenet": ClassFolderDataset, "image_list": ImageListDataset,
                "images": ImageFolderDataset, "npz": NpzDataset}[ds.kind]
-    dataset = scanner.scan(path, spec, model, role)
+    try:
+        dataset = scanner.scan(path, spec, model, role)
+    except TooManyFiles as exc:
+        raise CalibrationError(spec.problem(f"dataset folder too large to scan: {exc}", role, "path",
+                                            rule="dataset-too-large",
+                                            fix="point path at the folder that holds the images")) from None
+    except OSError as exc:  # unreadable folder, a NUL in a name, a symlink loop
+        raise CalibrationError(spec.problem(f"cannot read the dataset: {exc}", role, "path",
+                                            rule="dataset-missing")) from None
     if not len(dataset):
         raise CalibrationError(spec.problem(f"dataset has no samples: {path}", role, "path",
                                             rule="dataset-empty", fix="add images or fix the path"))

@@ -5,7 +5,10 @@ folder scans stay fast; `device_problems` asks the runtime only when one is at h
 """
 from __future__ import annotations
 
-from . import devices
+import os
+from pathlib import Path
+
+from . import devices, trust
 from .inspection import ModelInfo
 from .problems import Problem
 from .spec import Spec
@@ -51,8 +54,8 @@ def model_problems(info: ModelInfo) -> list[Problem]:
 
 
 def spec_problems(spec: Spec, *, annotated: bool | None = None, metric_needs_labels: bool = True) -> list[Problem]:
-    """Rules that concern the spec: dataset kind, device, labels for the chosen method."""
-    out: list[Problem] = []
+    """Rules that concern the spec: dataset kind, device, where it writes, labels for the chosen method."""
+    out: list[Problem] = output_problems(spec)
     if spec.dataset.kind == "generated":
         out.append(spec.problem("a generated (random) dataset cannot calibrate a model: its statistics "
                                 "would be meaningless", "dataset", "kind", rule="generated-dataset",
@@ -73,6 +76,22 @@ def spec_problems(spec: Spec, *, annotated: bool | None = None, metric_needs_lab
                                     "accuracy", "metric", rule="unannotated-dataset",
                                     fix='use metric = "agreement", or an annotated dataset kind'))
     return out
+
+
+def output_problems(spec: Spec) -> list[Problem]:
+    """Where a spec may write: below its own folder, as the folder really is (symlinks followed), or
+    in a folder the user trusts from outside the workspace. A spec is workspace input: `dir =
+    "../../x"`, an absolute dir or a `calibrated/` that links elsewhere would write anywhere.
+    Specs a program hands to a worker (JSON) name folders that program chose."""
+    if spec.path.suffix == ".json":
+        return []
+    home = Path(os.path.realpath(spec.path.parent))
+    out = Path(os.path.realpath(spec.output_dir))
+    if out == home or home in out.parents or trust.trusted(folder=out):
+        return []
+    return [spec.problem(f"[output] dir {spec.output.dir!r} is {out}, outside the spec's folder {home}", "output", "dir",
+                         rule="path-outside", fix=f'write below the spec (e.g. dir = "calibrated"), or trust that '
+                                                  f'folder from outside the workspace: int8wb trust {out}')]
 
 
 def device_problems(spec: Spec, core) -> list[Problem]:

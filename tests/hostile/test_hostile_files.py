@@ -130,3 +130,35 @@ def test_an_ir_with_40k_int8_constants_is_checked_in_linear_time(tmp_path):
     problems = check_model(tmp_path / "m.xml")
     assert time.perf_counter() - start < 15.0
     assert [p.rule for p in problems] == ["no-int8-layers"]
+
+
+def test_a_spec_writes_only_below_its_own_folder(tmp_path):
+    """`dir = "../../../x"`, an absolute dir and a `calibrated/` that links elsewhere were all written to."""
+    from conftest import copy_example
+    from int8wb.calibration.trust import set_trusted
+
+    spec = copy_example(tmp_path)
+    text = spec.read_text()
+    line = text.splitlines().index('dir = "calibrated"') + 1
+    (tmp_path / "elsewhere").mkdir()
+    (spec.parent / "linked").symlink_to(tmp_path / "elsewhere")
+    for value in ('"../../../x"', f'"{tmp_path / "elsewhere"}"', '"linked"'):
+        spec.write_text(text.replace('dir = "calibrated"', f"dir = {value}"))
+        (p,) = [p for p in check_spec(spec) if p.severity == "error"]
+        assert (p.rule, p.key, p.line) == ("path-outside", "output.dir", line), value
+    set_trusted(tmp_path / "elsewhere")  # the user vouches for it, from outside the workspace
+    assert [p for p in check_spec(spec) if p.severity == "error"] == []
+
+
+def test_an_images_dataset_at_the_root_of_the_disk_is_refused_quickly(tmp_path, monkeypatch):
+    """`kind = "images"` with `path = "/"` walked the whole filesystem on every check (16-18 s, +430 MB)."""
+    from conftest import copy_example
+    from int8wb.calibration import datasets
+
+    monkeypatch.setattr(datasets, "SCAN_LIMIT", 2_000)  # the real limit is 500,000 entries
+    spec = copy_example(tmp_path)
+    spec.write_text(spec.read_text().replace('kind = "imagenet"          # one sub-folder per class\npath = "data/calibration"',
+                                             'kind = "images"\npath = "/usr"'))
+    start = time.perf_counter()
+    problems = [p for p in check_spec(spec) if p.rule == "dataset-too-large"]
+    assert time.perf_counter() - start < 10 and [p.key for p in problems] == ["dataset.path"]
