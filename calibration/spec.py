@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 from pydantic_core import PydanticCustomError
 
 from .guarded import read_text
@@ -24,6 +26,16 @@ SCHEMA_PATH = Path(__file__).with_name("schema") / "calibration.schema.json"
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
+
+
+def _no_nul(value: str) -> str:
+    if "\0" in value:
+        raise PydanticCustomError("nul_in_path", "a path cannot contain a NUL character")
+    return value
+
+
+PathText = Annotated[str, AfterValidator(_no_nul)]  # a file or folder name the spec gives
+
 class _Table(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -34,7 +46,7 @@ class DatasetSpec(_Table):
                     "`path label` lines; images: an unannotated folder (Default method only); "
                     "npz: tensors named after the model inputs (or `inputs`) and optional `labels`; "
                     "generated: random tensors, for speed only")
-    path: str | None = Field(None, description="Folder or file, relative to the spec file (not for generated)")
+    path: PathText | None = Field(None, description="Folder or file, relative to the spec file (not for generated)")
     subset: Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*%\s*$")] = Field(
         "100%", description='Part of the dataset that feeds calibration: a percent ("25%") or a count (300)')
     seed: int = Field(0, description="Seed of the deterministic subset selection")
@@ -82,8 +94,8 @@ class AccuracySpec(_Table):
                             "a Python function named by `custom` (runs only when the workspace trusts it)")
     k: int = Field(5, ge=1, description="k of topk")
     output: str | None = Field(None, description="Model output holding the class scores; default the first")
-    custom: str | None = Field(
-        None, pattern=r"^[^:]+:[A-Za-z_][A-Za-z0-9_]*$",
+    custom: Annotated[str, Field(pattern=r"^[^:]+:[A-Za-z_][A-Za-z0-9_]*$"), AfterValidator(_no_nul)] | None = Field(
+        None,
         description='"file.py:function" (relative to the spec): function(output, label) -> float per sample')
     higher_is_better: bool = Field(True, description="Direction of the metric (false for error rates, losses)")
     needs_labels: bool = Field(True, description="custom only: whether the function needs labels")
@@ -135,12 +147,12 @@ class GateSpec(_Table):
 
 
 class OutputSpec(_Table):
-    dir: str = Field("calibrated", description="Folder for the INT8 model and the result, relative to the spec")
+    dir: PathText = Field("calibrated", description="Folder for the INT8 model and the result, relative to the spec")
 
 
 class Spec(_Table):
     """One calibration: model, data, method, and how to compare the result."""
-    model: str = Field(description="FP32 IR model (.xml; its .bin beside it), relative to the spec file")
+    model: PathText = Field(description="FP32 IR model (.xml; its .bin beside it), relative to the spec file")
     device: str = Field("CPU", description="Target device")
     dataset: DatasetSpec
     validation: DatasetSpec | None = Field(
@@ -162,7 +174,13 @@ class Spec(_Table):
         return self._path
 
     def resolve(self, relative: str) -> Path:
-        return (self._path.parent / relative).resolve()
+        """`relative` against the spec's folder; never raises (a symlink loop stays unresolved and
+        is then reported as missing or unreadable where it is used)."""
+        joined = self._path.parent / relative
+        try:
+            return joined.resolve()
+        except (OSError, RuntimeError, ValueError):
+            return Path(os.path.abspath(joined))
 
     @property
     def model_path(self) -> Path:

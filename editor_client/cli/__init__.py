@@ -6,6 +6,7 @@ The parser and the exit codes live here; the commands live in `models` (specs an
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 
 from int8wb.calibration import CalibrationError, Cancelled
@@ -106,3 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     except (Cancelled, KeyboardInterrupt):
         err.print("cancelled; nothing was written")
         return 130
+    except Exception as exc:  # noqa: BLE001  a fault of ours: one line, the traceback on request
+        if os.environ.get("INT8WB_DEBUG") == "1":
+            raise
+        err.print(f"[bold red]internal error[/]: {type(exc).__name__}: {exc} (INT8WB_DEBUG=1 shows the traceback)",
+                  markup=True, soft_wrap=True)
+        return 1

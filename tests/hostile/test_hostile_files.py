@@ -162,3 +162,19 @@ def test_an_images_dataset_at_the_root_of_the_disk_is_refused_quickly(tmp_path, 
     start = time.perf_counter()
     problems = [p for p in check_spec(spec) if p.rule == "dataset-too-large"]
     assert time.perf_counter() - start < 10 and [p.key for p in problems] == ["dataset.path"]
+
+
+@pytest.mark.parametrize("model, words", [
+    ("loop.xml", "model not found"),
+    ("mo\\u0000del.xml", "a path cannot contain a NUL character"),
+], ids=["symlink loop", "NUL in a path"])
+def test_calibrate_answers_bad_model_paths_in_one_line(tmp_path, model, words):
+    from conftest import copy_example
+
+    spec = copy_example(tmp_path)
+    (spec.parent / "loop.xml").symlink_to(spec.parent / "loop.xml")
+    spec.write_text(spec.read_text().replace('model = "model.xml"', f'model = "{model}"'))
+    run = subprocess.run([sys.executable, "-I", "-m", "int8wb.editor_client.cli", "calibrate", str(spec), "-q"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip().count("\n") == 0 and words in run.stderr and f"{spec}:3: model:" in run.stderr
