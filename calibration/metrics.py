@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .gate import worse_by
 from .problems import CalibrationError
 from .spec import AccuracySpec
 
@@ -114,7 +115,7 @@ def make_metric(spec: "Spec", trusted: bool = False) -> Metric:
 
 def degradation(metric: Metric, fp32: float, int8: float) -> tuple[float, float]:
     """(absolute, relative) accuracy drop; positive means INT8 is worse, whatever the direction."""
-    drop = (fp32 - int8) if metric.higher_is_better else (int8 - fp32)
+    drop = worse_by(fp32, int8, metric.higher_is_better)
     return drop, (drop / abs(fp32) if fp32 else (0.0 if drop == 0 else float("inf")))
 
 
