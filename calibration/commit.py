@@ -148,29 +148,28 @@ class Journal:
 
 
 def roll_forward(journal: Journal) -> Resolution:
-    """Finishes the renames of `journal` (call it under the folder's lock). Each final is judged
-    first: one that already holds a later commit's file means the whole set was superseded, and
-    then nothing is moved (a mix of two sets is exactly what this prevents)."""
+    """Finishes the renames of `journal` (call it under the folder's lock). Every final is judged
+    before anything moves. If one already holds a later commit's file, the set was superseded. If
+    a staged file is gone, the set cannot be finished. Either way nothing more is moved, and the
+    staged files go: a mix of two sets is exactly what this prevents."""
     finals = {m.role: m.final for m in journal.moves}
     newer = [m for m in journal.moves if ident(m.final) not in (m.new, m.old)]
-    if newer:
-        for m in journal.moves:
+    left = [m for m in journal.moves if ident(m.final) != m.new]
+    gone = [m for m in left if ident(m.tmp) != m.new]
+    if newer or gone:
+        for m in left:
             if ident(m.tmp) == m.new:
                 Path(m.tmp).unlink(missing_ok=True)
-        names = ", ".join(Path(m.final).name for m in newer)
-        return Resolution("superseded", finals, f"a later commit replaced {names}; nothing of this job was kept")
-    gone = []
-    for m in journal.moves:
-        if ident(m.final) == m.new:
-            continue
-        if ident(m.tmp) == m.new:
-            replace(m.tmp, m.final)
-        else:
-            gone.append(Path(m.final).name)
+        if newer:
+            names = ", ".join(Path(m.final).name for m in newer)
+            return Resolution("superseded", finals, f"a later commit replaced {names}; nothing of this job was kept")
+        names = ", ".join(Path(m.tmp).name for m in gone)
+        moved = [Path(m.final).name for m in journal.moves if m not in left]
+        kept = f"{', '.join(moved)} hold this job's files, the rest older ones" if moved else "nothing was written"
+        return Resolution("incomplete", finals, f"its staged {names} vanished before the commit was done; {kept}")
+    for m in left:
+        replace(m.tmp, m.final)
     _fsync(journal.folder, directory=True)
-    if gone:
-        return Resolution("incomplete", finals, f"the output set is incomplete: {', '.join(gone)} could not be "
-                                                f"put in place (its staged file is gone) and holds an older file")
     return Resolution("committed", finals)
 
 
@@ -224,6 +223,8 @@ def commit_set(pending: dict[str, Path], finals: dict[str, Path], journal: Path 
         record.write()
         pending.clear()
         done = roll_forward(record)
+        if done.state != "committed":  # a staged file vanished under the lock: say so, never report success
+            raise OSError(f"the output set in {folder} was not committed: {done.detail}")
         if journal is None:
             record.path.unlink(missing_ok=True)
     return done

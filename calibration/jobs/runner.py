@@ -107,6 +107,9 @@ class Runner:
         self.progress_interval = progress_interval
         self._procs: dict[str, subprocess.Popen] = {}
         self._cancelled: set[str] = set()
+        # Jobs it submitted, until final, with what its listeners last heard of those another runner took
+        # over (this one was judged gone, e.g. hung past its lease): the editor that asked still hears the end.
+        self._mine: dict[str, tuple | None] = {}
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -131,6 +134,8 @@ class Runner:
         spec = load_spec(spec_path)
         job_id = self.store.add(str(spec.path), str(spec.model_path), spec.calibration.method, str(spec.output_dir),
                                 runner=self.id)
+        with self._lock:
+            self._mine[job_id] = None
         self._notify(job_id)
         self._wake.set()
         return job_id
@@ -225,7 +230,24 @@ class Runner:
         self.store.adopt(self.id)
         for job_id in self.store.cancel_requests(self.id):
             self.cancel(job_id)
+        self._follow()
         self._start_queued()
+
+    def _follow(self) -> None:
+        """Tells its listeners how its jobs that another runner took over go on (its own it tells as they go)."""
+        with self._lock:
+            mine = dict(self._mine)
+        for job_id, heard in mine.items():
+            job = self.store.get(job_id)
+            if job is None or (job["runner"] == self.id and job["state"] in FINAL):
+                with self._lock:
+                    self._mine.pop(job_id, None)
+            elif job["runner"] != self.id and (now := (job["state"], job["percent"], job["phase"])) != heard:
+                with self._lock:
+                    self._mine[job_id] = now
+                    if job["state"] in FINAL:
+                        self._mine.pop(job_id, None)
+                self._notify(job_id)
 
     def _start_queued(self) -> None:
         for job in self.store.queued(self.id):
@@ -282,8 +304,9 @@ class Runner:
             cancelled = job_id in self._cancelled
         fields, settled = conclude(job, proc.pid, outcome, code == 0, cancelled,
                                    exit_reason(code, self._log_tail(job_id)), self.store.journal(job_id))
-        self.store.update(job_id, by=self.id, **fields)
-        if settled:  # only once the row says what was written
+        if not self.store.update(job_id, by=self.id, **fields):
+            self._await_final(job_id)  # taken over: its new owner records the end, our listeners still hear it
+        elif settled:  # only once the row says what was written
             forget_journal(self.store.path.parent, job_id)
         # Only now is the job off the running list: stop() waits for that, so its final state is on record.
         with self._lock:
@@ -293,6 +316,11 @@ class Runner:
             self.slots.give()
         self._notify(job_id)
         self._wake.set()
+
+    def _await_final(self, job_id: str) -> None:
+        deadline = time.monotonic() + self.lease.seconds
+        while time.monotonic() < deadline and (self.store.get(job_id) or {}).get("state") not in FINAL:
+            time.sleep(0.1)
 
     def _log_tail(self, job_id: str) -> str:
         try:

@@ -214,16 +214,20 @@ class JobStore:
         return [self._row(r) for r in self._read(sql + " ORDER BY created", args)]
 
     def claim(self, job_id: str, runner: str) -> bool:
-        """Atomically moves `runner`'s queued job to running, in this process (`owner`)."""
+        """Atomically moves `runner`'s queued job to running, in this process (`owner`), while the
+        runner holds its lease (one judged gone starts nothing until it has renewed it)."""
         return self._write("UPDATE jobs SET state = 'running', owner = ?, started = ?, percent = 0 "
-                           "WHERE id = ? AND state = 'queued' AND runner = ?",
-                           (os.getpid(), time.time(), job_id, runner)) == 1
+                           "WHERE id = ? AND state = 'queued' AND runner = ? AND EXISTS "
+                           "(SELECT 1 FROM runners WHERE id = ?)",
+                           (os.getpid(), time.time(), job_id, runner, runner)) == 1
 
     def adopt(self, runner: str) -> int:
         """Gives `runner` the queued jobs that nobody owns or whose runner is gone (call `prune`
         first); one statement, so two runners never both adopt a job."""
-        return self._write("UPDATE jobs SET runner = ? WHERE state = 'queued' AND "
-                           "(runner IS NULL OR runner NOT IN (SELECT id FROM runners))", (runner,))
+        orphans = "state = 'queued' AND (runner IS NULL OR runner NOT IN (SELECT id FROM runners))"
+        if not self._read(f"SELECT 1 FROM jobs WHERE {orphans} LIMIT 1"):
+            return 0  # (every runner asks every second: a read, not a write)
+        return self._write(f"UPDATE jobs SET runner = ? WHERE {orphans}", (runner,))
 
     def request_cancel(self, job_id: str) -> bool:
         """Asks the job's owner to cancel it (it alone runs it and reports on it)."""
@@ -270,12 +274,15 @@ class JobStore:
         A live runner's jobs are never touched. `sweep`: also the journals of recorded jobs (a runner
         starting). Returns the ids it ended."""
         self.prune(judge_leases)
+        running = self.list(limit=10_000, states=("running",))
+        # Read after the jobs: a runner registers before it claims, so every runner of those rows that
+        # still lives is in here (read the other way round, a runner that just started could be missed).
         live = {r["id"] for r in self.runners()}
         taker = by or f"reconcile-{uuid.uuid4().hex[:8]}"
         ended = []
-        for job in self.list(limit=10_000, states=("running",)):
-            if job["runner"] in live or self._legacy_alive(job):
-                continue
+        for job in running:
+            if job["runner"] in live or (by is not None and job["runner"] == by) or self._legacy_alive(job):
+                continue  # (a runner whose lease was taken for expired keeps watching its own: it renews)
             took = self._write("UPDATE jobs SET runner = ? WHERE id = ? AND state = 'running' AND runner IS ?",
                                (taker, job["id"], job["runner"]))
             if not took:

@@ -187,6 +187,20 @@ def test_a_stale_journal_never_puts_an_older_set_over_a_newer_one(tmp_path, monk
     assert which_set(out) == "cli" and leftovers(out) == []
 
 
+def test_a_staged_file_that_vanishes_mid_commit_is_an_error_and_the_old_set_stays_whole(tmp_path, monkeypatch):
+    out = tmp_path / "calibrated"
+    old_set(out)
+    pending = stage(out, "new")
+    xml = pending["model"]
+    real = commit.replace
+    monkeypatch.setattr(commit, "replace", lambda src, dst: (real(src, dst), xml.unlink(missing_ok=True)))
+    with pytest.raises(OSError, match="model.tmp.* vanished before the commit was done; nothing was written"):
+        commit_set(pending, finals(out))
+    monkeypatch.undo()
+    recover(out)
+    assert which_set(out) == "old" and leftovers(out) == []
+
+
 def test_the_next_runner_finishes_the_commit_of_a_worker_whose_runner_died(tmp_path, monkeypatch):
     spec = copy_example(tmp_path)
     out = spec.parent / "calibrated"

@@ -187,25 +187,29 @@ def test_a_runner_that_stops_leaves_its_queued_jobs_to_the_next(tmp_path, spec):
     assert row["state"] == "done" and row["runner"] == b.runner.id and b.told(second)[-1] == "done"
 
 
-def test_a_runner_judged_gone_never_writes_over_the_record_of_the_runner_that_took_its_job(tmp_path, spec):
+def test_a_runner_judged_gone_loses_its_jobs_but_its_editor_still_hears_their_end(tmp_path, spec):
     """A daemon that stopped answering (a debugger, a swap storm) past its lease: another runner ends
-    its job. When it comes back, its own late record of that job must not replace the taker's."""
+    its running job and adopts its queued one. When it comes back, its late record of the first must
+    not replace the taker's, and its editor still hears how both ended."""
     a = Editor(tmp_path, fake_python(tmp_path, 60))
     a.runner.start()
     try:
-        job_id = a.runner.submit(spec)
-        worker = wait_until(lambda: (j := a.store.get(job_id))["state"] == "running" and j["pid"], 10, "worker")
+        running, queued = a.runner.submit(spec), a.runner.submit(spec)
+        worker = wait_until(lambda: (j := a.store.get(running))["state"] == "running" and j["pid"], 10, "worker")
         a.store.unregister(a.runner.id)  # what another runner does to a lease that expired
         b = Editor(tmp_path, fake_python(tmp_path, 0))
         b.runner.start()
-        b.runner.stop()
-        wait_until(lambda: not a.runner.running(), 10, "a saw its worker end")
+        try:
+            wait_until(lambda: a.told(running)[-1:] == ["failed"] and a.told(queued)[-1:] == ["done"], 10,
+                       "the ends told to a's editor")
+        finally:
+            b.runner.stop()
     finally:
         a.runner.stop()
-    row = a.store.get(job_id)
-    assert row["state"] == "failed" and row["runner"] == b.runner.id
+    row = a.store.get(running)
+    assert row["state"] == "failed" and row["runner"] == b.runner.id and "SIGKILL" not in row["error"]
     assert row["error"].startswith(f"the runner that started it is gone; worker pid {worker} was stopped")
-    assert a.told(job_id)[-1] == "failed" and "SIGKILL" not in row["error"]
+    assert a.store.get(queued)["runner"] == b.runner.id and b.told(queued)[-1] == "done"
 
 
 def mode(path: Path) -> str:
