@@ -1,18 +1,19 @@
 """Writing results without ever exposing a half-written file or touching the original.
 
-Everything is written under a temporary name in the destination folder and renamed into
-place at the end (rename is atomic within a filesystem); a failure removes the temporaries.
-The final names are chosen at commit time, so an over-budget result can be committed under
-names that say so instead of as a success.
+Everything is written under a temporary name in the destination folder and committed at the end
+as one unit (`commit`: a journal, then the renames, finished later if the process is killed in
+between); a failure before the commit removes the temporaries. The final names are chosen at
+commit time, so an over-budget result can be committed under names that say so instead of as a
+success.
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import openvino as ov
 
+from .commit import Resolution, commit_set, recover, temporary
 from .inspection import MARK
 
 
@@ -29,15 +30,18 @@ def output_paths(folder: Path, model_stem: str, over_budget: bool = False) -> di
 
 
 class Staging:
-    """Temporary outputs, by role ("model", "weights", "result", ...), renamed together on commit()."""
+    """Temporary outputs, by role ("model", "weights", "result", ...), committed as one unit.
+
+    Opening a staging finishes any commit into `folder` that a killed process left half done."""
 
     def __init__(self, folder: Path):
         self.folder = folder
         self.pending: dict[str, Path] = {}
+        recover(folder)
 
     def _temp(self, role: str, suffix: str) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
-        return self.folder / f".{role}.tmp-{os.getpid()}{suffix}"
+        return temporary(self.folder, role, suffix)
 
     def save_model(self, model: ov.Model) -> Path:
         """Saves to a temporary pair (XML named *.xml so OpenVINO finds the .bin) and returns the XML."""
@@ -55,11 +59,9 @@ class Staging:
     def write_json(self, role: str, data: dict) -> Path:
         return self.write_text(role, json.dumps(data, indent=2) + "\n")
 
-    def commit(self, finals: dict[str, Path]) -> None:
-        # The .bin lands before the .xml so a watcher that sees the .xml finds the pair complete.
-        for role in sorted(self.pending, key=lambda r: r == "model"):
-            os.replace(self.pending[role], finals[role])
-        self.pending.clear()
+    def commit(self, finals: dict[str, Path], journal: Path | None = None) -> Resolution:
+        """Puts every pending file in place as `finals[role]`; `journal`: a job's (see `commit.commit_set`)."""
+        return commit_set(self.pending, finals, journal)
 
     def discard(self) -> None:
         for tmp in self.pending.values():

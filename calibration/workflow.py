@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Callable
 
 import openvino as ov
@@ -53,9 +54,11 @@ class _Progress:
 
 
 def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[], bool] | None = None,
-              trust_custom_metrics: bool = False) -> dict:
+              trust_custom_metrics: bool = False, journal: Path | None = None) -> dict:
     """Runs the whole workflow and returns the result (also written as JSON beside the model).
 
+    The outputs (model, weights, result JSON, report) are committed as one unit; `journal` is where
+    a job runner reads what was committed should this process die (see `commit.commit_set`).
     Raises CalibrationError with nothing written for bad input, Cancelled when asked to stop,
     and CalibrationError(budget-unreachable) after keeping the best over-budget attempt."""
     step = _Progress(progress)
@@ -155,7 +158,7 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
         result = typed.to_json()
         staging.write_json("result", result)
         staging.write_text("report", render_html(typed))
-        staging.commit({k: v for k, v in finals.items() if k in staging.pending})
+        staging.commit({k: v for k, v in finals.items() if k in staging.pending}, journal)
     except BaseException:
         staging.discard()
         raise

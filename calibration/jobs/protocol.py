@@ -26,12 +26,15 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True)
 class Calibrate:
-    """Run `workflow.calibrate` on the spec; `trust` runs the spec's custom metric."""
+    """Run `workflow.calibrate` on the spec; `trust` runs the spec's custom metric. `journal`: where
+    the outputs' commit is journalled, for the runner to read if the worker dies (`commit.commit_set`)."""
     spec: str
     trust: bool = False
+    journal: str | None = None
 
     def argv(self) -> list[str]:
-        return ["calibrate", *(["--trust"] if self.trust else []), "--", self.spec]
+        return ["calibrate", *(["--trust"] if self.trust else []),
+                *([f"--journal={self.journal}"] if self.journal else []), "--", self.spec]
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("calibrate", help="calibrate one spec")
     c.add_argument("spec")
     c.add_argument("--trust", action="store_true")
+    c.add_argument("--journal")
     m = sub.add_parser("compare", help="measure two IR models side by side")
     m.add_argument("a")
     m.add_argument("b")
@@ -106,7 +110,8 @@ class Result:
 
 @dataclass(frozen=True)
 class Failure:
-    """Nothing was written; `problems` say what to fix ("cancelled" has none)."""
+    """The job did not succeed; `problems` say what to fix ("cancelled" has none). Whatever it wrote
+    (an over-budget attempt) is what its commit journal says, never a partial set."""
     error: str
     problems: tuple[Problem, ...] = ()
 

@@ -1,10 +1,13 @@
-"""The runner: queued jobs of one store run in worker processes, at most `max_concurrent` at a time.
+"""The runner: its own queued jobs of one store run in worker processes, at most `max_concurrent` at a time.
 
 Each job runs in its own worker process (`protocol.command`), which answers in protocol messages on
-its stdout; a crash, an OOM kill or a cancel ends that process, never the caller. The engine stages
-its outputs under temporary names, so a killed worker leaves nothing visible; the runner also
-removes the dead worker's temporaries. `compare_in_worker` runs a two-model comparison the same way,
-for a caller (the language server) that must never load OpenVINO itself.
+its stdout; a crash, an OOM kill or a cancel ends that process, never the caller. A job belongs to
+the runner that submitted it. Several runners on one store (two editors, a daemon and `int8wb
+watch`) each run, cancel and report their own jobs. A runner renews its lease while it lives and
+adopts only the jobs of a runner that is gone (store.py, lease.py). The engine commits a job's
+outputs as one unit and journals the commit, so a worker killed at any point leaves either nothing
+or a whole new set, and the row says which (ending.py). `compare_in_worker` runs a two-model
+comparison the same way, for a caller (the language server) that must never load OpenVINO itself.
 
 This module imports neither openvino nor nncf (only the worker does, in its own process).
 """
@@ -18,13 +21,16 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import IO, Callable
 
 from ..problems import CalibrationError, Problem
 from . import protocol
+from .ending import NOTHING, conclude, exit_reason, forget_journal, tail
+from .lease import LEASE_SECONDS, Lease, kill_group
 from .protocol import Compare, Failure, Progress, Request, Result
-from .store import FINAL, JobStore, kill_group, remove_temporaries, summarise
+from .store import FINAL, JobStore, private_file, private_folder
 
 Listener = Callable[[dict], None]
 
@@ -34,22 +40,6 @@ def spawn(python: str, request: Request, stderr: IO | int, cwd: str | os.PathLik
     that holds no code; `-I` in its command line keeps the workspace and PYTHON* variables off sys.path."""
     return subprocess.Popen(protocol.command(python, request), stdout=subprocess.PIPE, stderr=stderr,
                             stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True)
-
-
-def exit_reason(code: int, stderr_tail: str) -> str:
-    """Why a worker ended without an answer, from its exit status (negative: the signal that killed it)."""
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = str(-code)
-        why = " (out of memory?)" if -code == signal.SIGKILL else ""
-        return f"the worker was killed by {name}{why}; nothing was written"
-    return f"the worker exited with code {code}: {stderr_tail}"
-
-
-def tail(text: str, lines: int) -> str:
-    return " | ".join(text.strip().splitlines()[-lines:]) or "no output"
 
 
 class ProgressGate:
@@ -95,15 +85,20 @@ class Slots:
 
 
 class Runner:
-    """Runs queued jobs of one store in worker subprocesses, at most `max_concurrent` at a time.
+    """Runs its own queued jobs of one store in worker subprocesses, at most `max_concurrent` at a time.
 
-    `on_change(job_row)` is called (from a runner thread) whenever a job's state or progress
-    changes. Thread-safe; `start()` reconciles rows left running by a previous runner."""
+    `on_change(job_row)` is called (from a runner thread) whenever one of its jobs changes state
+    or progress. Thread-safe. `start()` takes a lease (`lease` seconds, renewed while it runs) and
+    ends the rows left running by runners that are gone. `label` says who runs it, in the store."""
 
     def __init__(self, store: JobStore, max_concurrent: int = 1, on_change: Listener | None = None,
                  trust_custom_metrics: bool = False, python: str | None = None,
-                 progress_interval: float = 0.2, slots: Slots | None = None):
+                 progress_interval: float = 0.2, slots: Slots | None = None,
+                 lease: float = LEASE_SECONDS, label: str | None = None):
         self.store = store
+        self.id = uuid.uuid4().hex[:12]
+        self.lease = Lease(lease)
+        self.label = label or " ".join(getattr(sys, "orig_argv", sys.argv))[:200]
         self.slots = slots
         self.max_concurrent = max(1, int(max_concurrent))
         self.on_change = on_change
@@ -112,6 +107,9 @@ class Runner:
         self.progress_interval = progress_interval
         self._procs: dict[str, subprocess.Popen] = {}
         self._cancelled: set[str] = set()
+        # Jobs it submitted, until final, with what its listeners last heard of those another runner took
+        # over (this one was judged gone, e.g. hung past its lease): the editor that asked still hears the end.
+        self._mine: dict[str, tuple | None] = {}
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -121,36 +119,46 @@ class Runner:
 
     # -- public -------------------------------------------------------------------------------
     def start(self) -> "Runner":
-        self.store.reconcile()
+        self.store.register(self.id, self.lease.seconds, self.label)
+        self.store.reconcile(by=self.id)
         self._thread = threading.Thread(target=self._loop, name="int8wb-runner", daemon=True)
         self._thread.start()
         self._wake.set()
         return self
 
     def submit(self, spec_path: str | os.PathLike) -> str:
-        """Queues a calibration of the spec; raises CalibrationError when the spec does not load."""
+        """Queues a calibration of the spec, as this runner's job; raises CalibrationError when the
+        spec does not load."""
         from ..spec import load_spec  # light: pydantic + tomllib
 
         spec = load_spec(spec_path)
-        job_id = self.store.add(str(spec.path), str(spec.model_path), spec.calibration.method, str(spec.output_dir))
+        job_id = self.store.add(str(spec.path), str(spec.model_path), spec.calibration.method, str(spec.output_dir),
+                                runner=self.id)
+        with self._lock:
+            self._mine[job_id] = None
         self._notify(job_id)
         self._wake.set()
         return job_id
 
     def cancel(self, job_id: str) -> bool:
-        """Cancels a queued job, or terminates a running one at once. False if unknown or finished."""
+        """Cancels a queued job, or terminates a running one at once. Another runner's job is
+        cancelled by that runner, on request (within a second), as it alone reports on it.
+        False if unknown or finished."""
         with self._lock:
             job = self.store.get(job_id)
             if job is None or job["state"] in FINAL:
                 return False
+            if job["runner"] != self.id:
+                return self.store.request_cancel(job_id)
             proc = self._procs.get(job_id)
-            self._cancelled.add(job_id)
             if proc is None:
-                if job["state"] == "queued":
-                    self.store.update(job_id, state="cancelled", finished=time.time(), error="cancelled while queued")
-                    self._notify(job_id)
-                    return True
-                return False  # running under another runner
+                done = self.store.update(job_id, by=self.id, when="queued", state="cancelled", finished=time.time(),
+                                         error="cancelled while queued")
+                self._notify(job_id)
+                return done
+            if job_id in self._cancelled:
+                return True
+            self._cancelled.add(job_id)
         kill_group(proc.pid, signal.SIGTERM)
         threading.Timer(2.0, lambda: proc.poll() is None and kill_group(proc.pid, signal.SIGKILL)).start()
         return True
@@ -170,6 +178,8 @@ class Runner:
         raise TimeoutError(f"job {job_id} not finished after {timeout} s")
 
     def stop(self, cancel_running: bool = True) -> None:
+        """Starts nothing more; cancels its running jobs (only its own). Its queued jobs stay queued,
+        for whichever runner comes next. Its lease lasts while a worker of its still runs."""
         self._stop.set()
         self._wake.set()
         if self.slots is not None:
@@ -180,6 +190,8 @@ class Runner:
             deadline = time.monotonic() + 5
             while self.running() and time.monotonic() < deadline:
                 time.sleep(0.05)
+        if self._thread is not None and not self.running():
+            self._thread.join(2)
 
     # -- internals ----------------------------------------------------------------------------
     def _notify(self, job_id: str) -> None:
@@ -192,24 +204,59 @@ class Runner:
                     pass
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(1.0)
-            self._wake.clear()
-            if self._stop.is_set():
-                break
+        """Until stopped and no worker of its runs: renews the lease, ends the jobs of runners that
+        are gone, adopts their queued jobs, carries out cancel requests, starts its queued jobs."""
+        try:
+            while not (self._stop.is_set() and not self.running()):
+                self._wake.wait(self.lease.interval)
+                self._wake.clear()
+                try:
+                    self._turn()
+                except (sqlite3.Error, OSError, TimeoutError):  # a locked store, a full disk: next turn
+                    time.sleep(0.2)
+        finally:
             try:
-                self._start_queued()
+                self.store.unregister(self.id)
             except sqlite3.Error:
-                time.sleep(0.2)
+                pass  # the lease expires by itself
+
+    def _turn(self) -> None:
+        judge = self.lease.tick()
+        if self.lease.due():
+            self.store.renew(self.id, self.lease.seconds, self.label)
+        if self._stop.is_set():
+            return
+        self.store.reconcile(by=self.id, judge_leases=judge, sweep=False)
+        self.store.adopt(self.id)
+        for job_id in self.store.cancel_requests(self.id):
+            self.cancel(job_id)
+        self._follow()
+        self._start_queued()
+
+    def _follow(self) -> None:
+        """Tells its listeners how its jobs that another runner took over go on (its own it tells as they go)."""
+        with self._lock:
+            mine = dict(self._mine)
+        for job_id, heard in mine.items():
+            job = self.store.get(job_id)
+            if job is None or (job["runner"] == self.id and job["state"] in FINAL):
+                with self._lock:
+                    self._mine.pop(job_id, None)
+            elif job["runner"] != self.id and (now := (job["state"], job["percent"], job["phase"])) != heard:
+                with self._lock:
+                    self._mine[job_id] = now
+                    if job["state"] in FINAL:
+                        self._mine.pop(job_id, None)
+                self._notify(job_id)
 
     def _start_queued(self) -> None:
-        for job in self.store.queued():
+        for job in self.store.queued(self.id):
             with self._lock:
                 if len(self._procs) >= self.max_concurrent or self._stop.is_set():
                     return
                 if self.slots is not None and not self.slots.take():
                     return  # another folder's job holds the last slot: woken when it ends
-                if not self.store.claim(job["id"], os.getpid()):
+                if not self.store.claim(job["id"], self.id):
                     if self.slots is not None:
                         self.slots.give()
                     continue
@@ -217,20 +264,24 @@ class Runner:
 
     def _launch(self, job: dict) -> None:
         log_path = self._log(job["id"])
-        log_path.parent.mkdir(exist_ok=True)
+        journal = self.store.journal(job["id"])
         try:
-            with open(log_path, "wb") as log:
+            private_folder(log_path.parent)
+            private_folder(journal.parent)
+            forget_journal(self.store.path.parent, job["id"])
+            with os.fdopen(private_file(log_path, truncate=True), "wb") as log:
                 # the store's folder: ours, holding only the store and its logs, never the workspace root
-                proc = spawn(self.python, protocol.Calibrate(job["spec"], self.trust), log, self.store.path.parent)
+                request = protocol.Calibrate(job["spec"], self.trust, str(journal))
+                proc = spawn(self.python, request, log, self.store.path.parent)
         except OSError as exc:
-            self.store.update(job["id"], state="failed", error=f"could not start the worker: {exc}",
-                              finished=time.time())
+            self.store.update(job["id"], by=self.id, state="failed", error=f"could not start the worker: {exc}; "
+                              f"{NOTHING}", finished=time.time())
             if self.slots is not None:
                 self.slots.give()
             self._notify(job["id"])
             return
         self._procs[job["id"]] = proc
-        self.store.update(job["id"], pid=proc.pid, phase="starting")
+        self.store.update(job["id"], by=self.id, pid=proc.pid, phase="starting")
         self._notify(job["id"])
         threading.Thread(target=self._watch, args=(job, proc), name=f"int8wb-job-{job['id']}", daemon=True).start()
 
@@ -243,7 +294,7 @@ class Runner:
 
         def record(msg: Progress) -> None:
             if gate.admit(msg):
-                self.store.update(job_id, percent=msg.percent, phase=msg.phase)
+                self.store.update(job_id, by=self.id, percent=msg.percent, phase=msg.phase)
                 self._notify(job_id)
 
         assert proc.stdout is not None
@@ -251,19 +302,12 @@ class Runner:
         code = proc.wait()
         with self._lock:
             cancelled = job_id in self._cancelled
-        fields: dict = {"finished": time.time()}
-        if isinstance(outcome, Result) and code == 0:
-            fields.update(state="done", percent=100.0, phase="done", summary=summarise(outcome.data))
-        elif cancelled:
-            fields.update(state="cancelled", error="cancelled; the worker was stopped and nothing was written")
-        elif isinstance(outcome, Failure):
-            fields.update(state="failed", error=outcome.error,
-                          summary={"problems": [p.to_dict() for p in outcome.problems]} if outcome.problems else None)
-        else:
-            fields.update(state="failed", error=exit_reason(code, self._log_tail(job_id)))
-        if fields["state"] != "done":
-            remove_temporaries(job.get("output_dir"), proc.pid)
-        self.store.update(job_id, **fields)
+        fields, settled = conclude(job, proc.pid, outcome, code == 0, cancelled,
+                                   exit_reason(code, self._log_tail(job_id)), self.store.journal(job_id))
+        if not self.store.update(job_id, by=self.id, **fields):
+            self._await_final(job_id)  # taken over: its new owner records the end, our listeners still hear it
+        elif settled:  # only once the row says what was written
+            forget_journal(self.store.path.parent, job_id)
         # Only now is the job off the running list: stop() waits for that, so its final state is on record.
         with self._lock:
             self._procs.pop(job_id, None)
@@ -272,6 +316,11 @@ class Runner:
             self.slots.give()
         self._notify(job_id)
         self._wake.set()
+
+    def _await_final(self, job_id: str) -> None:
+        deadline = time.monotonic() + self.lease.seconds
+        while time.monotonic() < deadline and (self.store.get(job_id) or {}).get("state") not in FINAL:
+            time.sleep(0.1)
 
     def _log_tail(self, job_id: str) -> str:
         try:
@@ -309,4 +358,4 @@ def compare_in_worker(a: str | os.PathLike, b: str | os.PathLike, html: str | os
             raise CalibrationError(list(outcome.problems) or outcome.error)
         log.seek(0)
         why = exit_reason(code, tail(log.read().decode(errors="replace"), 5))
-    raise CalibrationError(Problem(why, rule="worker-failed"))
+    raise CalibrationError(Problem(f"{why}; {NOTHING}" if code < 0 else why, rule="worker-failed"))

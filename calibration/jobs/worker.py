@@ -23,7 +23,8 @@ def calibrate(request: Calibrate, send: Send) -> dict:
     from ..workflow import calibrate as run
 
     spec = load_spec(request.spec)
-    return run(spec, progress=lambda pct, phase: send(Progress(pct, phase)), trust_custom_metrics=request.trust)
+    return run(spec, progress=lambda pct, phase: send(Progress(pct, phase)), trust_custom_metrics=request.trust,
+               journal=Path(request.journal) if request.journal else None)
 
 
 def compare(request: Compare, send: Send) -> dict:
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{sys.argv[0]}: {exc}", file=sys.stderr)
         return 2
     if isinstance(request, Calibrate):  # trust is given from outside the workspace: the flag or INT8WB_TRUST
-        request = Calibrate(request.spec, trusted(request.trust))
+        request = Calibrate(request.spec, trusted(request.trust), request.journal)
     # Our protocol owns the real stdout; everything else (OpenVINO, NNCF, print) goes to stderr.
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)

@@ -54,7 +54,7 @@ def test_a_stream_skips_what_it_cannot_read():
 @pytest.mark.parametrize("request_", [
     Calibrate("/w/a.calibration.toml"), Calibrate("/w/with space.toml", trust=True),
     Compare("/w/a.xml", "/w/b.xml"), Compare("-a.xml", "b.xml", "-r.html", "GPU", 4, 0.25, False),
-    Calibrate("-x.toml", trust=True),
+    Calibrate("-x.toml", trust=True), Calibrate("/w/a.toml", journal="/w/.int8wb/commits/-j.json"),
 ])
 def test_requests_round_trip_through_the_command_line(request_):
     argv = command("/usr/bin/python3", request_)
