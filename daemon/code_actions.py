@@ -8,6 +8,7 @@ from lsprotocol import types
 
 from int8wb.calibration.spec import SPEC_SUFFIX
 from int8wb.daemon.diagnostics import SOURCE
+from int8wb.daemon.paths import document
 
 if TYPE_CHECKING:
     from int8wb.daemon.server import Int8Server
@@ -22,9 +23,10 @@ OPTIONS = types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickF
 
 def code_actions(ls: Int8Server, params: types.CodeActionParams) -> list[types.CodeAction]:
     uri = params.text_document.uri
-    if not uri.endswith(SPEC_SUFFIX):
+    doc = document(ls, uri)
+    if not uri.endswith(SPEC_SUFFIX) or doc is None:
         return []
-    lines = ls.workspace.get_text_document(uri).source.splitlines()
+    lines = doc.source.splitlines()
     actions = []
     for diag in params.context.diagnostics:
         fix = FIXES.get(str(diag.code)) if diag.source in (SOURCE, None) else None

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
-from pygls.uris import from_fs_path, to_fs_path
+from pygls.uris import from_fs_path
 
 from int8wb.calibration.jobs import FINAL, STORE_DIR, Runner, compare_in_worker
 from int8wb.calibration.problems import CalibrationError
 from int8wb.calibration.spec import SPEC_SUFFIX
-from int8wb.daemon.diagnostics import check_model, check_spec
+from int8wb.calibration.guarded import read_text
+from int8wb.daemon.paths import document, exists, path_of, resolved, uri_of
 
 if TYPE_CHECKING:
     from int8wb.daemon.server import Int8Server
@@ -33,9 +34,10 @@ def path_arg(arg: Any) -> Path:
     """A file URI, a path, or {"uri"|"path": ...} as a resolved path."""
     if isinstance(arg, dict):
         arg = arg.get("uri") or arg.get("path")
-    if not isinstance(arg, str) or not arg:
+    path = (path_of(arg) if arg.startswith("file:") else Path(arg)) if isinstance(arg, str) and arg else None
+    if path is None or "\0" in str(path):
         raise CommandError("expected a file URI or path as the first argument")
-    return Path(to_fs_path(arg) if arg.startswith("file:") else arg).resolve()
+    return resolved(path)
 
 
 def first(args: tuple, what: str) -> Any:
@@ -46,7 +48,7 @@ def first(args: tuple, what: str) -> Any:
 
 def find_job(ls: Int8Server, job_id: str) -> tuple[dict, Runner] | None:
     for entry in ls.roots.values():
-        job = entry["store"].get(job_id)
+        job = entry["store"].get(job_id) if entry["store"] else None
         if job is not None:
             return job, entry["runner"]
     return None
@@ -72,11 +74,13 @@ async def calibrate(ls: Int8Server, *args) -> str:
         raise CommandError(f"not a calibration spec (*{SPEC_SUFFIX}): {spec}")
     if not spec.is_file():
         raise CommandError(f"spec not found: {spec}")
-    doc = ls.workspace.text_documents.get(from_fs_path(str(spec)))
-    if doc is not None and doc.source != spec.read_text(encoding="utf-8", errors="replace"):
+    doc = document(ls, uri_of(spec))
+    if doc is not None and doc.source != await asyncio.to_thread(saved_text, spec):
         raise CommandError(f"{spec.name} has unsaved changes; save it before calibrating")
-    problems = await asyncio.to_thread(check_spec, spec, None)
-    errors = [p for p in problems if p.severity == "error"]
+    checked = await ls.checker.spec(spec, None, replaceable=False)
+    if checked is None:
+        raise CommandError("the language server is stopping")
+    errors = [p for p in checked.problems if p.severity == "error"]
     if errors:
         raise CommandError(f"{spec.name} cannot be calibrated: " +
                            "; ".join(f"line {p.line}: {p.message}" for p in errors[:5]))
@@ -88,6 +92,13 @@ async def calibrate(ls: Int8Server, *args) -> str:
     await ls.job_progress.start(job_id, f"Calibrating {spec.name}")
     ls.refresh_lenses()
     return job_id
+
+
+def saved_text(spec: Path) -> str | None:
+    try:
+        return read_text(spec)
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def cancel(ls: Int8Server, *args) -> dict:
@@ -104,7 +115,7 @@ def cancel(ls: Int8Server, *args) -> dict:
 
 def jobs(ls: Int8Server, *args) -> list[dict]:
     """(): every job of every workspace folder, newest first."""
-    rows = [j for e in ls.roots.values() for j in e["store"].list()]
+    rows = [j for e in ls.roots.values() if e["store"] for j in e["store"].list()]
     return sorted(rows, key=lambda j: j["created"], reverse=True)
 
 
@@ -113,8 +124,8 @@ async def compare(ls: Int8Server, *args) -> dict:
     duration}]): any two IR models measured side by side, with an HTML report."""
     if len(args) < 2:
         spec = path_arg(first(args, "spec URI"))
-        entry = ls.roots.get(ls.root_of(spec))
-        job = entry["store"].last_result(str(spec)) if entry else None
+        store = ls.store_for(spec)
+        job = store.last_result(str(spec)) if store else None
         if job is None:
             raise CommandError(f"no calibration result yet for {spec.name}; run int8wb.calibrate")
         return {"job": job["id"], "finished": job["finished"], **(job["summary"] or {})}
@@ -142,14 +153,14 @@ async def measure_pair(a: Path, b: Path, options: dict, report: Path) -> dict:
 async def check(ls: Int8Server, *args) -> list[dict]:
     """(file URI): the problems of a spec (its open buffer, if any) or a model."""
     path = path_arg(first(args, "file URI"))
-    if not path.exists():
+    if not exists(path):
         raise CommandError(f"no such file: {path}")
     if path.name.endswith(SPEC_SUFFIX):
-        doc = ls.workspace.text_documents.get(from_fs_path(str(path)))
-        problems = await asyncio.to_thread(check_spec, path, doc.source if doc else None)
+        doc = document(ls, uri_of(path))
+        checked = await ls.checker.spec(path, doc.source if doc else None, replaceable=False)
     else:
-        problems = await asyncio.to_thread(check_model, path)
-    return [p.to_dict() for p in problems]
+        checked = await ls.checker.model(path, settled=True, replaceable=False, scanned=False)
+    return [p.to_dict() for p in (checked.problems or [])] if checked else []
 
 
 async def open_report(ls: Int8Server, *args) -> bool:
@@ -173,7 +184,8 @@ def status(ls: Int8Server, *args) -> dict:
     return {"pid": os.getpid(), "roots": [str(r) for r in ls.roots], "rss_bytes": rss,
             "untrusted": [str(r) for r, entry in ls.roots.items() if not entry.get("trusted")],
             "openvino_loaded": "openvino" in sys.modules, "nncf_loaded": "nncf" in sys.modules,
-            "threads": threading.active_count(), "published": len(ls.diagnostics.published)}
+            "threads": threading.active_count(), "published": len(ls.diagnostics.published),
+            "checks": ls.checker.pending + ls.watching.pending, "checks_stopped": dict(ls.checker.stopped)}
 
 
 # -- job progress ---------------------------------------------------------------------------------

@@ -17,6 +17,9 @@ class Settings:
     max_jobs: int = 1            # INT8WB_MAX_JOBS: calibrations at a time over all workspace folders
     log_level: str = "WARNING"   # INT8WB_LOG: level of the daemon's own log on stderr
     trust_custom_metrics: bool = False  # INT8WB_TRUST=1 (calibration.trust): run the workspace's metrics
+    check_workers: int = 2       # INT8WB_CHECK_WORKERS: checker processes (checking.py)
+    check_s: float = 10.0        # INT8WB_CHECK_SECONDS: a check running longer is stopped, and says so
+    check_memory_mb: int = 1024  # INT8WB_CHECK_MEMORY_MB: address space of one checker process
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -25,7 +28,10 @@ class Settings:
                    rescan_s=_read("INT8WB_RESCAN_SECONDS", float, cls.rescan_s),
                    max_jobs=_read("INT8WB_MAX_JOBS", int, cls.max_jobs),
                    log_level=os.environ.get("INT8WB_LOG", cls.log_level),
-                   trust_custom_metrics=trusted())
+                   trust_custom_metrics=trusted(),
+                   check_workers=_read("INT8WB_CHECK_WORKERS", int, cls.check_workers),
+                   check_s=_read("INT8WB_CHECK_SECONDS", float, cls.check_s),
+                   check_memory_mb=_read("INT8WB_CHECK_MEMORY_MB", int, cls.check_memory_mb))
 
 
 def _read(name: str, kind: Callable[[str], float], default: float):

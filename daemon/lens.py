@@ -5,10 +5,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
-from pygls.uris import from_fs_path, to_fs_path
+from pygls.uris import from_fs_path
 
 from int8wb.calibration.spec import SPEC_SUFFIX
 from int8wb.daemon.commands import job_line
+from int8wb.daemon.paths import path_of, resolved
 
 if TYPE_CHECKING:
     from int8wb.daemon.server import Int8Server
@@ -16,13 +17,14 @@ if TYPE_CHECKING:
 
 def code_lens(ls: Int8Server, params: types.CodeLensParams) -> list[types.CodeLens]:
     uri = params.text_document.uri
-    if not uri.endswith(SPEC_SUFFIX):
+    path = path_of(uri)
+    if not uri.endswith(SPEC_SUFFIX) or path is None:
         return []
-    spec = Path(to_fs_path(uri)).resolve()
+    spec = resolved(path)
     at = types.Range(start=types.Position(0, 0), end=types.Position(0, 0))
-    entry = ls.roots.get(ls.root_of(spec))
+    store = ls.store_for(spec)
     lenses = []
-    active = entry["store"].active_for(str(spec)) if entry else None
+    active = store.active_for(str(spec)) if store else None
     if active is not None:
         what = "queued" if active["state"] == "queued" else f"{active['percent']:.0f}% {active['phase'] or ''}"
         lenses.append(types.CodeLens(range=at, command=types.Command(
@@ -30,7 +32,7 @@ def code_lens(ls: Int8Server, params: types.CodeLensParams) -> list[types.CodeLe
     else:
         lenses.append(types.CodeLens(range=at, command=types.Command(
             title="▶ Calibrate", command="int8wb.calibrate", arguments=[uri])))
-    last = entry["store"].last_result(str(spec)) if entry else None
+    last = store.last_result(str(spec)) if store else None
     if last is not None:
         s = last["summary"] or {}
         lenses.append(types.CodeLens(range=at, command=types.Command(

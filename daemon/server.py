@@ -3,12 +3,14 @@
 Each feature lives in a small module and never sees JSON-RPC; this file wires them together:
 - config.py        the settings, read once from the environment
 - watching.py      file events (watchdog, the editor's, a periodic walk) -> debounced, settled checks
+- checking.py      the checker processes (check_worker.py): every read of a workspace file's content
 - diagnostics.py   engine problems -> published diagnostics (spec buffers and files, IR models)
+- paths.py         URIs and paths made safe (symlink loops, NULs, untitled buffers)
 - commands.py      the int8wb.* commands and the progress of the jobs they queue
 - lens.py, hover.py, code_actions.py   what the editor shows on a spec file
-Problems come from `calibration.checker`, model facts from `calibration.inspection`, jobs from
-`calibration.jobs` (worker subprocesses). Nothing here imports openvino or nncf, so the daemon stays
-small; blocking work runs in threads (the `async` handlers), never on the event loop.
+Problems come from `calibration.checker` and model facts from `calibration.inspection`, both run in
+checker processes; jobs from `calibration.jobs` (worker subprocesses). Nothing here imports openvino
+or nncf, so the daemon stays small; other blocking work runs in threads, never on the event loop.
 """
 from __future__ import annotations
 
@@ -23,14 +25,15 @@ from pathlib import Path
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
-from pygls.uris import to_fs_path
 
-from int8wb.calibration.jobs import JobStore, Runner, Slots
+from int8wb.calibration.jobs import STORE_DIR, JobStore, Runner, Slots
 from int8wb.calibration.trust import trusted
 from int8wb.daemon import code_actions, commands, diagnostics, hover, lens, watching
+from int8wb.daemon.checking import Checker
 from int8wb.daemon.commands import CommandError, JobProgress
 from int8wb.daemon.config import Settings
 from int8wb.daemon.diagnostics import Diagnostics
+from int8wb.daemon.paths import path_of, resolved
 from int8wb.daemon.watching import Watching
 
 
@@ -42,8 +45,9 @@ class Int8Server(LanguageServer):
         super().__init__("int8wb", "0.1.0", text_document_sync_kind=types.TextDocumentSyncKind.Full)
         self.settings = settings or Settings.from_env()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.roots: dict[Path, dict] = {}  # workspace folder -> {"store", "runner", "drop"}
+        self.roots: dict[Path, dict] = {}  # workspace folder -> {"store", "runner", "drop", "trusted"}
         self.slots = Slots(self.settings.max_jobs)  # calibrations at a time over all folders
+        self.checker = Checker(self.settings.check_workers, self.settings.check_s, self.settings.check_memory_mb)
         self.watching = Watching(self)
         self.diagnostics = Diagnostics(self)
         self.job_progress = JobProgress(self)
@@ -90,22 +94,44 @@ class Int8Server(LanguageServer):
         root = self.root_of(path)
         if root not in self.roots:
             self.add_root(root, watch=False)
-        return self.roots[root]["runner"]
+        runner = self.roots.get(root, {}).get("runner")
+        if runner is None:
+            raise CommandError(f"{root} cannot hold jobs (its {STORE_DIR}/ could not be opened; see the log)")
+        return runner
+
+    def store_for(self, path: Path) -> JobStore | None:
+        entry = self.roots.get(self.root_of(path))
+        return entry.get("store") if entry else None
 
     def add_root(self, root: Path, watch: bool = True) -> None:
-        root = root.resolve()
+        """A workspace folder: its job store and runner, its inbox if it holds a drop policy, and the
+        watch of its files. Whatever the folder holds, the watch starts: a job store that cannot be
+        opened (`.int8wb` a file, a FIFO, a loop) or an inbox that cannot start only loses its part."""
+        root = resolved(root)
         if root in self.roots or not root.is_dir():
             return
-        store = JobStore(root)
-        trust = self.settings.trust_custom_metrics or trusted(folder=root)
-        runner = Runner(store, self.settings.max_jobs,
-                        on_change=lambda job: self.from_thread(self.job_progress.changed, job),
-                        trust_custom_metrics=trust, slots=self.slots).start()
-        entry = {"store": store, "runner": runner, "drop": None, "trusted": trust}
+        entry: dict = {"store": None, "runner": None, "drop": None, "trusted": False}
         self.roots[root] = entry
-        if watch:
-            self.start_inbox(root, entry)
-            self.watching.watch(root)
+        try:
+            entry["trusted"] = self.settings.trust_custom_metrics or trusted(folder=root)
+            store = JobStore(root)
+            entry["runner"] = Runner(store, self.settings.max_jobs,
+                                     on_change=lambda job: self.from_thread(self.job_progress.changed, job),
+                                     trust_custom_metrics=entry["trusted"], slots=self.slots).start()
+            entry["store"] = store
+        except Exception as exc:  # noqa: BLE001
+            self.show(f"int8wb: {root}: cannot keep jobs in {STORE_DIR}/ ({type(exc).__name__}: {exc}); "
+                      "calibrations from this folder are refused, its files are still checked",
+                      types.MessageType.Warning)
+        if not watch:
+            return
+        if entry["runner"] is not None:
+            try:
+                self.start_inbox(root, entry)
+            except Exception as exc:  # noqa: BLE001
+                self.show(f"int8wb: {root}: its drop folder did not start ({type(exc).__name__}: {exc})",
+                          types.MessageType.Warning)
+        self.watching.watch(root)
 
     def start_inbox(self, root: Path, entry: dict) -> None:
         """A workspace folder holding a drop policy is also an inbox (calibration.dropfolder), run in a
@@ -136,32 +162,38 @@ class Int8Server(LanguageServer):
                          daemon=True).start()
 
     def remove_root(self, root: Path) -> None:
-        root = root.resolve()
+        root = resolved(root)
         entry = self.roots.pop(root, None)
         if entry is None:
             return
         if entry.get("drop") is not None:
             entry["drop"].stop()
         self.watching.unwatch(root)
-        entry["runner"].stop()
+        if entry.get("runner") is not None:
+            entry["runner"].stop()
         self.diagnostics.forget_folder(root)
 
     def stop_all(self) -> None:
         for entry in self.roots.values():
             if entry.get("drop") is not None:
                 entry["drop"].stop()
-            entry["runner"].stop()
+            if entry.get("runner") is not None:
+                entry["runner"].stop()
         self.watching.stop()
+        self.checker.close()
 
 
 # -- lifecycle handlers ---------------------------------------------------------------------------
 async def initialized(ls: Int8Server, params: types.InitializedParams) -> None:
     ls.loop = asyncio.get_running_loop()
-    folders = [Path(to_fs_path(f.uri)) for f in ls.workspace.folders.values()]
+    folders = [p for f in ls.workspace.folders.values() if (p := path_of(f.uri)) is not None]
     if not folders and ls.workspace.root_path:
         folders = [Path(ls.workspace.root_path)]
     for folder in folders:
-        ls.add_root(folder)
+        try:
+            ls.add_root(folder)
+        except Exception as exc:  # noqa: BLE001  (one folder never keeps the others from being watched)
+            ls.show(f"int8wb: cannot open {folder}: {type(exc).__name__}: {exc}", types.MessageType.Warning)
     await ls.watching.ask_client_to_watch()
     ls.watching.start_rescans()
 
@@ -172,9 +204,11 @@ def shutdown(ls: Int8Server, params: None) -> None:
 
 def folders_changed(ls: Int8Server, params: types.DidChangeWorkspaceFoldersParams) -> None:
     for f in params.event.removed:
-        ls.remove_root(Path(to_fs_path(f.uri)))
+        if (path := path_of(f.uri)) is not None:
+            ls.remove_root(path)
     for f in params.event.added:
-        ls.add_root(Path(to_fs_path(f.uri)))
+        if (path := path_of(f.uri)) is not None:
+            ls.add_root(path)
 
 
 # -- the one registration table -------------------------------------------------------------------
@@ -222,8 +256,20 @@ def as_lsp_command(handler: Callable) -> Callable:
     return run
 
 
+class _RefusalsAreAnswers(logging.Filter):
+    """pygls logs a traceback for every error reply; a refused command (CommandError: a spec with
+    unsaved changes, a folder that cannot hold jobs) is an answer to the editor, not a fault."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, JsonRpcInvalidParams) and isinstance(exc.__cause__, CommandError))
+
+
 def create_server(settings: Settings | None = None) -> Int8Server:
     ls = Int8Server(settings)
+    rpc_log = logging.getLogger("pygls.protocol.json_rpc")
+    if not any(isinstance(f, _RefusalsAreAnswers) for f in rpc_log.filters):
+        rpc_log.addFilter(_RefusalsAreAnswers())
     for method, handler, options in FEATURES:
         ls.feature(method, options)(handler)
     for name, handler in COMMANDS.items():

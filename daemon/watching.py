@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
-from pygls.uris import to_fs_path
 
 from int8wb.calibration import model_files
-from int8wb.calibration.model_files import Settle, arrival, signature, sniff
+from int8wb.calibration.model_files import Settle, signature, sniff
 from int8wb.calibration.spec import SPEC_SUFFIX
-from int8wb.daemon.diagnostics import check_model
+from int8wb.daemon.paths import exists, path_of, uri_of
 
 if TYPE_CHECKING:
     from int8wb.daemon.server import Int8Server
@@ -90,6 +89,7 @@ class Watching:
         self.known: dict[Path, tuple] = {}     # file -> signature at its last check
         self.settle = Settle(ls.settings.settle_s)  # files still arriving
         self.timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self.running = 0                       # debounced looks under way
         self.rescan_task: asyncio.Task | None = None
 
     # -- folders ------------------------------------------------------------------------------
@@ -158,9 +158,20 @@ class Watching:
 
         def fire() -> None:
             self.timers.pop(key, None)
-            asyncio.ensure_future(run())
+            self.running += 1
+            asyncio.ensure_future(run()).add_done_callback(self._ran)
 
         self.timers[key] = self.ls.running_loop().call_later(delay, fire)
+
+    def _ran(self, task: asyncio.Future) -> None:
+        self.running -= 1
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a check failed", exc_info=task.exception())
+
+    @property
+    def pending(self) -> int:
+        """Looks scheduled or under way (with the checker's queue: int8wb.status's "checks")."""
+        return len(self.timers) + self.running
 
     def schedule(self, path: Path, delay: float | None = None) -> None:
         self.debounce(path, self.settings.debounce_s if delay is None else delay, lambda: self.refresh(path))
@@ -168,7 +179,7 @@ class Watching:
     async def refresh(self, path: Path) -> None:
         """Looks at one file now; a model pair is handed on only once it has finished arriving."""
         diagnostics = self.ls.diagnostics
-        if not path.exists():
+        if not exists(path):
             self.known.pop(path, None)
             self.settle.forget(path)
             await diagnostics.file_gone(path)
@@ -178,23 +189,20 @@ class Watching:
             self.known[path] = sig
             await diagnostics.spec_file_changed(path)
             return
-        found = await asyncio.to_thread(arrival, path)
-        if found.state == "arriving" and self.unsettled(path, sig):
-            return  # a half-written pair is never reported; looked at again once the copy settles
+        ticket = diagnostics.begin(uri_of(path))
+        left = self.settle.observe(path, sig)
+        checked = await self.ls.checker.model(path, settled=left == 0)
+        if checked is None:
+            return  # a newer look at this file replaced this one
+        if checked.problems is None:  # a half-written pair is never reported; looked at again once settled
+            self.schedule(path, left)
+            return
         self.known[path] = sig
         self.settle.forget(path)
-        if found.state == "not-ir":
-            diagnostics.clear(path)
+        if checked.state == "not-ir":
+            diagnostics.publish(uri_of(path), [], ticket=ticket)
             return
-        diagnostics.model_checked(path, await asyncio.to_thread(check_model, path))
-
-    def unsettled(self, path: Path, sig: tuple) -> bool:
-        """True (and a later look scheduled) until `sig` has been unchanged for the settle time."""
-        left = self.settle.observe(path, sig)
-        if left > 0:
-            self.schedule(path, left)
-            return True
-        return False
+        diagnostics.model_checked(path, checked.problems, checked.lengths, ticket)
 
     async def rescan(self, roots: list[Path] | None = None) -> None:
         """Reconciliation: every spec/model below the roots whose signature changed, and every
@@ -205,7 +213,7 @@ class Watching:
             if self.known.get(path) != sig:
                 self.schedule(path, 0.0)
         for path in list(self.known):
-            if path not in found and any(r == path or r in path.parents for r in roots) and not path.exists():
+            if path not in found and any(r == path or r in path.parents for r in roots) and not exists(path):
                 self.schedule(path, 0.0)
 
     async def rescan_forever(self) -> None:
@@ -220,4 +228,6 @@ class Watching:
 def watched_files(ls: Int8Server, params: types.DidChangeWatchedFilesParams) -> None:
     """workspace/didChangeWatchedFiles: the editor's file events join the watcher's."""
     for change in params.changes:
-        ls.watching.path_changed(Path(to_fs_path(change.uri)))
+        path = path_of(change.uri)
+        if path is not None:
+            ls.watching.path_changed(path)

@@ -11,7 +11,7 @@ from pytest_lsp import LanguageClient
 
 from daemon_fixtures import client, models, workspace  # noqa: F401  (fixtures)
 from daemon_helpers import codes, command, copy_pair, wait_for
-from int8wb.daemon.diagnostics import check_model
+from int8wb.calibration.checker import check_model
 from int8wb.calibration.model_files import arrival, signature
 from int8wb.daemon.watching import hidden, kind_of, walk
 
