@@ -190,8 +190,8 @@ class Runner:
             deadline = time.monotonic() + 5
             while self.running() and time.monotonic() < deadline:
                 time.sleep(0.05)
-        if self._thread is not None and not self.running():
-            self._thread.join(2)
+        if self._thread not in (None, threading.current_thread()) and not self.running():
+            self._thread.join(2)  # it gives up the lease on its way out
 
     # -- internals ----------------------------------------------------------------------------
     def _notify(self, job_id: str) -> None:

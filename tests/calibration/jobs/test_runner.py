@@ -185,7 +185,8 @@ def test_a_failure_keeps_the_workers_problems(ws):
 
 def test_a_worker_that_dies_without_an_answer(ws):
     job, _ = run_fake(ws, [Progress(1, "checking")], code=3, stderr="Traceback\nboom\n")
-    assert job["state"] == "failed" and job["error"] == "the worker exited with code 3: Traceback | boom; nothing was written"
+    assert job["state"] == "failed"
+    assert job["error"] == "the worker exited with code 3: Traceback | boom; nothing was written"
 
 
 # -- comparisons ----------------------------------------------------------------------------------
