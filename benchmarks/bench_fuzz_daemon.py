@@ -126,8 +126,9 @@ def expected(path: Path, buffer: str | None) -> list[tuple]:
     from int8wb.daemon.check_worker import answer
     from int8wb.daemon.checking import SHOWN
     from int8wb.daemon.diagnostics import to_diagnostics
+    from int8wb.daemon.paths import exists
 
-    if buffer is None and not path.exists():
+    if buffer is None and not exists(path):  # the daemon's view: a loop or a name too long is no file
         return []
     if path.name.endswith(".calibration.toml"):
         reply = answer({"op": "spec", "path": str(path), "text": buffer, "limit": SHOWN})

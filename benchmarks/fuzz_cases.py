@@ -93,7 +93,7 @@ def _mutate(rng: random.Random, text: str) -> str:
         elif op == 4:  # a value of another type
             key = rng.choice(KEYS)
             value = rng.choice(["true", "-1", "0", "1e400", '"x"', "[]", "{}", "[1, \"a\"]", "1979-05-27", "nan"])
-            text = re.sub(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text, count=1)
+            text = re.sub(rf"(?m)^{key}\s*=.*$", lambda _: f"{key} = {value}", text, count=1)
         else:
             text = text[:i]
     return text
@@ -123,7 +123,7 @@ def _huge_number(rng, base):
     value = rng.choice(["9" * digits, "-" + "1" * digits, "0x" + "f" * digits, "1e" + "9" * 50, "1." + "5" * digits,
                         "inf", "-nan", str(2 ** 64), str(-2 ** 63 - 1)])
     key = rng.choice(["seed", "count", "subset", "batch", "duration", "k", "max_drop", "streams"])
-    text = re.sub(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", base, count=1)
+    text = re.sub(rf"(?m)^{key}\s*=.*$", lambda _: f"{key} = {value}", base, count=1)
     if text == base:
         text = base.replace("[dataset]\n", f"[dataset]\n{key} = {value}\n", 1)
     return SpecCase("huge-number", text)
@@ -173,7 +173,7 @@ def _hostile_path(rng, base):
     text = base
     key = rng.choice(["model", "dataset", "validation", "output", "custom"])
     if key == "model":
-        text = re.sub(r'(?m)^model = .*$', f'model = "{target}"', text, count=1)
+        text = re.sub(r'(?m)^model = .*$', lambda _: f'model = "{target}"', text, count=1)
     elif key == "output":
         text = text.replace('dir = "calibrated"', f'dir = "{target}"')
     elif key == "custom":

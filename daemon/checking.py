@@ -68,6 +68,7 @@ class Checked:
     lengths: dict[int, int]         # line -> its length, for the lines the problems point at
     model: str | None = None        # a spec: the model it names (its diagnostics follow that file)
     state: str | None = None        # a model: its arrival state (model_files.arrival)
+    stopped: str | None = None      # why the checker gave no answer: check-timeout, -limit, -crashed
 
 
 @dataclass(order=True)
@@ -118,7 +119,7 @@ class Checker:
 
     def _checked(self, reply: dict, path: Path) -> Checked:
         if "error" in reply:
-            return Checked([self.stopped_problem(reply, path)], {1: 0}, state="broken")
+            return Checked([self.stopped_problem(reply, path)], {1: 0}, state="broken", stopped=reply["error"])
         problems = reply.get("problems")
         return Checked(None if problems is None else [Problem(**p) for p in problems],
                        {int(k): v for k, v in reply.get("lengths", {}).items()},

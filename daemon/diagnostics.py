@@ -18,6 +18,7 @@ from int8wb.daemon.paths import document, key_of, path_of, resolved, uri_of
 
 if TYPE_CHECKING:
     from int8wb.calibration.problems import Problem
+    from int8wb.daemon.checking import Checked
     from int8wb.daemon.server import Int8Server
 
 SOURCE = "int8wb"
@@ -95,16 +96,18 @@ class Diagnostics:
         if not path.name.endswith(SPEC_SUFFIX):
             self.recheck_specs_naming(path)
 
-    async def spec_file_changed(self, path: Path) -> None:
+    async def spec_file_changed(self, path: Path) -> Checked | None:
+        """Checks the spec file and publishes, unless the editor has it open; returns the check."""
         uri = uri_of(path)
         if document(self.ls, uri) is not None:
-            return  # the editor's buffer wins; didChange/didSave drive it
+            return None  # the editor's buffer wins; didChange/didSave drive it
         ticket = self.begin(uri)
         checked = await self.ls.checker.spec(path, None)
         if checked is None or document(self.ls, uri) is not None:
-            return  # replaced by a newer check, or opened meanwhile: the buffer's check publishes
+            return None  # replaced by a newer check, or opened meanwhile: the buffer's check publishes
         self.models[key_of(uri)] = (uri, checked.model)
         self.publish(uri, to_diagnostics(checked.problems, path, checked.lengths), ticket=ticket)
+        return checked
 
     def model_checked(self, model: Path, problems: list[Problem], lengths: dict[int, int], ticket: int) -> None:
         self.publish(uri_of(model), to_diagnostics(problems, model, lengths), ticket=ticket)

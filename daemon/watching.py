@@ -22,10 +22,12 @@ from int8wb.calibration.spec import SPEC_SUFFIX
 from int8wb.daemon.paths import exists, path_of, uri_of
 
 if TYPE_CHECKING:
+    from int8wb.daemon.checking import Checked
     from int8wb.daemon.server import Int8Server
 
 log = logging.getLogger("int8wb.daemon")
 
+TIMEOUT_RETRIES = 3  # rescans that look again at a file whose check was stopped for time
 CLIENT_GLOBS = ("**/*.xml", "**/*.bin", f"**/*{SPEC_SUFFIX}")  # asked of editors with dynamic file watching
 
 
@@ -90,6 +92,7 @@ class Watching:
         self.settle = Settle(ls.settings.settle_s)  # files still arriving
         self.timers: dict[Hashable, asyncio.TimerHandle] = {}
         self.running = 0                       # debounced looks under way
+        self.timeouts: dict[Path, int] = {}    # file -> its checks stopped for time in a row
         self.rescan_task: asyncio.Task | None = None
 
     # -- folders ------------------------------------------------------------------------------
@@ -187,7 +190,7 @@ class Watching:
         sig = signature(path)
         if kind_of(path) == "spec":
             self.known[path] = sig
-            await diagnostics.spec_file_changed(path)
+            self.remember(path, sig, await diagnostics.spec_file_changed(path))
             return
         ticket = diagnostics.begin(uri_of(path))
         left = self.settle.observe(path, sig)
@@ -197,12 +200,23 @@ class Watching:
         if checked.problems is None:  # a half-written pair is never reported; looked at again once settled
             self.schedule(path, left)
             return
-        self.known[path] = sig
+        self.remember(path, sig, checked)
         self.settle.forget(path)
         if checked.state == "not-ir":
             diagnostics.publish(uri_of(path), [], ticket=ticket)
             return
         diagnostics.model_checked(path, checked.problems, checked.lengths, ticket)
+
+    def remember(self, path: Path, sig: tuple, checked: Checked | None) -> None:
+        """`path` was looked at in state `sig`: the rescan leaves it be until it changes. A check stopped
+        for time says more about the machine's load than about the file: the next rescans try again, a
+        few times."""
+        tries = self.timeouts.pop(path, 0) + 1
+        if checked is not None and checked.stopped == "check-timeout" and tries <= TIMEOUT_RETRIES:
+            self.timeouts[path] = tries
+            self.known.pop(path, None)
+        else:
+            self.known[path] = sig
 
     async def rescan(self, roots: list[Path] | None = None) -> None:
         """Reconciliation: every spec/model below the roots whose signature changed, and every

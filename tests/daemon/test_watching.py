@@ -92,3 +92,24 @@ def test_the_walk_finds_specs_and_ir_models_but_not_hidden_ones(tmp_path, models
     spec.write_text('model = "../m/net.xml"\n')
     (tmp_path / "s" / "notes.xml").write_text("<notes/>")
     assert walk([tmp_path]) == {model: signature(model), spec: signature(spec)}
+
+
+def test_a_check_stopped_for_time_is_tried_again_by_the_rescans(tmp_path):
+    """A timeout says more about the machine's load at that moment than about the file: the file stays
+    unknown to the rescan (so it is looked at again) a few times, then is left be until it changes."""
+    from types import SimpleNamespace
+
+    from int8wb.daemon.checking import Checked
+    from int8wb.daemon.config import Settings
+    from int8wb.daemon.watching import TIMEOUT_RETRIES, Watching
+
+    watching = Watching(SimpleNamespace(settings=Settings()))
+    path, sig = tmp_path / "slow.calibration.toml", (1, 2)
+    stopped = Checked([], {}, stopped="check-timeout")
+    for _ in range(TIMEOUT_RETRIES):
+        watching.remember(path, sig, stopped)
+        assert path not in watching.known
+    watching.remember(path, sig, stopped)
+    assert watching.known[path] == sig
+    watching.remember(path, (3, 4), Checked([], {}))  # changed and answered: the count starts again
+    assert watching.known[path] == (3, 4) and path not in watching.timeouts
