@@ -196,7 +196,9 @@ async def test_checks_that_want_too_much_are_stopped_and_said_so(workspace, star
     hovers = [await daemon.hover(valid.as_uri(), line) for _ in range(20)]
     assert all("can be calibrated" in h.contents.value for h in hovers)
     await daemon.idle()
-    assert codes(daemon.client, huge) == ["check-limit"] and codes(daemon.client, walk) == ["check-timeout"]
+    # The slow key runs out of time or of memory first, depending on the machine: stopped and said so either way.
+    assert codes(daemon.client, huge) == ["check-limit"] and codes(daemon.client, walk) in (["check-timeout"],
+                                                                                             ["check-limit"])
     assert "INT8WB_CHECK_MEMORY_MB" in daemon.client.diagnostics[huge.as_uri()][0].message
     assert daemon.peak_rss_mb() < 300
     assert daemon.errors() == []
