@@ -41,7 +41,7 @@ from pygls.lsp.client import BaseLanguageClient  # noqa: E402
 from pygls.uris import from_fs_path  # noqa: E402
 
 from conftest import copy_example  # noqa: E402
-from daemon_helpers import initialize_params, server_env  # noqa: E402
+from daemon_helpers import command, initialize_params, server_env  # noqa: E402
 from fuzz_cases import Step, hostile_folder, pair_step, rewrite, spec_step  # noqa: E402
 
 SERVER = [sys.executable, "-I", "-m", "int8wb.daemon"]
@@ -68,6 +68,7 @@ class Report:
     rss_peak_mb: float = 0.0             # the daemon's VmHWM
     rss_tree_max_mb: float = 0.0         # largest sample of the daemon plus its child processes
     cpu_s: float = 0.0                   # CPU time of the daemon itself (user + system) over the run
+    checks_done: dict = field(default_factory=dict)  # the daemon's own count of checks (int8wb.status)
     stale: list = field(default_factory=list)       # URIs whose diagnostics are not those of their last state
     stopped: list = field(default_factory=list)     # URIs whose last check the daemon stopped (time, memory)
     checked_files: int = 0               # URIs compared at the end
@@ -176,7 +177,7 @@ class Campaign:
         self.started = time.monotonic()
         self.stop = asyncio.Event()
         self.hover_done = asyncio.Event()  # set once the inputs are all in and the daemon had time to drain
-        # inputs are made and written in a helper process, so that this one only talks to the daemon
+        # inputs are made and written in a separate process, so that this one only talks to the daemon
         self.maker = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=os.nice,
                                          initargs=(10,))
         c = self.client
@@ -345,6 +346,11 @@ class Campaign:
             report.rss_peak_mb = _status(proc.pid, "VmHWM") / 2**20
             report.cpu_s = _cpu_s(proc.pid)
             try:
+                report.checks_done = (await asyncio.wait_for(command(self.client, "int8wb.status"), 30)).get(
+                    "checks_done", {})
+            except Exception as exc:  # noqa: BLE001
+                report.error_replies.append(f"int8wb.status: {exc}")
+            try:
                 await asyncio.wait_for(self.client.shutdown_async(None), 30)
                 self.client.exit(None)
                 await asyncio.wait_for(proc.wait(), 30)
@@ -418,6 +424,9 @@ def table(report: Report, command: str) -> str:
             ("daemon RSS, high-water mark", f"{report.rss_peak_mb:.0f} MB", "≤ 300 MB"),
             ("daemon + child processes RSS, max sampled", f"{report.rss_tree_max_mb:.0f} MB", ""),
             ("daemon CPU time (its own process)", f"{report.cpu_s:.0f} s", ""),
+            ("checks the daemon's checker processes ran: answered / stopped for time / memory / crashed",
+             " / ".join(str(report.checks_done.get(k, 0)) for k in ("answered", "check-timeout", "check-limit",
+                                                                   "check-crashed")), ""),
             (f"stale or missing diagnostics at the end (of {report.checked_files} files)", str(len(report.stale)), "0"),
             ("files whose last check the daemon stopped (time or memory limit), not compared",
              str(len(report.stopped)), ""),

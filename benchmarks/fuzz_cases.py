@@ -363,7 +363,7 @@ def hostile_uris(fuzz: Path, i: int) -> list[str]:
                                                            "dir.calibration.toml", "root.calibration.toml"))]
 
 
-# -- one step of a campaign: made and written in a helper process -------------------------------------
+# -- one step of a campaign: made and written in a separate process -------------------------------------
 SPEC_POOL, PAIR_POOL = 64, 32   # spec files and model pairs that the steps keep rewriting
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from int8wb.calibration.problems import Problem
 
 LINE_LIMIT = 256 << 20  # one answer: thousands of problems of a hostile spec fit easily
+START_S = 120.0         # a checker process has this long to import the engine (a loaded machine is slow)
 SHOWN = 100             # problems shown as diagnostics per file (the commands get them all)
 HOVER, CHECK = 0, 1     # priorities: what the editor waits for goes first
 
@@ -41,7 +42,14 @@ class _Worker:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-m", "int8wb.daemon.check_worker", str(memory_mb),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=LINE_LIMIT, env=env)
-        return cls(proc)
+        worker = cls(proc)
+        try:
+            if not json.loads(await asyncio.wait_for(proc.stdout.readline(), START_S) or "{}").get("ready"):
+                raise _Died(f"did not start (exit code {await proc.wait()})")
+        except BaseException:
+            worker.kill()
+            raise
+        return worker
 
     @property
     def alive(self) -> bool:
@@ -90,7 +98,7 @@ class Checker:
         self.waiting: dict[Hashable, _Job] = {}
         self.seq = itertools.count()
         self.closed = False
-        self.stopped = {"check-timeout": 0, "check-crashed": 0, "check-limit": 0}  # for int8wb.status
+        self.counts = {"answered": 0, "check-timeout": 0, "check-limit": 0, "check-crashed": 0}  # int8wb.status
 
     # -- what the features ask ------------------------------------------------------------------
     async def spec(self, path: Path, text: str | None, *, replaceable: bool = True) -> Checked | None:
@@ -157,7 +165,12 @@ class Checker:
         return await job.future
 
     def _pump(self) -> None:
-        while self.queue and (self.idle or self.busy < self.size) and not self.closed:
+        """Starts the waiting jobs that have a worker. A hover the editor waits for gets one more
+        process when all are busy (with slow checks, maybe): it never waits behind them."""
+        while self.queue and not self.closed:
+            head = self.queue[0]
+            if not head.future.done() and not self.idle and self.busy >= self.size + (head.priority == HOVER):
+                return
             job = heapq.heappop(self.queue)
             if self.waiting.get(job.key) is job:
                 del self.waiting[job.key]
@@ -170,7 +183,10 @@ class Checker:
         reply: dict = {"error": "check-crashed"}
         try:
             if worker is None:
-                worker = await _Worker.start(self.memory_mb)
+                try:
+                    worker = await _Worker.start(self.memory_mb)
+                except asyncio.TimeoutError:
+                    raise _Died(f"did not start within {START_S:g} s") from None
                 self.all.add(worker)
             reply = await asyncio.wait_for(worker.ask(job.request), self.seconds)
         except asyncio.TimeoutError:
@@ -179,9 +195,10 @@ class Checker:
             reply = {"error": "check-crashed", "detail": str(exc)}
         finally:
             self.busy -= 1
-            if "error" in reply:
-                self.stopped[reply["error"]] = self.stopped.get(reply["error"], 0) + 1
-            if worker is not None and ("error" in reply or reply.get("exiting") or not worker.alive or self.closed):
+            self.counts[reply.get("error", "answered")] = self.counts.get(reply.get("error", "answered"), 0) + 1
+            extra = self.busy + len(self.idle) >= self.size  # the hover's extra process goes once done
+            if worker is not None and ("error" in reply or reply.get("exiting") or not worker.alive or self.closed
+                                       or extra):
                 worker.kill()
                 self.all.discard(worker)
                 worker = None

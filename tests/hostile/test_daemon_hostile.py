@@ -183,22 +183,39 @@ async def test_checks_that_want_too_much_are_stopped_and_said_so(workspace, star
     checked in the daemon itself: GBs of memory, a thread for minutes, the editor's hovers waiting
     behind. Checks now run in checker processes with a memory and a time limit; the daemon stays small
     and answers meanwhile."""
-    daemon = await start(INT8WB_CHECK_SECONDS="2")
+    daemon = await start(INT8WB_CHECK_SECONDS="8")
     folder = workspace / "digits"
     huge = folder / "huge.calibration.toml"
     huge.write_text(spec_text(workspace, **{"resize = [32, 32]": "resize = [40000, 40000]"}))
-    walk = folder / "slow.calibration.toml"
-    walk.write_text(spec_text(workspace) + "a" + ".a" * 40_000 + " = 1\n")
+    slow = folder / "slow.calibration.toml"
+    slow.write_text(spec_text(workspace) + "a" + ".a" * 100_000 + " = 1\n")  # minutes of tomllib
     valid = folder / "digits.calibration.toml"
     text = valid.read_text()
     daemon.open(valid.as_uri(), text)
     line = text.splitlines().index('model = "model.xml"')
     hovers = [await daemon.hover(valid.as_uri(), line) for _ in range(20)]
     assert all("can be calibrated" in h.contents.value for h in hovers)
-    await daemon.idle()
-    assert codes(daemon.client, huge) == ["check-limit"] and codes(daemon.client, walk) == ["check-timeout"]
+    await wait_for(lambda: codes(daemon.client, huge) == ["check-limit"], 60, what="the memory limit's diagnostic")
+    await wait_for(lambda: codes(daemon.client, slow) == ["check-timeout"], 60, what="the time limit's diagnostic")
     assert "INT8WB_CHECK_MEMORY_MB" in daemon.client.diagnostics[huge.as_uri()][0].message
     assert daemon.peak_rss_mb() < 300
+    assert daemon.errors() == []
+
+
+@pytest.mark.asyncio
+async def test_a_hover_never_waits_behind_slow_checks(workspace, start):
+    """The hover's model facts are read by a checker process; when every one is busy with a slow check,
+    the hover gets one more process instead of waiting its turn."""
+    daemon = await start(INT8WB_CHECK_WORKERS="1", INT8WB_CHECK_SECONDS="60")
+    slow = workspace / "digits" / "slow.calibration.toml"
+    slow.write_text(spec_text(workspace) + "a" + ".a" * 100_000 + " = 1\n")  # a minute of tomllib
+    await asyncio.sleep(1.0)
+    valid = workspace / "digits" / "digits.calibration.toml"
+    text = valid.read_text()
+    daemon.open(valid.as_uri(), text)
+    hover = await daemon.hover(valid.as_uri(), text.splitlines().index('model = "model.xml"'))
+    assert "can be calibrated" in hover.contents.value
+    assert (await command(daemon.client, "int8wb.status"))["checks"] >= 1  # the slow one is still running
     assert daemon.errors() == []
 
 
