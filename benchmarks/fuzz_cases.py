@@ -214,8 +214,8 @@ def _long(rng, base):
 
 
 def _too_large(rng, base):
-    """Over the 16 MB text limit, on disk only (the buffer holds a short stand-in)."""
-    return SpecCase("too-large", base, raw=base.encode() + b"# " + b"z" * (17 << 20) + b"\n")
+    """Over the 16 MB text limit, on disk or in a buffer."""
+    return SpecCase("too-large", base + "# " + "z" * (17 << 20) + "\n")
 
 
 def _entry(rng, base):
@@ -400,8 +400,7 @@ def spec_step(seed: int, i: int, fuzz: str) -> Step:
         folder.mkdir(parents=True, exist_ok=True)
         put(folder / "calibration.toml", case.data())
         return Step(case.kind)
-    channel = "file" if case.entry or case.raw is not None and len(case.raw) > 4 << 20 else \
-        rng.choice(["buffer", "file", "file", "both"])
+    channel = "file" if case.entry else rng.choice(["buffer", "file", "file", "both"])
     step = Step(case.kind, change=spec_case(rng, base).text if rng.random() < 0.5 else None,
                 ask=rng.random() < 0.5)
     if channel == "buffer":

@@ -20,6 +20,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from int8wb.calibration.guarded import TEXT_LIMIT
 from int8wb.calibration.problems import Problem
 
 LINE_LIMIT = 256 << 20  # one answer: thousands of problems of a hostile spec fit easily
@@ -105,6 +106,9 @@ class Checker:
         """The problems of a spec (its buffer `text`, or the file) and the model it names. `replaceable`
         (diagnostics): a newer request for the file replaces this one, and at most SHOWN problems come
         back; otherwise (a command) every problem does."""
+        if text is not None and len(text) > TEXT_LIMIT:  # what the engine refuses to read from a file
+            return Checked([Problem(f"cannot check the buffer: too large ({len(text):,} characters; the limit is "
+                                    f"{TEXT_LIMIT:,})", path=str(path), line=1, rule="spec")], {1: 0})
         reply = await self.run({"op": "spec", "path": str(path), "text": text, "limit": SHOWN if replaceable else None},
                                ("spec", str(path)) if replaceable else None)
         return None if reply is None else self._checked(reply, path)

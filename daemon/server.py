@@ -110,6 +110,10 @@ class Int8Server(LanguageServer):
         root = resolved(root)
         if root in self.roots or not root.is_dir():
             return
+        if root == Path(root.anchor):  # watching and walking the whole file system helps no one
+            self.show(f"int8wb: {root} is the whole file system: its files are not watched or checked; open a "
+                      "project folder instead", types.MessageType.Warning)
+            return
         entry: dict = {"store": None, "runner": None, "drop": None, "trusted": False}
         self.roots[root] = entry
         try:

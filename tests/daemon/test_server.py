@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 from lsprotocol import types
@@ -126,3 +127,18 @@ def test_a_command_error_is_an_invalid_params_reply():
         commands["int8wb.cancel"]()
     with pytest.raises(JsonRpcInvalidParams, match="expected a file URI or path"):
         asyncio.run(commands["int8wb.check"](42))
+
+
+def test_the_whole_file_system_is_never_a_workspace_folder(monkeypatch, tmp_path):
+    """An editor opened at '/' made the daemon create /.int8wb, watch every folder of the machine and
+    walk all of them every rescan; it now declines the folder and says so."""
+    import int8wb.daemon.server as server
+
+    touched = []
+    monkeypatch.setattr(server, "JobStore", lambda root: touched.append(root))
+    ls = create_server(Settings())
+    monkeypatch.setattr(ls.watching, "watch", lambda root: touched.append(root))
+    shown = []
+    monkeypatch.setattr(ls, "show", lambda message, kind=None: shown.append(message))
+    ls.add_root(Path("/"))
+    assert touched == [] and ls.roots == {} and "whole file system" in shown[0]

@@ -275,4 +275,9 @@ async def test_ten_thousand_problems_are_a_hundred_diagnostics(workspace, start)
     assert len(found) == 101 and found.count("spec") == 100
     assert "2900 more problems" in daemon.client.diagnostics[spec.as_uri()][-1].message
     assert len(await command(daemon.client, "int8wb.check", spec.as_uri())) == 3000
+
+    huge = workspace / "digits" / "huge.calibration.toml"  # only in the editor
+    daemon.open(huge.as_uri(), spec_text(workspace) + "# " + "z" * (17 << 20) + "\n")
+    await wait_for(lambda: "too large" in str(daemon.client.diagnostics.get(huge.as_uri())), 60, what="too large")
+    assert daemon.peak_rss_mb() < 300
     assert daemon.errors() == []
