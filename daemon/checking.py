@@ -49,6 +49,7 @@ class _Worker:
                 raise _Died(f"did not start (exit code {await proc.wait()})")
         except BaseException:
             worker.kill()
+            worker.close()
             raise
         return worker
 
@@ -69,6 +70,13 @@ class _Worker:
             self.proc.kill()
         except ProcessLookupError:
             pass
+
+    def close(self) -> None:
+        """Closes the pipes while the loop runs: left to the garbage collector, asyncio closes them after
+        the loop is gone and prints a traceback ("Event loop is closed")."""
+        transport = getattr(self.proc, "_transport", None)  # asyncio.subprocess.Process has no close()
+        if transport is not None:
+            transport.close()
 
 
 @dataclass
@@ -204,6 +212,7 @@ class Checker:
             if worker is not None and ("error" in reply or reply.get("exiting") or not worker.alive or self.closed
                                        or extra):
                 worker.kill()
+                worker.close()
                 self.all.discard(worker)
                 worker = None
             if worker is not None:
@@ -212,13 +221,23 @@ class Checker:
                 job.future.set_result(reply)
             self._pump()
 
-    def close(self) -> None:
+    def close(self) -> list[_Worker]:
+        """Stops every checker process now (the daemon is exiting); returns them, for `aclose` to reap."""
         self.closed = True
-        for worker in self.all:
+        workers = list(self.all)
+        for worker in workers:
             worker.kill()
+            worker.close()
         self.all.clear()
         self.idle.clear()
         for job in self.queue:
             if not job.future.done():
                 job.future.set_result(None)
         self.queue.clear()
+        return workers
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """`close`, then waits for the processes to be gone: none outlives the daemon's loop."""
+        workers = self.close()
+        if workers:
+            await asyncio.wait([asyncio.ensure_future(w.proc.wait()) for w in workers], timeout=timeout)

@@ -184,7 +184,6 @@ class Int8Server(LanguageServer):
             if entry.get("runner") is not None:
                 entry["runner"].stop()
         self.watching.stop()
-        self.checker.close()
 
 
 # -- lifecycle handlers ---------------------------------------------------------------------------
@@ -202,8 +201,13 @@ async def initialized(ls: Int8Server, params: types.InitializedParams) -> None:
     ls.watching.start_rescans()
 
 
-def shutdown(ls: Int8Server, params: None) -> None:
+async def shutdown(ls: Int8Server, params: None) -> None:
     ls.stop_all()
+    await ls.checker.aclose()
+
+
+def exit_(ls: Int8Server, params: None) -> None:
+    ls.checker.close()  # an exit without shutdown: the checker processes go too
 
 
 def folders_changed(ls: Int8Server, params: types.DidChangeWorkspaceFoldersParams) -> None:
@@ -219,6 +223,7 @@ def folders_changed(ls: Int8Server, params: types.DidChangeWorkspaceFoldersParam
 FEATURES = [  # (LSP method, handler, options); `async` handlers are the ones that wait on threads
     (types.INITIALIZED, initialized, None),
     (types.SHUTDOWN, shutdown, None),
+    (types.EXIT, exit_, None),
     (types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS, folders_changed, None),
     (types.WORKSPACE_DID_CHANGE_WATCHED_FILES, watching.watched_files, None),
     (types.TEXT_DOCUMENT_DID_OPEN, diagnostics.did_open, None),

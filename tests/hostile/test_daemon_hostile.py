@@ -92,6 +92,9 @@ async def start(workspace):
 
     yield _start
     for daemon in daemons:
+        if daemon.client._server.returncode is not None:
+            await daemon.client.stop()
+            continue
         try:
             await asyncio.wait_for(daemon.client.shutdown_session(), 15)
         except (asyncio.TimeoutError, RuntimeError):
@@ -281,3 +284,27 @@ async def test_ten_thousand_problems_are_a_hundred_diagnostics(workspace, start)
     await wait_for(lambda: "too large" in str(daemon.client.diagnostics.get(huge.as_uri())), 60, what="too large")
     assert daemon.peak_rss_mb() < 300
     assert daemon.errors() == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("shutdown", [True, False], ids=["shutdown then exit", "exit alone"])
+async def test_the_daemon_leaves_no_checker_behind(workspace, start, shutdown):
+    """Checker processes' pipes were left to the garbage collector, which closed them after the loop was
+    gone: now and then a traceback ("Event loop is closed") as the daemon exited."""
+    daemon = await start()
+    spec = workspace / "digits" / "digits.calibration.toml"
+    assert await command(daemon.client, "int8wb.check", spec.as_uri()) == []  # a checker process runs
+    server = daemon.client._server
+    checkers = [int(pid) for task in os.listdir(f"/proc/{server.pid}/task")
+                for pid in open(f"/proc/{server.pid}/task/{task}/children").read().split()]
+    assert checkers
+    if shutdown:
+        await daemon.client.shutdown_async(None)
+    daemon.client.exit(None)
+    code = await asyncio.wait_for(server.wait(), 30)
+    assert code == 0 or not shutdown
+    await asyncio.wait_for(daemon.task, 10)  # all of its stderr
+    assert [line for line in daemon.stderr if "Traceback" in line or "is closed" in line] == []
+    await asyncio.sleep(0.5)
+    assert [pid for pid in checkers if os.path.exists(f"/proc/{pid}") and
+            "check_worker" in open(f"/proc/{pid}/cmdline").read()] == []
