@@ -14,23 +14,24 @@ RSS (its high-water mark, and the largest sample of the daemon with its child pr
 end whether every file's diagnostics are those of its last state (the engine's answer, computed in this
 process): none stale, none missing.
 
-Run: .venv/bin/python benchmarks/bench_fuzz_daemon.py [--specs 2000] [--pairs 500] [--seed 0]
+Run: .venv/bin/python benchmarks/bench_fuzz_daemon.py [--specs 2100] [--pairs 600] [--seed 0] [--write]
+(the defaults hold ≥ 2,000 malformed specs and ≥ 500 malformed pairs: some steps write a drop policy, a
+valid pair or delete one)
 Bounded: `--max-seconds` stops pushing inputs, then waits at most `--settle-timeout` for diagnostics.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import random
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,123 +42,14 @@ from pygls.lsp.client import BaseLanguageClient  # noqa: E402
 from pygls.uris import from_fs_path  # noqa: E402
 
 from conftest import copy_example  # noqa: E402
-from daemon_helpers import initialize_params, server_env  # noqa: E402
-from fuzz_cases import Step, hostile_folder, pair_step, rewrite, spec_step  # noqa: E402
+from daemon_helpers import command, initialize_params, server_env  # noqa: E402
+from fuzz_report import (INTRO, SECTION, STOPPED, Report, cpu_seconds, got, process_tree, proc_status,  # noqa: E402
+                         table, want_all)
+from fuzz_steps import Step, hostile_folder, pair_step, rewrite, spec_step  # noqa: E402
 
 SERVER = [sys.executable, "-I", "-m", "int8wb.daemon"]
 OPEN_BUFFERS = 8  # fuzz buffers open at once, as in an editor with a few tabs
-
-
-@dataclass
-class Report:
-    specs: int = 0                       # malformed specs pushed (buffers and files)
-    pairs: int = 0                       # malformed IR pairs written
-    by_kind: dict = field(default_factory=dict)
-    crashes: int = 0                     # the daemon exited before shutdown
-    exit_code: int | None = None
-    tracebacks: int = 0                  # "Traceback" on the daemon's stderr
-    stderr_tail: list = field(default_factory=list)
-    error_logs: list = field(default_factory=list)  # window/logMessage or showMessage of type Error
-    hover_ms: list = field(default_factory=list)
-    hover_at: list = field(default_factory=list)    # seconds since start of each hover
-    hover_wrong: int = 0                 # hovers that failed or did not describe the model
-    client_lag_ms: list = field(default_factory=list)  # how late this process's own loop wakes up
-    client_lag_at: list = field(default_factory=list)
-    requests: int = 0                    # hover, code lens and code action requests on the fuzz buffers
-    error_replies: list = field(default_factory=list)  # ... answered with an error
-    rss_peak_mb: float = 0.0             # the daemon's VmHWM
-    rss_tree_max_mb: float = 0.0         # largest sample of the daemon plus its child processes
-    cpu_s: float = 0.0                   # CPU time of the daemon itself (user + system) over the run
-    stale: list = field(default_factory=list)       # URIs whose diagnostics are not those of their last state
-    stopped: list = field(default_factory=list)     # URIs whose last check the daemon stopped (time, memory)
-    checked_files: int = 0               # URIs compared at the end
-    seconds: float = 0.0
-    cut_short: bool = False              # --max-seconds reached before all inputs were pushed
-
-    def p(self, q: float) -> float:
-        return _q(self.hover_ms, q)
-
-    def worst_window_p95(self, window: float = 10.0) -> float:
-        buckets: dict[int, list] = {}
-        for at, ms in zip(self.hover_at, self.hover_ms):
-            buckets.setdefault(int(at // window), []).append(ms)
-        return max((sorted(b)[int(round(0.95 * (len(b) - 1)))] for b in buckets.values() if len(b) >= 20),
-                   default=float("nan"))
-
-
-# -- the daemon's memory ---------------------------------------------------------------------------------
-def _status(pid: int, key: str) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            return next((int(line.split()[1]) * 1024 for line in fh if line.startswith(key + ":")), 0)
-    except OSError:
-        return 0
-
-
-def _cpu_s(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def _tree(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as fh:
-                    todo += [int(c) for c in fh.read().split()]
-        except OSError:
-            pass
-    return out
-
-
-# -- what the diagnostics of each file must be at the end -------------------------------------------------
-def expected(path: Path, buffer: str | None) -> list[tuple]:
-    """The engine's answer for the last state of `path` (its open `buffer`, or the file), as the daemon
-    publishes it: the checker process's own answer function, run here."""
-    from int8wb.calibration.model_files import arrival
-    from int8wb.calibration.problems import Problem
-    from int8wb.daemon.check_worker import answer
-    from int8wb.daemon.checking import SHOWN
-    from int8wb.daemon.diagnostics import to_diagnostics
-    from int8wb.daemon.paths import exists
-
-    if buffer is None and not exists(path):  # the daemon's view: a loop or a name too long is no file
-        return []
-    if path.name.endswith(".calibration.toml"):
-        reply = answer({"op": "spec", "path": str(path), "text": buffer, "limit": SHOWN})
-    elif path.suffix == ".xml":
-        if arrival(path).state == "not-ir":
-            return []
-        reply = answer({"op": "model", "path": str(path), "settled": True, "limit": SHOWN})
-    else:
-        return []
-    problems = [Problem(**p) for p in reply["problems"]]
-    lengths = {int(k): v for k, v in reply["lengths"].items()}
-    return sorted((d.code, d.range.start.line, d.message) for d in to_diagnostics(problems, path, lengths))
-
-
-def want_all(uris: list[str], buffers: dict[str, tuple[Path, str]]) -> dict[str, list]:
-    from int8wb.daemon.paths import path_of
-
-    out = {}
-    for u in uris:
-        path, text = buffers[u] if u in buffers else (path_of(u), None)
-        out[u] = expected(path, text) if path is not None else []
-    return out
-
-
-def got(diagnostics: list) -> list[tuple]:
-    return sorted((d.code, d.range.start.line, d.message) for d in diagnostics)
-
-
-STOPPED = {"check-timeout", "check-limit", "check-crashed"}  # the daemon's answer when a check was stopped
+TEXT = "\0text\0"  # stands for a text sent already encoded
 
 
 # -- the campaign ----------------------------------------------------------------------------------------
@@ -176,7 +68,7 @@ class Campaign:
         self.started = time.monotonic()
         self.stop = asyncio.Event()
         self.hover_done = asyncio.Event()  # set once the inputs are all in and the daemon had time to drain
-        # inputs are made and written in a helper process, so that this one only talks to the daemon
+        # inputs are made and written in a separate process, so that this one only talks to the daemon
         self.maker = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=os.nice,
                                          initargs=(10,))
         c = self.client
@@ -193,16 +85,30 @@ class Campaign:
             self.report.error_logs.append(params.message[:300])
 
     # -- documents ---------------------------------------------------------------------------------------
-    def did_open(self, uri: str, text: str) -> None:
+    def did_open(self, uri: str, text: str | bytes) -> None:
         self.versions[uri] = 1
+        if isinstance(text, bytes):
+            return self.send_raw(types.TEXT_DOCUMENT_DID_OPEN, {"textDocument": {
+                "uri": uri, "languageId": "toml", "version": 1, "text": TEXT}}, text)
         self.client.text_document_did_open(types.DidOpenTextDocumentParams(
             text_document=types.TextDocumentItem(uri=uri, language_id="toml", version=1, text=text)))
 
-    def did_change(self, uri: str, text: str) -> None:
+    def did_change(self, uri: str, text: str | bytes) -> None:
         self.versions[uri] += 1
+        if isinstance(text, bytes):
+            return self.send_raw(types.TEXT_DOCUMENT_DID_CHANGE, {
+                "textDocument": {"uri": uri, "version": self.versions[uri]}, "contentChanges": [{"text": TEXT}]}, text)
         self.client.text_document_did_change(types.DidChangeTextDocumentParams(
             text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
             content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)]))
+
+    def send_raw(self, method: str, params: dict, text: bytes) -> None:
+        """A notification whose "text" (TEXT in `params`) is already JSON: what an editor sends, without
+        this process spending its time encoding megabytes (its hovers would wait)."""
+        message = json.dumps({"jsonrpc": "2.0", "method": method, "params": params}).encode()
+        head, tail = message.split(json.dumps(TEXT).encode(), 1)
+        body = head + text + tail
+        self.client.protocol.writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
 
     def did_close(self, uri: str) -> None:
         self.client.text_document_did_close(types.DidCloseTextDocumentParams(
@@ -226,10 +132,8 @@ class Campaign:
                     self.did_close(self.open.pop(0))
                 self.did_open(step.uri, step.text)
                 self.open.append(step.uri)
-            if step.ask:
-                line = next((n for n, row in enumerate(step.text.split("\n")[:200])
-                             if row.lstrip().startswith("model")), self.rng.randrange(50))
-                self.requests.append(asyncio.ensure_future(self.ask(step.uri, line)))
+            if step.ask is not None:
+                self.requests.append(asyncio.ensure_future(self.ask(step.uri, step.ask)))
         if step.change is not None and self.open:  # typing goes on in one of the open buffers
             self.did_change(self.rng.choice(self.open), step.change)
 
@@ -272,7 +176,7 @@ class Campaign:
 
     async def sample_rss(self, pid: int) -> None:
         while not self.stop.is_set():
-            tree = sum(_status(p, "VmRSS") for p in _tree(pid)) / 2**20
+            tree = sum(proc_status(p, "VmRSS") for p in process_tree(pid)) / 2**20
             self.report.rss_tree_max_mb = max(self.report.rss_tree_max_mb, tree)
             await asyncio.sleep(0.2)
 
@@ -342,8 +246,13 @@ class Campaign:
         self.maker.shutdown()
         self.stop.set()
         if proc.returncode is None:
-            report.rss_peak_mb = _status(proc.pid, "VmHWM") / 2**20
-            report.cpu_s = _cpu_s(proc.pid)
+            report.rss_peak_mb = proc_status(proc.pid, "VmHWM") / 2**20
+            report.cpu_s = cpu_seconds(proc.pid)
+            try:
+                report.checks_done = (await asyncio.wait_for(command(self.client, "int8wb.status"), 30)).get(
+                    "checks_done", {})
+            except Exception as exc:  # noqa: BLE001
+                report.error_replies.append(f"int8wb.status: {exc}")
             try:
                 await asyncio.wait_for(self.client.shutdown_async(None), 30)
                 self.client.exit(None)
@@ -394,53 +303,29 @@ DEFAULTS = {"pace": 0.02, "hover_interval": 0.05, "rescan": 5.0, "max_seconds": 
             "daemon_log": ""}
 
 
-def _q(values: list, q: float) -> float:
-    v = sorted(values)
-    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))] if v else float("nan")
-
-
-def table(report: Report, command: str) -> str:
-    kinds = ", ".join(f"{k} {n}" for k, n in sorted(report.by_kind.items()))
-    rows = [("malformed specs pushed (buffers and files)", str(report.specs), "≥ 2,000"),
-            ("malformed IR pairs written", str(report.pairs), "≥ 500"),
-            ("daemon crashes (exit before shutdown)", str(report.crashes), "0"),
-            ("exit code after shutdown", str(report.exit_code), "0"),
-            ("tracebacks on the daemon's stderr", str(report.tracebacks), "0"),
-            ("error messages logged by the daemon", str(len(report.error_logs)), "0"),
-            ("hover / code lens / code action requests on fuzz buffers: error replies",
-             f"{len(report.error_replies)} of {report.requests}", "0"),
-            (f"hover requests (wrong or failed answers: {report.hover_wrong})", str(len(report.hover_ms)), ""),
-            ("hover p50 / p95 / max", f"{report.p(0.5):.1f} / {report.p(0.95):.1f} / {max(report.hover_ms, default=0):.0f} ms",
-             "p95 ≤ 50 ms"),
-            ("hover p95, worst 10 s window", f"{report.worst_window_p95():.1f} ms", "≤ 50 ms"),
-            ("this benchmark's own loop lag p95 / max (included in the hover figures)",
-             f"{_q(report.client_lag_ms, 0.95):.1f} / {max(report.client_lag_ms, default=0):.0f} ms", ""),
-            ("daemon RSS, high-water mark", f"{report.rss_peak_mb:.0f} MB", "≤ 300 MB"),
-            ("daemon + child processes RSS, max sampled", f"{report.rss_tree_max_mb:.0f} MB", ""),
-            ("daemon CPU time (its own process)", f"{report.cpu_s:.0f} s", ""),
-            (f"stale or missing diagnostics at the end (of {report.checked_files} files)", str(len(report.stale)), "0"),
-            ("files whose last check the daemon stopped (time or memory limit), not compared",
-             str(len(report.stopped)), ""),
-            ("wall time", f"{report.seconds:.0f} s" + (" (cut short by --max-seconds)" if report.cut_short else ""), "")]
-    out = [f"`{command}`", "", "| measure | value | goal |", "|---|---|---|"]
-    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    out += ["", f"inputs by kind: {kinds}"]
-    return "\n".join(out)
-
-
 def main() -> None:
+    from _common import machine_facts, update_section
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--specs", type=int, default=2000)
-    parser.add_argument("--pairs", type=int, default=500)
+    parser.add_argument("--specs", type=int, default=2100, help="steps that write or open a spec (2,000 malformed)")
+    parser.add_argument("--pairs", type=int, default=600, help="steps that write a pair (500 malformed)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--write", action="store_true", help=f"put the figures in BENCHMARKS.md ({SECTION})")
     for name, value in DEFAULTS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
     args = parser.parse_args()
     options = {k: getattr(args, k) for k in DEFAULTS}
+    before = os.getloadavg()
     report = campaign(args.specs, args.pairs, args.seed, **options)
+    facts = machine_facts()
     command = ".venv/bin/python benchmarks/bench_fuzz_daemon.py " + " ".join(sys.argv[1:])
-    print(table(report, command.strip()))
-    print(f"\n`nproc` {os.cpu_count()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end")
+    machine = (f"{facts['date']}; `nproc` {facts['nproc']}, {facts['cpu']}, {facts['mem_gib']} GiB; Python "
+               f"{facts['python']}; load average 1/5/15 min before {'/'.join(f'{x:.2f}' for x in before)}, "
+               f"after {'/'.join(f'{x:.2f}' for x in os.getloadavg())}")
+    body = table(report, command.strip()) + f"\n\n{machine}."
+    print(body)
+    if args.write:
+        update_section(SECTION, INTRO, f"bench_fuzz_daemon:seed{args.seed}", f"### seed {args.seed}\n\n" + body)
     for uri, have, want in report.stale[:10]:
         print(f"stale: {uri}\n  daemon: {have}\n  engine: {want}")
     slow = sorted(zip(report.hover_ms, report.hover_at), reverse=True)[:5]

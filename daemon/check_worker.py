@@ -4,7 +4,8 @@ Everything that reads a workspace file's content (spec checks, model checks, the
 runs here, never in the daemon: a hostile file can then cost this process its memory limit or its
 life, or the time the daemon grants it, and the daemon goes on answering the editor (checking.py).
 
-One JSON request per line on stdin, one JSON answer per line on stdout, in order:
+It says {"ready": true} once started, then reads one JSON request per line on stdin and writes one
+JSON answer per line on stdout, in order:
   {"op": "spec", "path": P, "text": T|null} -> {"problems": [...], "lengths": {...}, "model": P|null}
   {"op": "model", "path": P, "settled": b, "scanned": b} -> {"state": arrival state, "problems": [...]|null, "lengths"}
   {"op": "hover", "path": P}                -> {"markdown": "..."}
@@ -129,12 +130,14 @@ def _die_with_the_daemon() -> None:
 
 def main() -> None:
     _die_with_the_daemon()
-    os.nice(10)  # checks are background work: the daemon's answers to the editor come first
+    os.nice(5)  # checks are background work: the daemon's answers to the editor come first
     memory_mb = int(sys.argv[1]) if len(sys.argv) > 1 else 1024
     if memory_mb > 0:  # address space, set after the imports so that only the checks count
         limit = memory_mb << 20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     out = sys.stdout
+    out.write(json.dumps({"ready": True}) + "\n")  # imports done: the daemon's time limit starts with a check
+    out.flush()
     for line in sys.stdin:
         request = json.loads(line)
         try:

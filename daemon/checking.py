@@ -20,9 +20,11 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from int8wb.calibration.guarded import TEXT_LIMIT
 from int8wb.calibration.problems import Problem
 
 LINE_LIMIT = 256 << 20  # one answer: thousands of problems of a hostile spec fit easily
+START_S = 120.0         # a checker process has this long to import the engine (a loaded machine is slow)
 SHOWN = 100             # problems shown as diagnostics per file (the commands get them all)
 HOVER, CHECK = 0, 1     # priorities: what the editor waits for goes first
 
@@ -41,7 +43,15 @@ class _Worker:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-m", "int8wb.daemon.check_worker", str(memory_mb),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=LINE_LIMIT, env=env)
-        return cls(proc)
+        worker = cls(proc)
+        try:
+            if not json.loads(await asyncio.wait_for(proc.stdout.readline(), START_S) or "{}").get("ready"):
+                raise _Died(f"did not start (exit code {await proc.wait()})")
+        except BaseException:
+            worker.kill()
+            worker.close()
+            raise
+        return worker
 
     @property
     def alive(self) -> bool:
@@ -60,6 +70,13 @@ class _Worker:
             self.proc.kill()
         except ProcessLookupError:
             pass
+
+    def close(self) -> None:
+        """Closes the pipes while the loop runs: left to the garbage collector, asyncio closes them after
+        the loop is gone and prints a traceback ("Event loop is closed")."""
+        transport = getattr(self.proc, "_transport", None)  # asyncio.subprocess.Process has no close()
+        if transport is not None:
+            transport.close()
 
 
 @dataclass
@@ -90,13 +107,16 @@ class Checker:
         self.waiting: dict[Hashable, _Job] = {}
         self.seq = itertools.count()
         self.closed = False
-        self.stopped = {"check-timeout": 0, "check-crashed": 0, "check-limit": 0}  # for int8wb.status
+        self.counts = {"answered": 0, "check-timeout": 0, "check-limit": 0, "check-crashed": 0}  # int8wb.status
 
     # -- what the features ask ------------------------------------------------------------------
     async def spec(self, path: Path, text: str | None, *, replaceable: bool = True) -> Checked | None:
         """The problems of a spec (its buffer `text`, or the file) and the model it names. `replaceable`
         (diagnostics): a newer request for the file replaces this one, and at most SHOWN problems come
         back; otherwise (a command) every problem does."""
+        if text is not None and len(text) > TEXT_LIMIT:  # what the engine refuses to read from a file
+            return Checked([Problem(f"cannot check the buffer: too large ({len(text):,} characters; the limit is "
+                                    f"{TEXT_LIMIT:,})", path=str(path), line=1, rule="spec")], {1: 0})
         reply = await self.run({"op": "spec", "path": str(path), "text": text, "limit": SHOWN if replaceable else None},
                                ("spec", str(path)) if replaceable else None)
         return None if reply is None else self._checked(reply, path)
@@ -157,7 +177,12 @@ class Checker:
         return await job.future
 
     def _pump(self) -> None:
-        while self.queue and (self.idle or self.busy < self.size) and not self.closed:
+        """Starts the waiting jobs that have a worker. A hover the editor waits for gets one more
+        process when all are busy (with slow checks, maybe): it never waits behind them."""
+        while self.queue and not self.closed:
+            head = self.queue[0]
+            if not head.future.done() and not self.idle and self.busy >= self.size + (head.priority == HOVER):
+                return
             job = heapq.heappop(self.queue)
             if self.waiting.get(job.key) is job:
                 del self.waiting[job.key]
@@ -170,7 +195,10 @@ class Checker:
         reply: dict = {"error": "check-crashed"}
         try:
             if worker is None:
-                worker = await _Worker.start(self.memory_mb)
+                try:
+                    worker = await _Worker.start(self.memory_mb)
+                except asyncio.TimeoutError:
+                    raise _Died(f"did not start within {START_S:g} s") from None
                 self.all.add(worker)
             reply = await asyncio.wait_for(worker.ask(job.request), self.seconds)
         except asyncio.TimeoutError:
@@ -179,10 +207,12 @@ class Checker:
             reply = {"error": "check-crashed", "detail": str(exc)}
         finally:
             self.busy -= 1
-            if "error" in reply:
-                self.stopped[reply["error"]] = self.stopped.get(reply["error"], 0) + 1
-            if worker is not None and ("error" in reply or reply.get("exiting") or not worker.alive or self.closed):
+            self.counts[reply.get("error", "answered")] = self.counts.get(reply.get("error", "answered"), 0) + 1
+            extra = self.busy + len(self.idle) >= self.size  # the hover's extra process goes once done
+            if worker is not None and ("error" in reply or reply.get("exiting") or not worker.alive or self.closed
+                                       or extra):
                 worker.kill()
+                worker.close()
                 self.all.discard(worker)
                 worker = None
             if worker is not None:
@@ -191,13 +221,23 @@ class Checker:
                 job.future.set_result(reply)
             self._pump()
 
-    def close(self) -> None:
+    def close(self) -> list[_Worker]:
+        """Stops every checker process now (the daemon is exiting); returns them, for `aclose` to reap."""
         self.closed = True
-        for worker in self.all:
+        workers = list(self.all)
+        for worker in workers:
             worker.kill()
+            worker.close()
         self.all.clear()
         self.idle.clear()
         for job in self.queue:
             if not job.future.done():
                 job.future.set_result(None)
         self.queue.clear()
+        return workers
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """`close`, then waits for the processes to be gone: none outlives the daemon's loop."""
+        workers = self.close()
+        if workers:
+            await asyncio.wait([asyncio.ensure_future(w.proc.wait()) for w in workers], timeout=timeout)

@@ -5,7 +5,6 @@ on a model that did not change answers from memory, without waiting for any chec
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lsprotocol import types

@@ -110,6 +110,10 @@ class Int8Server(LanguageServer):
         root = resolved(root)
         if root in self.roots or not root.is_dir():
             return
+        if root == Path(root.anchor):  # watching and walking the whole file system helps no one
+            self.show(f"int8wb: {root} is the whole file system: its files are not watched or checked; open a "
+                      "project folder instead", types.MessageType.Warning)
+            return
         entry: dict = {"store": None, "runner": None, "drop": None, "trusted": False}
         self.roots[root] = entry
         try:
@@ -180,7 +184,6 @@ class Int8Server(LanguageServer):
             if entry.get("runner") is not None:
                 entry["runner"].stop()
         self.watching.stop()
-        self.checker.close()
 
 
 # -- lifecycle handlers ---------------------------------------------------------------------------
@@ -198,8 +201,13 @@ async def initialized(ls: Int8Server, params: types.InitializedParams) -> None:
     ls.watching.start_rescans()
 
 
-def shutdown(ls: Int8Server, params: None) -> None:
+async def shutdown(ls: Int8Server, params: None) -> None:
     ls.stop_all()
+    await ls.checker.aclose()
+
+
+def exit_(ls: Int8Server, params: None) -> None:
+    ls.checker.close()  # an exit without shutdown: the checker processes go too
 
 
 def folders_changed(ls: Int8Server, params: types.DidChangeWorkspaceFoldersParams) -> None:
@@ -215,6 +223,7 @@ def folders_changed(ls: Int8Server, params: types.DidChangeWorkspaceFoldersParam
 FEATURES = [  # (LSP method, handler, options); `async` handlers are the ones that wait on threads
     (types.INITIALIZED, initialized, None),
     (types.SHUTDOWN, shutdown, None),
+    (types.EXIT, exit_, None),
     (types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS, folders_changed, None),
     (types.WORKSPACE_DID_CHANGE_WATCHED_FILES, watching.watched_files, None),
     (types.TEXT_DOCUMENT_DID_OPEN, diagnostics.did_open, None),

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 from lsprotocol import types
@@ -116,7 +117,7 @@ def test_one_table_registers_every_command_and_feature():
         "int8wb.calibrate", "int8wb.compare", "int8wb.check", "int8wb.openReport"}
     features = ls.protocol.fm.features
     assert {m for m, h in features.items() if asyncio.iscoroutinefunction(h)} == {
-        types.INITIALIZED, types.TEXT_DOCUMENT_HOVER}
+        types.INITIALIZED, types.SHUTDOWN, types.TEXT_DOCUMENT_HOVER}
     assert set(features) == {method for method, _, _ in FEATURES}
 
 
@@ -126,3 +127,18 @@ def test_a_command_error_is_an_invalid_params_reply():
         commands["int8wb.cancel"]()
     with pytest.raises(JsonRpcInvalidParams, match="expected a file URI or path"):
         asyncio.run(commands["int8wb.check"](42))
+
+
+def test_the_whole_file_system_is_never_a_workspace_folder(monkeypatch, tmp_path):
+    """An editor opened at '/' made the daemon create /.int8wb, watch every folder of the machine and
+    walk all of them every rescan; it now declines the folder and says so."""
+    import int8wb.daemon.server as server
+
+    touched = []
+    monkeypatch.setattr(server, "JobStore", lambda root: touched.append(root))
+    ls = create_server(Settings())
+    monkeypatch.setattr(ls.watching, "watch", lambda root: touched.append(root))
+    shown = []
+    monkeypatch.setattr(ls, "show", lambda message, kind=None: shown.append(message))
+    ls.add_root(Path("/"))
+    assert touched == [] and ls.roots == {} and "whole file system" in shown[0]

@@ -92,6 +92,9 @@ async def start(workspace):
 
     yield _start
     for daemon in daemons:
+        if daemon.client._server.returncode is not None:
+            await daemon.client.stop()
+            continue
         try:
             await asyncio.wait_for(daemon.client.shutdown_session(), 15)
         except (asyncio.TimeoutError, RuntimeError):
@@ -183,24 +186,41 @@ async def test_checks_that_want_too_much_are_stopped_and_said_so(workspace, star
     checked in the daemon itself: GBs of memory, a thread for minutes, the editor's hovers waiting
     behind. Checks now run in checker processes with a memory and a time limit; the daemon stays small
     and answers meanwhile."""
-    daemon = await start(INT8WB_CHECK_SECONDS="8")  # the slow key needs a minute; a valid check well under 8 s, loaded or not
+    daemon = await start(INT8WB_CHECK_SECONDS="8")  # a valid check stays well under 8 s, loaded or not
     folder = workspace / "digits"
     huge = folder / "huge.calibration.toml"
     huge.write_text(spec_text(workspace, **{"resize = [32, 32]": "resize = [40000, 40000]"}))
-    walk = folder / "slow.calibration.toml"
-    walk.write_text(spec_text(workspace) + "a" + ".a" * 40_000 + " = 1\n")
+    slow = folder / "slow.calibration.toml"
+    slow.write_text(spec_text(workspace) + "a" + ".a" * 100_000 + " = 1\n")  # minutes of tomllib
     valid = folder / "digits.calibration.toml"
     text = valid.read_text()
     daemon.open(valid.as_uri(), text)
     line = text.splitlines().index('model = "model.xml"')
     hovers = [await daemon.hover(valid.as_uri(), line) for _ in range(20)]
     assert all("can be calibrated" in h.contents.value for h in hovers)
-    await daemon.idle()
+    await wait_for(lambda: codes(daemon.client, huge) == ["check-limit"], 60, what="the memory limit's diagnostic")
     # The slow key runs out of time or of memory first, depending on the machine: stopped and said so either way.
-    assert codes(daemon.client, huge) == ["check-limit"] and codes(daemon.client, walk) in (["check-timeout"],
-                                                                                             ["check-limit"])
+    await wait_for(lambda: codes(daemon.client, slow) in (["check-timeout"], ["check-limit"]), 60,
+                   what="the slow key's diagnostic")
     assert "INT8WB_CHECK_MEMORY_MB" in daemon.client.diagnostics[huge.as_uri()][0].message
     assert daemon.peak_rss_mb() < 300
+    assert daemon.errors() == []
+
+
+@pytest.mark.asyncio
+async def test_a_hover_never_waits_behind_slow_checks(workspace, start):
+    """The hover's model facts are read by a checker process; when every one is busy with a slow check,
+    the hover gets one more process instead of waiting its turn."""
+    daemon = await start(INT8WB_CHECK_WORKERS="1", INT8WB_CHECK_SECONDS="60")
+    slow = workspace / "digits" / "slow.calibration.toml"
+    slow.write_text(spec_text(workspace) + "a" + ".a" * 100_000 + " = 1\n")  # a minute of tomllib
+    await asyncio.sleep(1.0)
+    valid = workspace / "digits" / "digits.calibration.toml"
+    text = valid.read_text()
+    daemon.open(valid.as_uri(), text)
+    hover = await daemon.hover(valid.as_uri(), text.splitlines().index('model = "model.xml"'))
+    assert "can be calibrated" in hover.contents.value
+    assert (await command(daemon.client, "int8wb.status"))["checks"] >= 1  # the slow one is still running
     assert daemon.errors() == []
 
 
@@ -260,4 +280,33 @@ async def test_ten_thousand_problems_are_a_hundred_diagnostics(workspace, start)
     assert len(found) == 101 and found.count("spec") == 100
     assert "2900 more problems" in daemon.client.diagnostics[spec.as_uri()][-1].message
     assert len(await command(daemon.client, "int8wb.check", spec.as_uri())) == 3000
+
+    huge = workspace / "digits" / "huge.calibration.toml"  # only in the editor
+    daemon.open(huge.as_uri(), spec_text(workspace) + "# " + "z" * (17 << 20) + "\n")
+    await wait_for(lambda: "too large" in str(daemon.client.diagnostics.get(huge.as_uri())), 60, what="too large")
+    assert daemon.peak_rss_mb() < 300
     assert daemon.errors() == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("shutdown", [True, False], ids=["shutdown then exit", "exit alone"])
+async def test_the_daemon_leaves_no_checker_behind(workspace, start, shutdown):
+    """Checker processes' pipes were left to the garbage collector, which closed them after the loop was
+    gone: now and then a traceback ("Event loop is closed") as the daemon exited."""
+    daemon = await start()
+    spec = workspace / "digits" / "digits.calibration.toml"
+    assert await command(daemon.client, "int8wb.check", spec.as_uri()) == []  # a checker process runs
+    server = daemon.client._server
+    checkers = [int(pid) for task in os.listdir(f"/proc/{server.pid}/task")
+                for pid in open(f"/proc/{server.pid}/task/{task}/children").read().split()]
+    assert checkers
+    if shutdown:
+        await daemon.client.shutdown_async(None)
+    daemon.client.exit(None)
+    code = await asyncio.wait_for(server.wait(), 30)
+    assert code == 0 or not shutdown
+    await asyncio.wait_for(daemon.task, 10)  # all of its stderr
+    assert [line for line in daemon.stderr if "Traceback" in line or "is closed" in line] == []
+    await asyncio.sleep(0.5)
+    assert [pid for pid in checkers if os.path.exists(f"/proc/{pid}") and
+            "check_worker" in open(f"/proc/{pid}/cmdline").read()] == []
