@@ -53,7 +53,8 @@ import nncf  # noqa: E402
 from int8wb.calibration.datasets import open_dataset  # noqa: E402
 from int8wb.calibration.inspection import inspect_model  # noqa: E402
 from int8wb.calibration.methods.default import quantize_default  # noqa: E402
-from int8wb.calibration.output import Staging, mark, output_paths  # noqa: E402
+from int8wb.calibration.output import Staging, mark  # noqa: E402
+from int8wb.calibration.output_names import output_paths  # noqa: E402
 from int8wb.calibration.runtime import read_model  # noqa: E402
 from int8wb.calibration.spec import load_spec  # noqa: E402
 from int8wb.calibration.workflow import versions  # noqa: E402

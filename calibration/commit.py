@@ -21,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 try:
     import fcntl
@@ -201,8 +201,12 @@ def _recover(folder: Path) -> list[Resolution]:
     return found
 
 
-def commit_set(pending: dict[str, Path], finals: dict[str, Path], journal: Path | None = None) -> Resolution:
+def commit_set(pending: dict[str, Path], finals: dict[str, Path], journal: Path | None = None,
+               guard: Callable[[], None] | None = None) -> Resolution:
     """Puts the staged files `pending` (by role) in place as `finals`, as one unit.
+
+    `guard` runs under the folder's lock just before the commit point: what it raises leaves the
+    finals untouched (e.g. a result another run committed meanwhile must not be replaced).
 
     `pending` is emptied at the commit point: from then on the staged files belong to the journal,
     and a caller that cleans up after an error must not remove them. With `journal` (a job's, in the
@@ -218,6 +222,8 @@ def commit_set(pending: dict[str, Path], finals: dict[str, Path], journal: Path 
         _fsync(pending[role])
     with folder_lock(folder):
         _recover(folder)  # a killed commit's set goes first, so this one is the newest
+        if guard is not None:
+            guard()
         moves = tuple(Move(r, str(pending[r]), str(finals[r]), ident(pending[r]), ident(finals[r])) for r in roles)
         record = Journal(journal or folder / f"{FOLDER_JOURNAL}{os.getpid()}-{uuid.uuid4().hex[:8]}.json", moves)
         record.write()

@@ -9,10 +9,10 @@ import os
 from pathlib import Path
 
 from . import devices, trust
+from .output_names import model_stem, output_paths, taken_by
 from .inspection import ModelInfo
 from .problems import Problem
 from .spec import Spec
-
 
 
 def model_problems(info: ModelInfo) -> list[Problem]:
@@ -83,6 +83,10 @@ def output_problems(spec: Spec) -> list[Problem]:
     in a folder the user trusts from outside the workspace. A spec is workspace input: `dir =
     "../../x"`, an absolute dir or a `calibrated/` that links elsewhere would write anywhere.
     Specs a program hands to a worker (JSON) name folders that program chose."""
+    return _confinement(spec) or _collisions(spec)
+
+
+def _confinement(spec: Spec) -> list[Problem]:
     if spec.path.suffix == ".json":
         return []
     home = Path(os.path.realpath(spec.path.parent))
@@ -92,6 +96,24 @@ def output_problems(spec: Spec) -> list[Problem]:
     return [spec.problem(f"[output] dir {spec.output.dir!r} is {out}, outside the spec's folder {home}", "output", "dir",
                          rule="path-outside", fix=f'write below the spec (e.g. dir = "calibrated"), or trust that '
                                                   f'folder from outside the workspace: int8wb trust {out}')]
+
+
+def _collisions(spec: Spec) -> list[Problem]:
+    """The output set must not replace the original model, nor another spec's result."""
+    stem = model_stem(spec.model_path)
+    names = output_paths(spec.output_dir, stem)
+    if Path(os.path.realpath(names["model"])) == Path(os.path.realpath(spec.model_path)):
+        return [spec.problem("the output would overwrite the original model", "output", "dir",
+                             rule="output-overwrites-model", fix='choose another output dir (e.g. dir = "calibrated")')]
+    for over_budget in (False, True):
+        result = output_paths(spec.output_dir, stem, over_budget)["result"]
+        other = taken_by(spec.path, result)
+        if other is not None:
+            return [spec.problem(f"{result.name} in {spec.output.dir!r} holds the result of another spec, "
+                                 f"{other.name}; calibrating this one would replace it", "output", "dir",
+                                 rule="output-taken", fix=f'give this spec its own folder: [output] dir = '
+                                                          f'"calibrated/{spec.path.name.split(".")[0]}"')]
+    return []
 
 
 def device_problems(spec: Spec, core) -> list[Problem]:

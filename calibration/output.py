@@ -23,12 +23,6 @@ def mark(model: ov.Model, **fields: str) -> None:
         model.set_rt_info(str(value), [MARK, key])
 
 
-def output_paths(folder: Path, model_stem: str, over_budget: bool = False) -> dict[str, Path]:
-    stem = f"{model_stem}.int8" + (".over-budget" if over_budget else "")
-    return {"model": folder / f"{stem}.xml", "weights": folder / f"{stem}.bin",
-            "result": folder / f"{stem}.json", "report": folder / f"{stem}.report.html"}
-
-
 class Staging:
     """Temporary outputs, by role ("model", "weights", "result", ...), committed as one unit.
 
@@ -59,9 +53,10 @@ class Staging:
     def write_json(self, role: str, data: dict) -> Path:
         return self.write_text(role, json.dumps(data, indent=2) + "\n")
 
-    def commit(self, finals: dict[str, Path], journal: Path | None = None) -> Resolution:
-        """Puts every pending file in place as `finals[role]`; `journal`: a job's (see `commit.commit_set`)."""
-        return commit_set(self.pending, finals, journal)
+    def commit(self, finals: dict[str, Path], journal: Path | None = None, guard=None) -> Resolution:
+        """Puts every pending file in place as `finals[role]`; `journal`: a job's, `guard`: a last
+        check under the folder's lock (see `commit.commit_set`)."""
+        return commit_set(self.pending, finals, journal, guard)
 
     def discard(self) -> None:
         for tmp in self.pending.values():

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .datasets import image_list_lines
+from .private import STATE_DIR, private_folder
 from .result import CacheInfo, Result
 from .versions import versions
 
@@ -277,9 +278,11 @@ class ResultCache:
         if usable(entry):
             return self._hit(entry, key)
         if self.root is not None:
+            if self.root.parent.name == STATE_DIR:  # the default, in the project: private like the rest of it
+                private_folder(self.root.parent)
             self.root.mkdir(parents=True, exist_ok=True)
             ignore = self.root.parent / ".gitignore"
-            if self.root.parent.name == ".int8wb" and not ignore.exists():
+            if self.root.parent.name == STATE_DIR and not ignore.exists():
                 with contextlib.suppress(OSError):
                     _atomic_write(ignore, "# created by int8-workbench's pytest plugin\n*\n")
         with self._lock(key):

@@ -20,7 +20,8 @@ from .gate import within
 from .inspection import inspect_model
 from .methods import calibrate_accuracy_aware, quantize_default
 from .metrics import degradation, make_metric
-from .output import Staging, mark, output_paths
+from .output import Staging, mark
+from .output_names import model_stem, output_paths
 from .problems import Cancelled, CalibrationError
 from .report import render_html
 from .result import AccuracyAwareBudget, AccuracyAwareRecord, Result
@@ -69,8 +70,7 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
                                             rule="model-missing", fix="fix the model path"))
     info = inspect_model(spec.model_path)
     problems = eligibility.errors(eligibility.model_problems(info) + eligibility.spec_problems(spec))
-    if problems:
-        raise CalibrationError(problems)
+    _refuse(problems)
     dataset = open_dataset(spec, info)
     metric = make_metric(spec, trusted=trust_custom_metrics)
     subset = dataset.subset_indices()
@@ -84,12 +84,8 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
         spec, annotated=roles["validation"][0].annotated, metric_needs_labels=metric.needs_labels))
     core = ov.Core()
     problems += eligibility.device_problems(spec, core)
-    if problems:
-        raise CalibrationError(problems)
-    stem = spec.model_path.name.removesuffix(".xml")
-    if output_paths(spec.output_dir, stem)["model"].resolve() == spec.model_path:
-        raise CalibrationError(spec.problem("the output would overwrite the original model", "output", "dir",
-                                            rule="output-overwrites-model", fix="choose another output dir"))
+    _refuse(problems)
+    stem = model_stem(spec.model_path)
     fp32 = read_model(core, str(spec.model_path))
 
     # Baseline first: it decodes every sample, so bad data fails before anything is written.
@@ -158,7 +154,8 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
         result = typed.to_json()
         staging.write_json("result", result)
         staging.write_text("report", render_html(typed))
-        staging.commit({k: v for k, v in finals.items() if k in staging.pending}, journal)
+        staging.commit({k: v for k, v in finals.items() if k in staging.pending}, journal,
+                       guard=lambda: _refuse(eligibility.output_problems(spec)))  # another run may have committed
     except BaseException:
         staging.discard()
         raise
@@ -172,6 +169,11 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
             "calibration", "max_drop", rule="budget-unreachable",
             fix="raise max_drop, give calibration more representative data, or deploy the FP32 model"))
     return result
+
+
+def _refuse(problems: list) -> None:
+    if problems:
+        raise CalibrationError(problems)
 
 
 def _budget(spec: Spec, metric, fp32: float, int8: float, outcome) -> AccuracyAwareBudget | None:

@@ -26,6 +26,7 @@ from typing import Callable
 
 from ..jobs import FINAL, STORE_DIR, JobStore, Runner
 from ..model_files import Settle, arrival, content_hash, signature, walk
+from ..private import private_file, private_folder
 from ..problems import CalibrationError, Problem
 from . import publish
 from .policy import Policy, load_policy, policy_path
@@ -60,7 +61,9 @@ class Inbox:
         self.work = self.state_dir / "work"
         self.spec_dir = self.state_dir / "specs"
         self.state = DropState(self.inbox)
-        self._log_file = open(self.state_dir / LOG_NAME, "a", encoding="utf-8", buffering=1)
+        private_folder(self.state_dir)
+        self._log_file = os.fdopen(private_file(self.state_dir / LOG_NAME, append=True), "a", encoding="utf-8",
+                                   buffering=1)
         self.failures: list[str] = []    # names that failed in this process's lifetime
         self.published: list[str] = []
         self.orphaned: set[str] = set()  # jobs whose watcher died: re-queued without counting an attempt
@@ -256,6 +259,7 @@ class Inbox:
         snap_xml = snap / xml.name
         if not (snap_xml.is_file() and snap_xml.with_suffix(".bin").is_file()):
             shutil.rmtree(snap, ignore_errors=True)
+            private_folder(self.work)
             try:
                 copied = content_hash(xml, copy_to=snap)
             except OSError as exc:
@@ -280,9 +284,10 @@ class Inbox:
     def _write_job_spec(self, digest: str, model: Path, output_dir: Path) -> Path:
         """The job's spec: the policy's tables for this model, handed to the worker as JSON."""
         spec = self._job_spec(digest)
-        spec.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(spec.parent)
         tmp = spec.with_name(f".{spec.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(self.policy.job_tables(model, output_dir), indent=2) + "\n", encoding="utf-8")
+        with os.fdopen(private_file(tmp, truncate=True), "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(self.policy.job_tables(model, output_dir), indent=2) + "\n")
         os.replace(tmp, spec)
         return spec
 

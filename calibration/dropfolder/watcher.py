@@ -20,6 +20,7 @@ except ImportError:  # Windows: no advisory lock, one watcher per inbox is then 
     fcntl = None
 
 from ..jobs import STORE_DIR, JobStore, Runner, alive
+from ..private import private_file
 from ..problems import CalibrationError, Problem
 from . import publish
 from .inbox import Inbox
@@ -54,7 +55,7 @@ class DropFolder(Inbox):
         An advisory lock the kernel drops with the process, so a crash never leaves it held."""
         if fcntl is None:
             return
-        claim = open(self.state_dir / LOCK_NAME, "a+", encoding="utf-8")
+        claim = os.fdopen(private_file(self.state_dir / LOCK_NAME, append=True, read=True), "a+", encoding="utf-8")
         try:
             fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -10,8 +10,8 @@ from .ending import summarise
 from .lease import alive
 from .protocol import Calibrate, Compare, Failure, Progress, ProtocolError, Result
 from .runner import Listener, ProgressGate, Runner, Slots, compare_in_worker
-from .store import COLUMNS, FINAL, STATES, STORE_DIR, STORE_NAME, JobStore, private_file, private_folder, store_path
+from .store import COLUMNS, FINAL, STATES, STORE_DIR, STORE_NAME, JobStore, store_path
 
 __all__ = ["COLUMNS", "FINAL", "STATES", "STORE_DIR", "STORE_NAME", "Calibrate", "Compare", "Failure", "JobStore",
            "Listener", "Progress", "ProgressGate", "ProtocolError", "Result", "Runner", "Slots", "alive",
-           "compare_in_worker", "private_file", "private_folder", "store_path", "summarise"]
+           "compare_in_worker", "store_path", "summarise"]

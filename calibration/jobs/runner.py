@@ -30,7 +30,8 @@ from . import protocol
 from .ending import NOTHING, conclude, exit_reason, forget_journal, tail
 from .lease import LEASE_SECONDS, Lease, kill_group
 from .protocol import Compare, Failure, Progress, Request, Result
-from .store import FINAL, JobStore, private_file, private_folder
+from ..private import private_file, private_folder
+from .store import FINAL, JobStore
 
 Listener = Callable[[dict], None]
 

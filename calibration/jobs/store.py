@@ -6,8 +6,7 @@ belongs to the runner that submitted it: only that runner starts it, cancels it 
 Each runner holds a lease (`runners`, see lease.py). A job of a runner that is gone is taken over:
 a queued one is adopted and run, a running one is ended by `reconcile`.
 
-`.int8wb/` holds logs and results of the user's models: it is private (0700, files 0600)
-whatever the umask.
+`.int8wb/` holds logs and results of the user's models: it is private (see private.py).
 """
 from __future__ import annotations
 
@@ -22,11 +21,12 @@ import uuid
 from pathlib import Path
 
 from ..commit import resolve
+from ..private import STATE_DIR, private_file, private_folder
 from .ending import conclude, forget_journal, journal_path, journals
 from .lease import HOST, alive, gone, kill_group, wait_gone
 from .protocol import WORKER_MODULE
 
-STORE_DIR = ".int8wb"
+STORE_DIR = STATE_DIR
 STORE_NAME = "jobs.sqlite"
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL = frozenset({"done", "failed", "cancelled"})
@@ -69,25 +69,6 @@ _ADDED = {"runner": "TEXT", "cancel_requested": "REAL"}
 
 def store_path(workspace: str | os.PathLike) -> Path:
     return Path(workspace) / STORE_DIR / STORE_NAME
-
-
-def private_folder(path: Path) -> Path:
-    """Our folder, for its owner only (0700) whatever the umask; an existing one is tightened (an
-    older version, or the pytest cache, made it 0755). A symlink is left as it is."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not path.is_symlink():
-        with contextlib.suppress(PermissionError):
-            os.chmod(path, 0o700)
-    return path
-
-
-def private_file(path: Path, truncate: bool = False) -> int:
-    """An fd open for writing on `path`, created 0600 (or tightened) whatever the umask."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else 0) | getattr(os, "O_NOFOLLOW", 0),
-                 0o600)
-    with contextlib.suppress(PermissionError):
-        os.fchmod(fd, 0o600)
-    return fd
 
 
 class JobStore:

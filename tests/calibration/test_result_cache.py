@@ -74,14 +74,20 @@ def test_versions_in_the_key_are_the_engines():
     assert result_cache.versions() == workflow.versions()
 
 
-def test_an_entry_is_a_hit_only_while_it_reads_as_a_result(tmp_path):
-    """A stored result comes back as the model; one that no longer validates is recalibrated."""
+def spec_and_result(tmp_path):
+    """The example's spec and a stored-looking result whose outputs exist."""
     spec = load_spec(copy_example(tmp_path))
     out = tmp_path / "out"
     out.mkdir()
     result = {**SAMPLE, "output": {k: str(out / f"m.int8.{k}") for k in ("model", "weights", "result")}}
     for path in result["output"].values():
         Path(path).write_text("x")
+    return spec, result
+
+
+def test_an_entry_is_a_hit_only_while_it_reads_as_a_result(tmp_path):
+    """A stored result comes back as the model; one that no longer validates is recalibrated."""
+    spec, result = spec_and_result(tmp_path)
     cache = result_cache.ResultCache(tmp_path / "cache", session="s")
     first = cache.obtain(spec, lambda: result)
     assert not first.cached and isinstance(first.result, Result) and first.result.to_json() == result
@@ -96,3 +102,20 @@ def test_an_entry_is_a_hit_only_while_it_reads_as_a_result(tmp_path):
     calls = []
     cache.obtain(spec, lambda: calls.append(1) or result)
     assert calls == [1]
+
+
+def test_the_default_cache_folder_keeps_the_project_state_private(tmp_path):
+    """Under `.int8wb/` (the plugin's default) the state folder is 0700 like the job store's; a
+    cache the user points elsewhere (shared by a team) keeps the umask's modes."""
+    import os
+    import stat
+
+    spec, result = spec_and_result(tmp_path)
+    previous = os.umask(0o022)
+    try:
+        result_cache.ResultCache(tmp_path / ".int8wb" / "cache", session="s").obtain(spec, lambda: result)
+        result_cache.ResultCache(tmp_path / "shared" / "cache", session="s").obtain(spec, lambda: result)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / ".int8wb").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "shared").stat().st_mode) == 0o755

@@ -3,7 +3,9 @@ publish is ever replaced or removed. Same-named models never overwrite each othe
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import sys
 from pathlib import Path
 
@@ -70,3 +72,22 @@ def test_models_whose_names_flatten_alike_get_entries_of_their_own(box):
     assert len(entries) == 2 and "coll__m" in entries
     sources = {json.loads((box.outbox / e / "drop.json").read_text())["source"] for e in entries}
     assert sources == {str(box.inbox / "coll" / "m.xml"), str(box.inbox / "coll__m.xml")}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_the_inbox_state_is_private_whatever_the_umask(box, umask):
+    """`INBOX/.int8wb/` holds the log, job specs and snapshots of the team's models: 0700, files 0600."""
+    drop_in(box, "m.xml", seed=3)
+    previous = os.umask(umask)
+    try:
+        drop = box.watcher()
+        assert drop.run(once=True, timeout=30) == 0
+        drop.close()
+    finally:
+        os.umask(previous)
+    state = box.inbox / ".int8wb"
+    made = [p for p in [state, *state.rglob("*")] if "logs" not in p.parts and "commits" not in p.parts]
+    assert {p.name for p in made} >= {"specs", "work", "dropfolder.log", "watch.lock", "jobs.sqlite"}
+    loose = {str(p.relative_to(state)): oct(stat.S_IMODE(p.stat().st_mode)) for p in made
+             if stat.S_IMODE(p.stat().st_mode) != (0o700 if p.is_dir() else 0o600)}
+    assert loose == {}

@@ -1,0 +1,49 @@
+"""The names of a spec's output set, and which spec a set already there belongs to.
+
+Two specs for one model in one folder (say a Default and an AccuracyAware one) name the same
+`calibrated/<model>.int8.*`: the second run would silently replace the first one's result. The
+result JSON records the spec that wrote it, so a set written by another spec that still exists
+is refused, at check time and again under the commit's folder lock (two runs at once). A set
+whose spec is gone (deleted, renamed, the workspace moved) is free to be replaced.
+No OpenVINO here: the checker asks these questions.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .guarded import TEXT_LIMIT, read_bytes, read_text
+
+
+def output_paths(folder: Path, model_stem: str, over_budget: bool = False) -> dict[str, Path]:
+    stem = f"{model_stem}.int8" + (".over-budget" if over_budget else "")
+    return {"model": folder / f"{stem}.xml", "weights": folder / f"{stem}.bin",
+            "result": folder / f"{stem}.json", "report": folder / f"{stem}.report.html"}
+
+
+def model_stem(model: Path) -> str:
+    return model.name.removesuffix(".xml")
+
+
+def writer(result: Path) -> Path | None:
+    """The spec recorded in a result JSON; None when there is none or it is not one of ours."""
+    try:
+        data = json.loads(read_text(result))
+        return Path(data["spec"]) if isinstance(data, dict) and isinstance(data.get("spec"), str) else None
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def taken_by(spec_path: Path, result: Path) -> Path | None:
+    """The other, still existing spec whose result is at `result` (None: free for `spec_path`).
+    A byte-identical copy of this spec asks for the same calibration: its set is not another's."""
+    other = writer(result)
+    if other is None or other == spec_path or not other.is_file():
+        return None
+    try:
+        if os.path.samefile(other, spec_path) or read_bytes(other, TEXT_LIMIT) == read_bytes(spec_path, TEXT_LIMIT):
+            return None
+    except OSError:
+        return None
+    return other
