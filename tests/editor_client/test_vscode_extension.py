@@ -16,7 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 EXT = ROOT / "editor_client" / "vscode"
 NODE, NPM = shutil.which("node"), shutil.which("npm")
 
-pytestmark = pytest.mark.skipif(NODE is None or NPM is None, reason="node/npm are not on PATH")
+# One worker runs them all (pytest-xdist, --dist loadgroup): `npm ci`, the build and `vsce package`
+# (which builds again) write node_modules/ and dist/ in the source tree.
+pytestmark = [pytest.mark.skipif(NODE is None or NPM is None, reason="node/npm are not on PATH"),
+              pytest.mark.xdist_group("vscode-extension-tree")]
 
 
 def npm(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
