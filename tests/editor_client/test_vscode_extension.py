@@ -2,6 +2,7 @@
 real daemon over stdio, and packaging to a .vsix. Skipped only when `node`/`npm` are missing."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -16,10 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EXT = ROOT / "editor_client" / "vscode"
 NODE, NPM = shutil.which("node"), shutil.which("npm")
 
-# One worker runs them all (pytest-xdist, --dist loadgroup): `npm ci`, the build and `vsce package`
-# (which builds again) write node_modules/ and dist/ in the source tree.
-pytestmark = [pytest.mark.skipif(NODE is None or NPM is None, reason="node/npm are not on PATH"),
-              pytest.mark.xdist_group("vscode-extension-tree")]
+pytestmark = pytest.mark.skipif(NODE is None or NPM is None, reason="node/npm are not on PATH")
+_BUILT: list[bool] = []  # this process has built the bundle
 
 
 def npm(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -31,15 +31,22 @@ def npm(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.fixture(scope="module")
-def built() -> Path:
-    """node_modules from the committed package-lock.json (npm ci, only when missing), then the bundle."""
-    if not (EXT / "node_modules" / ".package-lock.json").is_file():
-        npm("ci")
-    npm("run", "build")
-    bundle = EXT / "dist" / "extension.js"
-    assert bundle.is_file()
-    return bundle
+@pytest.fixture
+def built(tmp_path_factory) -> Iterator[Path]:
+    """node_modules from the committed package-lock.json (npm ci, only when missing), then the bundle.
+    `npm ci`, the build and `vsce package` (which builds again) write node_modules/ and dist/ in the
+    source tree: a test holds the tree (a lock shared by pytest-xdist's workers) while it runs."""
+    lock = tmp_path_factory.getbasetemp().parent / "vscode-extension-tree.lock"
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        if not (EXT / "node_modules" / ".package-lock.json").is_file():
+            npm("ci")
+        if not _BUILT:
+            npm("run", "build")
+            _BUILT.append(True)
+        bundle = EXT / "dist" / "extension.js"
+        assert bundle.is_file()
+        yield bundle
 
 
 def test_lockfile_is_committed_and_pins_languageclient_9():
