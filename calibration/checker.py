@@ -93,6 +93,8 @@ def _spec_problems(spec: Spec, trusted: bool) -> list[Problem]:
         out += [p for p in eligibility.spec_problems(spec, annotated=accuracy_set.annotated,
                                                      metric_needs_labels=needs_labels(spec.accuracy))
                 if p.rule.startswith("unannotated")]
+        out += eligibility.budget_problems(spec, len(accuracy_set.subset_indices()) if spec.validation
+                                           else len(accuracy_set))
     return out
 
 

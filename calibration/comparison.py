@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import devices
+from . import devices, machine
 from .inspection import inspect_model
 from .problems import CalibrationError, Cancelled, Problem
 from .spec import InferenceSpec
@@ -151,7 +151,7 @@ def compare_models(a: str | os.PathLike, b: str | os.PathLike, device: str = "CP
             if not facts[side]["quantized"]:
                 variants[key] = (side, F32)
     order = [k for k in (A_F32, A, B_F32, B) if k in variants]
-    steps = len(order) + 2
+    steps = 3
     done = 0
 
     def step(phase: str) -> None:
@@ -162,13 +162,12 @@ def compare_models(a: str | os.PathLike, b: str | os.PathLike, device: str = "CP
             progress(100.0 * done / steps, phase)
         done += 1
 
-    speed = {}
+    step("speed (interleaved rounds)")
+    speed = performance.measure_interleaved(
+        core, {key: (models[variants[key][0]], config_for(variants[key][1], device), samples[variants[key][0]])
+               for key in order}, device, settings, cancel=cancel)
     for key in order:
-        side, variant = variants[key]
-        step(f"speed: {LABELS[key]}")
-        speed[key] = performance.measure(core, models[side], device, config_for(variant, device), settings,
-                                         samples[side], cancel=cancel)
-        speed[key]["config"] = config_for(variant, device)
+        speed[key]["config"] = config_for(variants[key][1], device)
     layers = {}
     for side in SIDES:
         step(f"per-layer profile: {LABELS[side]}")
@@ -178,12 +177,14 @@ def compare_models(a: str | os.PathLike, b: str | os.PathLike, device: str = "CP
 
     throughput = {k: round(v["throughput"], 2) for k, v in speed.items()}
     int8_count = {s: sum(r["runtimePrecision"] in ("u8", "i8") for r in layers[s]) for s in SIDES}
-    speedup = {"b_vs_a": throughput[B] / throughput[A]}
+    ratios = {"b_vs_a": performance.speedup(speed, B, A)}
     if A_F32 in throughput:
-        speedup["b_vs_a_f32"] = throughput[B] / throughput[A_F32]
+        ratios["b_vs_a_f32"] = performance.speedup(speed, B, A_F32)
+    speedup = {k: r["value"] for k, r in ratios.items()}
     notes = []
-    if throughput[B] < throughput[A]:
-        notes.append(f"B is slower than A on {device}: {throughput[B]:.1f} vs {throughput[A]:.1f} samples/s.")
+    if ratios["b_vs_a"]["verdict"] == "slower":
+        notes.append(f"B is slower than A on {device}: {speedup['b_vs_a']:.2f}x its throughput (95 % interval "
+                     f"{ratios['b_vs_a']['ci'][0]:.2f}-{ratios['b_vs_a']['ci'][1]:.2f}x over interleaved rounds).")
     for s in SIDES:
         if facts[s]["quantized"] and not int8_count[s]:
             notes.append(f"{LABELS[s]} is quantized but no layer runs in INT8 on {device}.")
@@ -200,6 +201,8 @@ def compare_models(a: str | os.PathLike, b: str | os.PathLike, device: str = "CP
         "latency_ms": {k: round(v["latency_ms"]["median"], 3) for k, v in speed.items()},
         "speed": speed,
         "speedup": speedup,
+        "speedup_ci": ratios,
+        "machine": machine.describe(),
         "model_size": {s: facts[s]["size"] for s in SIDES},
         "layers": layers,
         "layer_summary": {s: performance.summarise(rows) for s, rows in layers.items()},

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import devices, trust
+from . import devices, stats, trust
 from .output_names import model_stem, output_paths, taken_by
 from .inspection import ModelInfo
 from .problems import Problem
@@ -113,6 +113,25 @@ def _collisions(spec: Spec) -> list[Problem]:
                                  f"{other.name}; calibrating this one would replace it", "output", "dir",
                                  rule="output-taken", fix=f'give this spec its own folder: [output] dir = '
                                                           f'"calibrated/{spec.path.name.split(".")[0]}"')]
+    return []
+
+
+def budget_problems(spec: Spec, samples: int) -> list[Problem]:
+    """A drop budget the accuracy set cannot resolve: with `samples` paired samples, no drop below
+    `stats.resolvable_drop` can be shown to hold, whatever the model does (a relative budget is
+    at most its absolute size: the check errs towards silence)."""
+    budgets = [("gate", "max_drop", spec.gate.max_drop)]
+    if spec.calibration.method == "accuracy_aware":
+        budgets.append(("calibration", "max_drop", spec.calibration.max_drop))
+    floor = stats.resolvable_drop(samples)
+    for table, key, budget in budgets:
+        if budget is not None and budget < floor:
+            where = "validation" if spec.validation else "dataset"
+            return [spec.problem(
+                f"{samples} [{where}] samples cannot resolve max_drop = {budget:g}: even with no sample changed, "
+                f"the drop is only known to be below {floor:.2%} at 95 % confidence", table, key,
+                rule="budget-unresolvable", severity="warning",
+                fix=f"use at least {stats.samples_needed(budget)} [{where}] samples, or a budget of {floor:.3g} or more")]
     return []
 
 

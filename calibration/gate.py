@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from . import stats
 from .result import Result
 
 BUDGET_KEYS = ("max_drop", "min_speedup", "speedup_baseline", "max_model_size")
@@ -48,6 +49,7 @@ def spec_budget(spec) -> dict:
         max_drop, source = DEFAULT_MAX_DROP, "default"
     return {"max_drop": max_drop, "max_drop_relative": relative, "min_speedup": gate.min_speedup,
             "speedup_baseline": gate.speedup_baseline, "max_model_size": gate.max_model_size,
+            "undecided": gate.undecided,
             "higher_is_better": spec.accuracy.higher_is_better,
             "source": {"max_drop": source, "min_speedup": "[gate] min_speedup",
                        "max_model_size": "[gate] max_model_size"}}
@@ -55,14 +57,16 @@ def spec_budget(spec) -> dict:
 
 def validated(overrides: dict, where: str) -> dict:
     """Budget overrides checked key by key; `where` names their source in the errors."""
-    unknown = set(overrides) - set(BUDGET_KEYS)
+    allowed = (*BUDGET_KEYS, "undecided")
+    unknown = set(overrides) - set(allowed)
     if unknown:
-        raise TypeError(f"{where}: unknown budget {', '.join(sorted(unknown))}; allowed: {', '.join(BUDGET_KEYS)}")
+        raise TypeError(f"{where}: unknown budget {', '.join(sorted(unknown))}; allowed: {', '.join(allowed)}")
     out = {}
     for key, value in overrides.items():
-        if key == "speedup_baseline":
-            if value not in ("f32", "default"):
-                raise ValueError(f'{where}: speedup_baseline must be "f32" or "default", got {value!r}')
+        if key in ("speedup_baseline", "undecided"):
+            choices = ("f32", "default") if key == "speedup_baseline" else ("fail", "skip")
+            if value not in choices:
+                raise ValueError(f'{where}: {key} must be "{choices[0]}" or "{choices[1]}", got {value!r}')
         elif value is not None:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{where}: {key} must be a number or None, got {value!r}")
@@ -78,7 +82,7 @@ def merge_budget(base: dict | None, overrides: dict, source: str) -> dict:
     """`base` (a spec budget or None for the defaults) with `overrides` on top."""
     budget = copy.deepcopy(base) if base else {
         "max_drop": DEFAULT_MAX_DROP, "max_drop_relative": False, "min_speedup": None,
-        "speedup_baseline": "default", "max_model_size": None, "higher_is_better": True,
+        "speedup_baseline": "default", "max_model_size": None, "higher_is_better": True, "undecided": "fail",
         "source": {"max_drop": "default"}}
     for key, value in validated(overrides, source).items():
         budget[key] = value
@@ -105,14 +109,25 @@ class Verdict:
     failures: list[str]
     rows: list[tuple[str, ...]]
     figures: dict
+    undecided: list[str] = dataclasses.field(default_factory=list)  # budgets the intervals straddle
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        """Passes only on evidence: an undecided budget fails unless the budget says to skip it."""
+        return not self.failures and not (self.undecided and self.budget.get("undecided", "fail") == "fail")
+
+    @property
+    def skipped(self) -> bool:
+        return not self.failures and bool(self.undecided) and self.budget.get("undecided") == "skip"
 
     def render(self) -> str:
-        head = (f"INT8 budget exceeded: {self.label}" if self.failures else f"INT8 budget met: {self.label}")
-        lines = [head] + [f"  - {f}" for f in self.failures] + [""]
+        head = (f"INT8 budget exceeded: {self.label}" if self.failures else
+                f"INT8 budget undecided: {self.label}" if self.undecided else f"INT8 budget met: {self.label}")
+        lines = [head] + [f"  - {f}" for f in self.failures] + [f"  ? {u}" for u in self.undecided]
+        if self.undecided:
+            lines.append("    (the 95 % interval straddles the budget: more samples or longer speed rounds decide it; "
+                         '[gate] undecided = "skip" skips instead of failing)')
+        lines.append("")
         widths = [max(len(r[i]) for r in self.rows) for i in range(len(self.rows[0]))]
         for n, row in enumerate(self.rows):
             lines.append("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
@@ -139,7 +154,8 @@ class Verdict:
 
     def summary_row(self, status: str | None = None) -> dict:
         return {**self.figures, "label": self.label,
-                "status": status or ("passed" if self.ok else "FAILED")}
+                "status": status or ("skipped: undecided" if self.skipped else "passed" if self.ok else
+                                     "FAILED: undecided" if not self.failures else "FAILED")}
 
 
 def _sibling_report(result_path: str | None) -> str | None:
@@ -165,8 +181,9 @@ def figures_of(result: Result | dict) -> dict:
         "drop_on": "held-out" if held else "validation",
         "fp32_accuracy": fp32, "int8_accuracy": int8, "drop": drop,
         "validation_drop": r.drop,
-        "speedup_vs_f32": round(r.speedup.vs_f32, 4),
-        "speedup_vs_default": round(r.speedup.vs_default, 4),
+        "speedup_vs_f32": round(r.speedup.ratio("vs_f32").value, 4),
+        "speedup_vs_default": round(r.speedup.ratio("vs_default").value, 4),
+        "drop_ci": (held.drop_ci if held else r.drop_ci),
         "throughput_fp32_f32": r.throughput.get("fp32_f32"),
         "throughput_fp32_default": r.throughput.get("fp32_default"),
         "throughput_int8": r.throughput.get("int8"),
@@ -197,39 +214,52 @@ def evaluate(result: Result | dict, budget: dict, label: str = "") -> Verdict:
     higher = r.metric_higher_is_better if r.metric_higher_is_better is not None \
         else budget.get("higher_is_better", True)
     loss = worse_by(figures["fp32_accuracy"], figures["int8_accuracy"], higher)
-    drop_ok = within(loss, max_drop)
+    ci = figures["drop_ci"]  # in the metric's direction already (positive: INT8 is worse)
+    undecided: list[str] = []
+    state = stats.budget_verdict(ci, max_drop, TOLERANCE) if ci else ("met" if within(loss, max_drop) else "exceeded")
+    drop_ok = state != "exceeded"
     on_size = held.size if held else (r.accuracy_on.size if r.accuracy_on else "?")
     on_name = "held-out" if held else (r.accuracy_on.role if r.accuracy_on else "validation")
     budget_text = f"<= {_num(max_drop)}" + (" (relative)" if budget.get("max_drop_relative") else "")
+    value = _num(loss) + (f" [{_num(ci[0])}, {_num(ci[1])}]" if ci else "")
     rows.append((f"{r.metric} drop, {on_name} ({on_size})", _num(figures["fp32_accuracy"]),
-                 _num(figures["int8_accuracy"]), _num(loss), budget_text, "ok" if drop_ok else "FAIL"))
+                 _num(figures["int8_accuracy"]), value, budget_text, {"met": "ok", "exceeded": "FAIL"}.get(state, "?")))
     if held:
         rows.append((f"{r.metric} drop, validation ({r.accuracy_on.size if r.accuracy_on else '?'})",
                      _num(r.fp32.accuracy), _num(r.int8.accuracy),
                      _num(worse_by(r.fp32.accuracy, r.int8.accuracy, higher)), "not gated", ""))
+    where = f"the held-out set ({on_size} samples)" if held else f"{on_name} ({on_size} samples)"
+    interval = f" (95 % interval {_num(ci[0])} to {_num(ci[1])})" if ci else ""
     if not drop_ok:
-        where = f"the held-out set ({on_size} samples)" if held else f"{on_name} ({on_size} samples)"
-        failures.append(f"{r.metric} drop {_num(loss)} on {where} exceeds max_drop {_num(max_drop)} "
+        failures.append(f"{r.metric} drop {_num(loss)}{interval} on {where} exceeds max_drop {_num(max_drop)} "
                         f"({src.get('max_drop', 'default')})")
+    elif state == "undecided":
+        undecided.append(f"{r.metric} drop {_num(loss)}{interval} on {where}: cannot tell whether it is within "
+                         f"max_drop {_num(max_drop)} ({src.get('max_drop', 'default')})")
 
     gated = budget.get("speedup_baseline") or "default"
     for name in (gated, "f32" if gated == "default" else "default"):
         variant, key, title = _BASELINES[name]
-        value = getattr(r.speedup, key)
+        ratio = r.speedup.ratio(key)
+        value, low, high = ratio.value, *(ratio.ci or (ratio.value, ratio.value))
         fp32_tp = r.throughput.get(variant, float("nan"))
         int8_tp = r.throughput.get("int8", float("nan"))
+        shown = f"{value:.2f}x" + (f" [{low:.2f}, {high:.2f}]" if ratio.ci else "")
         if name == gated and budget.get("min_speedup") is not None:
-            ok = value >= budget["min_speedup"]
-            status, budget_text = ("ok" if ok else "FAIL"), f">= {budget['min_speedup']:g}x"
-            if not ok:
-                how = ("in strict f32" if name == "f32" else
-                       f"as {r.device} runs it by default ({r.device_default_precision or '?'})")
-                failures.append(f"speedup {value:.2f}x vs the FP32 model {how} is below min_speedup "
-                                f"{budget['min_speedup']:g}x ({src.get('min_speedup', '')})".replace(" ()", ""))
+            floor = budget["min_speedup"]
+            how = ("in strict f32" if name == "f32" else
+                   f"as {r.device} runs it by default ({r.device_default_precision or '?'})")
+            what = f"speedup {value:.2f}x vs the FP32 model {how}" + \
+                (f" (95 % interval {low:.2f}x to {high:.2f}x)" if ratio.ci else "")
+            why = f"min_speedup {floor:g}x ({src.get('min_speedup', '')})".replace(" ()", "")
+            status, budget_text = ("ok" if low >= floor else "FAIL" if high < floor else "?"), f">= {floor:g}x"
+            if status == "FAIL":
+                failures.append(f"{what} is below {why}")
+            elif status == "?":
+                undecided.append(f"{what}: cannot tell whether it reaches {why}")
         else:
             status, budget_text = "", "-"
-        rows.append((f"speedup vs {title}", f"{fp32_tp:,.1f}/s", f"{int8_tp:,.1f}/s", f"{value:.2f}x",
-                     budget_text, status))
+        rows.append((f"speedup vs {title}", f"{fp32_tp:,.1f}/s", f"{int8_tp:,.1f}/s", shown, budget_text, status))
 
     size, limit = figures["model_size_int8"], budget.get("max_model_size")
     status, budget_text = "", "-"
@@ -244,7 +274,7 @@ def evaluate(result: Result | dict, budget: dict, label: str = "") -> Verdict:
 
     figures.update({"drop": loss, "max_drop": max_drop, "min_speedup": budget.get("min_speedup"),
                     "speedup_baseline": gated, "max_model_size": limit})
-    return Verdict(label or r.spec, r, budget, failures, rows, figures)
+    return Verdict(label or r.spec, r, budget, failures, rows, figures, undecided)
 
 
 # ---- texts for a run of many gates -----------------------------------------------------------

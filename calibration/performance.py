@@ -1,8 +1,10 @@
-"""Throughput, latency and the per-layer runtime table of a model variant.
+"""Throughput, batch-1 latency and the per-layer runtime table of model variants.
 
-Throughput follows benchmark_app: warm up, then keep every infer request busy for a
-fixed time. The per-layer table comes from a separate PERF_COUNT compile so that
-profiling overhead never leaks into the speed figures.
+Throughput follows benchmark_app: warm up, then keep every infer request busy. Latency is batch 1
+with one request in flight. On a shared machine one run of each variant can be off by half, so the
+variants are measured in interleaved rounds and every ratio comes with an interval over rounds.
+The per-layer table comes from a separate PERF_COUNT compile so that profiling overhead never
+leaks into the speed figures.
 """
 from __future__ import annotations
 
@@ -13,10 +15,13 @@ from typing import Callable
 import numpy as np
 import openvino as ov
 
+from . import stats
+from .problems import Cancelled
 from .spec import InferenceSpec
 
 WARMUP_S = 0.3
 PROFILE_RUNS = 10
+LATENCY_MODE = "batch 1, one request in flight (PERFORMANCE_HINT LATENCY)"
 
 
 def batched(model: ov.Model, sample: dict[str, np.ndarray], batch: int) -> tuple[ov.Model, dict]:
@@ -34,49 +39,102 @@ def batched(model: ov.Model, sample: dict[str, np.ndarray], batch: int) -> tuple
     return model, data
 
 
-def measure(core: ov.Core, model: ov.Model, device: str, config: dict, settings: InferenceSpec,
-            sample: dict[str, np.ndarray], duration: float | None = None,
-            cancel: Callable[[], bool] | None = None) -> dict:
-    """Throughput (samples/s) and latency (ms) with the spec's batch, streams and requests."""
-    model, data = batched(model, sample, settings.batch)
-    cfg = dict(config)
-    if settings.streams == "auto":
-        cfg["PERFORMANCE_HINT"] = "THROUGHPUT"
-    else:
-        cfg["NUM_STREAMS"] = str(settings.streams)
-    compiled = core.compile_model(model, device, cfg)
-    jobs = (compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
-            if settings.requests == "auto" else settings.requests)
-    queue = ov.AsyncInferQueue(compiled, jobs)
-    latencies: list[float] = []
-    queue.set_callback(lambda req, started: latencies.append(time.perf_counter() - started))
-    for req in queue:  # data set once per request; the loop below only re-runs them
-        for name, value in data.items():
-            req.set_tensor(name, ov.Tensor(value))
+class _Bench:
+    """One variant compiled twice: for throughput (the spec's batch, streams and requests, every
+    request kept busy, as benchmark_app) and for batch-1 latency (one request in flight, the
+    LATENCY hint, as `benchmark_app -hint latency`)."""
 
-    def run(seconds: float) -> tuple[int, float]:
+    def __init__(self, core: ov.Core, model: ov.Model, device: str, config: dict, settings: InferenceSpec,
+                 sample: dict[str, np.ndarray]):
+        self.batch = settings.batch
+        tp_model, data = batched(model, sample, settings.batch)
+        cfg = dict(config)
+        if settings.streams == "auto":
+            cfg["PERFORMANCE_HINT"] = "THROUGHPUT"
+        else:
+            cfg["NUM_STREAMS"] = str(settings.streams)
+        self.compiled = core.compile_model(tp_model, device, cfg)
+        self.requests = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+                            if settings.requests == "auto" else settings.requests)
+        self.queue = ov.AsyncInferQueue(self.compiled, self.requests)
+        for req in self.queue:  # data set once per request; the runs only re-start them
+            for name, value in data.items():
+                req.set_tensor(name, ov.Tensor(value))
+        one_model, one = batched(model, sample, 1)
+        self.single = core.compile_model(one_model, device, {**config, "PERFORMANCE_HINT": "LATENCY"})
+        self.request = self.single.create_infer_request()
+        for name, value in one.items():
+            self.request.set_tensor(name, ov.Tensor(np.ascontiguousarray(value)))
+        self.iterations, self.latencies, self.rounds, self.latency_rounds = 0, [], [], []
+
+    def throughput(self, seconds: float, cancel) -> float:
         count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            if cancel and cancel():
-                break
-            queue.start_async(userdata=time.perf_counter())
+        while time.perf_counter() - start < seconds and not (cancel and cancel()):
+            self.queue.start_async()
             count += 1
-        queue.wait_all()
-        return count, time.perf_counter() - start
+        self.queue.wait_all()
+        self.iterations += count
+        return count * self.batch / (time.perf_counter() - start)
 
-    run(WARMUP_S)
-    latencies.clear()
-    count, elapsed = run(duration or settings.duration)
-    lat = np.asarray(latencies) * 1000.0
-    return {
-        "throughput": count * settings.batch / elapsed,
-        "latency_ms": {"median": float(np.median(lat)), "mean": float(lat.mean()),
-                       "min": float(lat.min()), "max": float(lat.max())},
-        "requests": int(jobs),
-        "streams": int(compiled.get_property("NUM_STREAMS")),
-        "batch": settings.batch,
-        "iterations": count,
-    }
+    def latency(self, seconds: float, cancel) -> list[float]:
+        times, start = [], time.perf_counter()
+        while not times or (time.perf_counter() - start < seconds and not (cancel and cancel())):
+            t0 = time.perf_counter()
+            self.request.infer()
+            times.append((time.perf_counter() - t0) * 1000.0)
+        return times
+
+    def record(self) -> dict:
+        lat = np.asarray(self.latencies)
+        return {
+            "throughput": float(np.median(self.rounds)),
+            "latency_ms": {"median": float(np.median(lat)), "mean": float(lat.mean()), "min": float(lat.min()),
+                           "max": float(lat.max()), "p90": float(np.percentile(lat, 90))},
+            "requests": self.requests,
+            "streams": int(self.compiled.get_property("NUM_STREAMS")),
+            "batch": self.batch,
+            "iterations": self.iterations,
+            "rounds": [round(x, 3) for x in self.rounds],
+            "spread": [round(min(self.rounds), 3), round(max(self.rounds), 3)],
+            "latency_rounds": [round(x, 4) for x in self.latency_rounds],
+            "latency_mode": LATENCY_MODE,
+        }
+
+
+def measure_interleaved(core: ov.Core, variants: dict[str, tuple[ov.Model, dict, dict[str, np.ndarray]]],
+                        device: str, settings: InferenceSpec, progress: Callable[[float], None] | None = None,
+                        cancel: Callable[[], bool] | None = None) -> dict[str, dict]:
+    """Speed of each variant (name -> (model, config, sample)), measured in interleaved rounds: every
+    round runs each variant once, in alternating order, so a busy spell on a shared machine hits
+    them alike; ratios are then taken per round. `throughput` is the median over rounds."""
+    benches = {name: _Bench(core, model, device, config, settings, sample)
+               for name, (model, config, sample) in variants.items()}
+    for bench in benches.values():
+        bench.throughput(WARMUP_S, cancel)
+        bench.latency(WARMUP_S / 2, cancel)
+    seconds = settings.duration / settings.rounds
+    for r in range(settings.rounds):
+        for name in (list(benches) if r % 2 == 0 else list(benches)[::-1]):
+            if cancel and cancel():
+                raise Cancelled()
+            bench = benches[name]
+            bench.rounds.append(bench.throughput(seconds, cancel))
+            times = bench.latency(seconds / 2, cancel)
+            bench.latencies += times
+            bench.latency_rounds.append(float(np.median(times)))
+        if progress:
+            progress((r + 1) / settings.rounds)
+    if cancel and cancel():
+        raise Cancelled()
+    return {name: bench.record() for name, bench in benches.items()}
+
+
+def speedup(speed: dict[str, dict], variant: str, baseline: str) -> dict:
+    """`variant`'s throughput over `baseline`'s: the geometric mean of per-round ratios, its 95 %
+    interval (bootstrap over rounds) and a verdict only when the interval excludes 1."""
+    value, ci = stats.ratio_ci(speed[variant]["rounds"], speed[baseline]["rounds"])
+    return {"value": round(value, 4), "ci": [round(ci[0], 4), round(ci[1], 4)], "verdict": stats.speed_verdict(ci),
+            "rounds": len(speed[variant]["rounds"])}
 
 
 def profile(core: ov.Core, model: ov.Model, device: str, config: dict,

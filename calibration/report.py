@@ -29,23 +29,47 @@ def summary_rows(result: Result | dict) -> list[tuple[str, str, str, str]]:
     """(what, FP32, INT8, change) rows of the headline comparison."""
     r = Result.of(result)
     fp32, int8, size = r.fp32.accuracy, r.int8.accuracy, r.model_size
-    return [
-        (f"accuracy ({r.metric})", f"{fp32:.4f}", f"{int8:.4f}", f"drop {r.drop * 100:+.2f} pp"),
-        ("model size", _mib(size.fp32), _mib(size.int8), f"{size.int8 / size.fp32:.2f}x"),
-    ]
+    on = f"{r.accuracy_on.role}, {r.accuracy_on.size}" if r.accuracy_on else "validation"
+    rows = [(f"accuracy ({r.metric}; {on})", f"{fp32:.4f}", f"{int8:.4f}", _drop_text(r.drop, r.drop_ci))]
+    if r.heldout:
+        h = r.heldout
+        rows.append((f"accuracy ({r.metric}; held-out, {h.size})", f"{h.fp32:.4f}", f"{h.int8:.4f}",
+                     _drop_text(h.drop, h.drop_ci)))
+    if isinstance(r.budget, AccuracyAwareBudget):
+        b = r.budget
+        rows.append(("budget", f"max_drop {b.max_drop:g}" + (" relative" if b.drop_type == "relative" else ""),
+                     f"bound {b.bound:.4g}" if b.bound is not None else f"{b.measured:.4g}",
+                     "met" if b.met else "NOT met"))
+    if r.fp32_layers is not None:
+        cut = " (search cut short: not minimal)" if r.search and r.search.cut_short else ""
+        rows.append(("layers left in FP32", "", str(len(r.fp32_layers)), cut.strip()))
+    rows.append(("model size", _mib(size.fp32), _mib(size.int8), f"{size.int8 / size.fp32:.2f}x"))
+    return rows
+
+
+def _drop_text(drop: float, ci: list[float] | None) -> str:
+    return f"drop {drop * 100:+.2f} pp" + (f" [{ci[0] * 100:+.2f}, {ci[1] * 100:+.2f}]" if ci else "")
+
+
+def ratio_text(ratio) -> str:
+    """"1.34x [1.10–1.60] faster", or the bare value of a result measured before rounds."""
+    if ratio.ci is None:
+        return f"{ratio.value:.2f}x"
+    return f"{ratio.value:.2f}x [{ratio.ci[0]:.2f}–{ratio.ci[1]:.2f}] {ratio.verdict}"
 
 
 def speed_rows(result: Result | dict) -> list[tuple[str, str, str, str]]:
-    """(variant, throughput, median latency, INT8 speedup against it) rows."""
+    """(variant, throughput (min–max over rounds), batch-1 median latency, INT8 speedup against it) rows."""
     r = Result.of(result)
     rows = []
     for variant in (F32, DEFAULT, INT8):
         label = VARIANT_LABELS[variant]
         if variant == DEFAULT:
             label += f" [{r.device_default_precision or '?'}]"
-        ratio = {F32: r.speedup.vs_f32, DEFAULT: r.speedup.vs_default}.get(variant)
-        rows.append((label, f"{r.throughput[variant]:.1f}/s", f"{r.latency_ms[variant]:.3f} ms",
-                     f"{ratio:.2f}x" if ratio is not None else ""))
+        ratio = {F32: r.speedup.ratio("vs_f32"), DEFAULT: r.speedup.ratio("vs_default")}.get(variant)
+        spread = r.speed[variant].get("spread")
+        rows.append((label, f"{r.throughput[variant]:.1f}/s" + (f" ({spread[0]:.0f}–{spread[1]:.0f})" if spread else ""),
+                     f"{r.latency_ms[variant]:.3f} ms", ratio_text(ratio) if ratio is not None else ""))
     return rows
 
 
@@ -163,6 +187,7 @@ def _view(r: Result) -> dict:
                         for t in types],
         "precisions": {v: summary[v]["layers_by_precision"] for v in (reference, INT8)},
         "budget": _budget(r),
+        "speedups": {key: r.speedup.ratio(key) for key in ("vs_f32", "vs_default")},
         "fp32_layers": sorted(r.fp32_layers, key=lambda row: -(row.get("score") or 0.0))
         if r.fp32_layers is not None else None,
     }

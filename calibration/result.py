@@ -37,17 +37,23 @@ class LatencyStats(TypedDict):
     mean: float
     min: float
     max: float
+    p90: NotRequired[float]
 
 
 @with_config(_ROW)
 class Speed(TypedDict):
-    """One variant's speed run (benchmark_app style)."""
-    throughput: float
-    latency_ms: LatencyStats
+    """One variant's speed (benchmark_app style), over interleaved rounds (results since rounds)."""
+    throughput: float               # median over rounds (older results: one run)
+    latency_ms: LatencyStats        # batch 1, one request in flight (older results: throughput mode)
     requests: int
     streams: int
     batch: int
     iterations: int
+    rounds: NotRequired[list[float]]          # throughput of each round, samples/s
+    spread: NotRequired[list[float]]          # [min, max] over rounds
+    latency_rounds: NotRequired[list[float]]  # median batch-1 latency of each round, ms
+    latency_mode: NotRequired[str]
+    config: NotRequired[dict[str, Any]]
 
 
 @with_config(_ROW)
@@ -89,6 +95,7 @@ class Probe(TypedDict):
     accuracy: float
     drop: float
     drop_relative: float
+    drop_bound: NotRequired[float]
     ok: bool
 
 
@@ -122,11 +129,33 @@ class HeldOut(_Record):
     int8: float
     drop: float
     size: int
+    drop_ci: list[float] | None = Field(None, description="95 % interval of the drop [low, high] (paired bootstrap)")
+
+
+class Ratio(_Record):
+    """A throughput ratio measured over interleaved rounds."""
+    value: float = Field(description="Geometric mean of the per-round ratios (older results: one run's ratio)")
+    ci: list[float] | None = Field(None, description="95 % interval [low, high], bootstrap over rounds")
+    verdict: Literal["faster", "slower", "no measurable difference"] | None = Field(
+        None, description="faster or slower only when the interval excludes 1")
+    rounds: int | None = None
 
 
 class Speedup(_Record):
-    vs_f32: float = Field(description="INT8 throughput over FP32 in strict f32")
-    vs_default: float = Field(description="INT8 throughput over FP32 as the device runs it by default")
+    vs_f32: Ratio | float = Field(description="INT8 throughput over FP32 in strict f32 (older results: a number)")
+    vs_default: Ratio | float = Field(
+        description="INT8 throughput over FP32 as the device runs it by default (older results: a number)")
+
+    def ratio(self, key: Literal["vs_f32", "vs_default"]) -> Ratio:
+        """The ratio as a record, whatever version wrote it (older results held one run's number)."""
+        value = getattr(self, key)
+        return value if isinstance(value, Ratio) else Ratio(value=value)
+
+
+class Machine(_Record):
+    cpu: str
+    cores: int
+    load_average: list[float] | None = Field(None, description="1, 5, 15 min, as the speed was measured")
 
 
 class ModelSize(_Record):
@@ -152,6 +181,19 @@ class AccuracyAwareBudget(_Record):
     drop_type: Literal["absolute", "relative"]
     measured: float
     met: bool
+    confidence: float | None = Field(None, description="The confidence the budget was judged at (0: measured drop)")
+    bound: float | None = Field(None, description="The drop bound judged: the one-sided upper bound at `confidence`")
+    guarantee: str | None = Field(None, description="The promise in words, and on which data")
+
+
+class Search(_Record):
+    """How AccuracyAware's search ended."""
+    cut_short: bool = Field(description="The validation cap stopped the give-back pass: the answer may keep "
+                                        "more layers in FP32 than needed (not minimal)")
+    validations: int
+    max_validations: int
+    untried_groups: int = Field(description="FP32 groups not yet tried back in INT8 when it stopped")
+    ranked_groups: int
 
 
 class AccuracyAwareRecord(_Record):
@@ -189,12 +231,15 @@ class Result(_Record):
     int8: Int8Accuracy
     drop: float = Field(description="FP32 accuracy minus INT8's on validation; positive: INT8 is worse")
     drop_relative: float | None = Field(None, description="The drop as a fraction of FP32's accuracy")
+    drop_ci: list[float] | None = Field(None, description="95 % interval of the drop [low, high]: paired bootstrap "
+                                        "over the validation samples")
     metric_higher_is_better: bool | None = None
     heldout: HeldOut | None = None
     throughput: dict[Variant, float] = Field(description="Samples per second")
     latency_ms: dict[Variant, float] = Field(description="Median latency")
     speed: dict[Variant, Speed]
     speedup: Speedup
+    machine: Machine | None = Field(None, description="Where the speed was measured")
     model_size: ModelSize
     output: Outputs
     layers: dict[Variant, list[LayerRow]]
@@ -208,6 +253,7 @@ class Result(_Record):
         None, description="AccuracyAware's budget and whether the saved model meets it (older results: a number)")
     fp32_layers: list[Fp32Layer] | None = Field(None, description="AccuracyAware: the layers left in FP32")
     accuracy_aware: AccuracyAwareRecord | None = Field(None, description="AccuracyAware: how the search went")
+    search: Search | None = Field(None, description="AccuracyAware: whether the search was cut short")
     gate: dict[str, Any] | None = Field(
         None, description="Added by the pytest gate: the budget checked (`calibration.gate.spec_budget`)")
     cache: CacheInfo | None = Field(None, description="Added by the pytest gate: where the result came from")
@@ -235,6 +281,8 @@ class Summary(_Record):
     metric: str | None
     speedup: Speedup | None
     speedup_vs_default: float | None
+    speedup_verdict: str | None = None
+    drop_ci: list[float] | None = None
     throughput: dict[Variant, float] | None
     model_size: ModelSize | None
     int8_layer_count: int | None

@@ -29,7 +29,6 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .datasets import image_list_lines
+from .machine import host
 from .private import STATE_DIR, private_folder
 from .result import CacheInfo, Result
 from .versions import versions
@@ -51,18 +51,6 @@ RACY_NS = 2_000_000_000
 CHUNK = 1 << 20
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
-
-
-def host() -> str:
-    """The CPU the speed figures were measured on."""
-    model = ""
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    return f"{platform.system()} {platform.machine()} {model or platform.processor()} x{os.cpu_count()}"
 
 
 def _atomic_write(path: Path, text: str) -> None:

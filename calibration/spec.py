@@ -116,13 +116,20 @@ class CalibrationSpec(_Table):
     drop_type: Literal["absolute", "relative"] = Field("absolute", description="How max_drop is measured")
     preset: Literal["performance", "mixed"] = Field(
         "performance", description="performance: symmetric quantization; mixed: asymmetric activations")
+    confidence: float = Field(
+        0.95, ge=0, lt=1, description="accuracy_aware: a candidate is accepted only when its drop is within "
+        "max_drop with this confidence (one-sided upper bound of a paired bootstrap over the validation "
+        "samples), so the answer does not fit the validation set's luck; 0: on the measured drop alone")
 
 
 class InferenceSpec(_Table):
     batch: int = Field(1, ge=1, description="Batch size for the speed comparison")
     streams: int | Literal["auto"] = Field("auto", description="Inference streams (\"auto\": device decides)")
     requests: int | Literal["auto"] = Field("auto", description="Parallel infer requests (\"auto\": optimal)")
-    duration: float = Field(3.0, gt=0, le=600, description="Seconds of measurement per model variant")
+    duration: float = Field(3.0, gt=0, le=600, description="Seconds of throughput measurement per model variant, "
+                            "split over `rounds`; batch-1 latency (one request in flight) runs half as long")
+    rounds: int = Field(5, ge=1, le=100, description="Interleaved rounds (A B C A B C ...): every variant runs once "
+                        "per round, so all see the same machine; the spread and the intervals come from them")
     int8_float_precision: Literal["default", "f32"] = Field(
         "default", description="How the INT8 model's layers that stay in floating point run, for its accuracy, "
                                "AccuracyAware's search and its speed: the device default (bf16 on AMX CPUs) or "
@@ -144,6 +151,9 @@ class GateSpec(_Table):
     speedup_baseline: Literal["f32", "default"] = Field(
         "default", description="Speedup against the FP32 model in strict f32, or as the device runs it by default")
     max_model_size: int | None = Field(None, ge=1, description="Largest allowed INT8 model size in bytes (.xml + .bin)")
+    undecided: Literal["fail", "skip"] = Field(
+        "fail", description="When a budget's interval straddles it (the data cannot tell met from exceeded): "
+                            "fail the test, or skip it with the reason")
 
 
 class OutputSpec(_Table):
@@ -193,10 +203,11 @@ class Spec(_Table):
     def line(self, *keys: str) -> int:
         return line_of(self._text, keys)
 
-    def problem(self, message: str, *keys: str, rule: str = "spec", fix: str | None = None) -> Problem:
+    def problem(self, message: str, *keys: str, rule: str = "spec", fix: str | None = None,
+                severity: str = "error") -> Problem:
         """A problem located at `keys` of this spec."""
         return Problem(message, path=str(self._path), line=self.line(*keys), key=".".join(keys) or None,
-                       rule=rule, fix=fix)
+                       rule=rule, fix=fix, severity=severity)
 
 
 def load_spec(path: str | Path, text: str | None = None) -> Spec:

@@ -13,12 +13,12 @@ from typing import Callable
 
 import openvino as ov
 
-from . import eligibility, performance
+from . import eligibility, machine, performance, stats
 from .datasets import open_dataset
-from .evaluation import evaluate, output_index
+from .evaluation import Evaluation, evaluate, output_index
 from .gate import within
 from .inspection import inspect_model
-from .methods import calibrate_accuracy_aware, quantize_default
+from .methods import accepts, calibrate_accuracy_aware, quantize_default
 from .metrics import degradation, make_metric
 from .output import Staging, mark
 from .output_names import model_stem, output_paths
@@ -33,8 +33,8 @@ ProgressFn = Callable[[float, str], None]
 
 # (phase, share of the run) in order; percentages are derived so they always add to 100.
 PHASES = [("checking", 2), ("baseline accuracy", 16), ("calibrating", 30), ("saving", 2),
-          ("INT8 accuracy", 14), ("speed: FP32 strict f32", 10), ("speed: FP32 device default", 10),
-          ("speed: INT8", 10), ("per-layer profile", 6)]
+          ("INT8 accuracy", 14), ("speed (interleaved rounds)", 30), ("per-layer profile", 6)]
+SPEED = "speed (interleaved rounds)"
 
 
 class _Progress:
@@ -119,18 +119,14 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
         compiled = core.compile_model(int8, spec.device, config_for(INT8, spec.device, int8_float))
         q = _accuracy(compiled, roles, metric, out, base, step.within("INT8 accuracy"), cancel)
         del compiled
-        budget = _budget(spec, metric, base["validation"].accuracy, q["validation"].accuracy, outcome)
+        budget = _budget(spec, metric, base["validation"], q["validation"], outcome)
 
         sample = dataset.load(subset[0])
-        variants = {F32: (fp32, "speed: FP32 strict f32"), DEFAULT: (fp32, "speed: FP32 device default"),
-                    INT8: (int8, "speed: INT8")}
-        speed = {}
-        for name, (model, phase) in variants.items():
-            step(phase)
-            speed[name] = performance.measure(core, model, spec.device, config_for(name, spec.device, int8_float),
-                                              spec.inference, sample, cancel=cancel)
-            if cancel and cancel():
-                raise Cancelled()
+        step(SPEED)
+        speed = performance.measure_interleaved(
+            core, {name: (model, config_for(name, spec.device, int8_float), sample)
+                   for name, model in ((F32, fp32), (DEFAULT, fp32), (INT8, int8))},
+            spec.device, spec.inference, step.within(SPEED), cancel)
         step("per-layer profile")
         layers = {F32: performance.profile(core, fp32, spec.device, config_for(F32, spec.device), sample),
                   INT8: performance.profile(core, int8, spec.device, config_for(INT8, spec.device, int8_float),
@@ -151,6 +147,7 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
             output={k: str(v) for k, v in finals.items()}, settings=spec.inference.model_dump(),
             timing_s={"calibration": round(calibration_s, 3), "total": round(time.time() - started, 3)},
             versions=versions(), budget=budget, **_accuracy_aware_fields(outcome))
+        typed.notes.extend(_notes(spec, outcome, len(roles["validation"][1])))
         result = typed.to_json()
         staging.write_json("result", result)
         staging.write_text("report", render_html(typed))
@@ -164,11 +161,22 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
         unit = "" if spec.calibration.drop_type == "absolute" else " (relative)"
         raise CalibrationError(spec.problem(
             f"required drop ≤ {budget.max_drop:g}{unit} cannot be reached; best found: "
-            f"{budget.measured:.4g} with {len(outcome.fp32_layers)} of {outcome.quantized_units} layers in "
+            f"{budget.measured:.4g} (bound judged: {budget.bound:.4g}) with {len(outcome.fp32_layers)} of {outcome.quantized_units} layers in "
             f"FP32; that attempt is kept as {finals['model'].name}",
             "calibration", "max_drop", rule="budget-unreachable",
             fix="raise max_drop, give calibration more representative data, or deploy the FP32 model"))
     return result
+
+
+def _notes(spec: Spec, outcome, samples: int) -> list[str]:
+    """What the figures cannot promise: a budget the validation set cannot resolve, a search cut short."""
+    notes = [f"{p.message}: {p.fix}." for p in eligibility.budget_problems(spec, samples)]
+    search = outcome.search if outcome else {}
+    if search.get("cut_short"):
+        notes.append(f"AccuracyAware's search stopped at its cap of {search['max_validations']} validations with "
+                     f"{search['untried_groups']} FP32 groups not tried back in INT8: the answer is within budget "
+                     "but not minimal; more layers may run INT8.")
+    return notes
 
 
 def _refuse(problems: list) -> None:
@@ -176,15 +184,21 @@ def _refuse(problems: list) -> None:
         raise CalibrationError(problems)
 
 
-def _budget(spec: Spec, metric, fp32: float, int8: float, outcome) -> AccuracyAwareBudget | None:
-    """AccuracyAware's promise, checked on the saved model's own validation run."""
+def _budget(spec: Spec, metric, fp32: Evaluation, int8: Evaluation, outcome) -> AccuracyAwareBudget | None:
+    """AccuracyAware's promise, checked on the saved model's own validation run, at the spec's confidence."""
     if outcome is None:
         return None
-    drop, drop_rel = degradation(metric, fp32, int8)
-    relative = spec.calibration.drop_type == "relative"
-    measured = drop_rel if relative else drop
-    return AccuracyAwareBudget(max_drop=spec.calibration.max_drop, drop_type=spec.calibration.drop_type,
-                               measured=measured, met=outcome.met and within(measured, spec.calibration.max_drop))
+    drop, drop_rel = degradation(metric, fp32.accuracy, int8.accuracy)
+    c = spec.calibration
+    measured = drop_rel if c.drop_type == "relative" else drop
+    ok, bound = accepts(spec, metric, fp32, int8)
+    sure = f"with {c.confidence:.0%} confidence (one-sided, paired bootstrap)" if c.confidence else "as measured"
+    guarantee = (f"{c.drop_type} drop ≤ {c.max_drop:g} {sure} on the {len(fp32.scores)} validation samples; "
+                 "unseen data: see the held-out figures" if outcome.met and ok else
+                 f"none: the best model found keeps a drop bound of {bound:.4g} > {c.max_drop:g}")
+    return AccuracyAwareBudget(max_drop=c.max_drop, drop_type=c.drop_type, measured=measured,
+                               met=outcome.met and ok and within(measured, c.max_drop), confidence=c.confidence,
+                               bound=round(bound, 6), guarantee=guarantee)
 
 
 def _accuracy(compiled, roles: dict, metric, out: int, reference: dict | None, progress, cancel) -> dict:
@@ -203,34 +217,40 @@ def _accuracy(compiled, roles: dict, metric, out: int, reference: dict | None, p
 def _accuracy_fields(spec: Spec, metric, base: dict, q: dict) -> dict:
     """The result's accuracy figures: validation (the drop) and the optional held-out set."""
     drop, drop_relative = degradation(metric, base["validation"].accuracy, q["validation"].accuracy)
+    ci = lambda role: [round(x, 6) for x in stats.paired_drop_ci(  # noqa: E731
+        base[role].scores, q[role].scores, metric.higher_is_better)]
     held = None
     if "evaluation" in base:
         held = {"fp32": base["evaluation"].accuracy, "int8": q["evaluation"].accuracy,
                 "drop": degradation(metric, base["evaluation"].accuracy, q["evaluation"].accuracy)[0],
-                "size": len(base["evaluation"].scores)}
+                "size": len(base["evaluation"].scores), "drop_ci": ci("evaluation")}
     return {"metric": metric.name,
             "accuracy_on": {"role": "validation" if spec.validation else "dataset",
                             "size": len(base["validation"].scores)},
             "fp32": {"accuracy": base["validation"].accuracy, "precision_hint": "f32"},
             "int8": {"accuracy": q["validation"].accuracy},
-            "drop": drop, "drop_relative": drop_relative, "metric_higher_is_better": metric.higher_is_better,
+            "drop": drop, "drop_relative": drop_relative, "drop_ci": ci("validation"),
+            "metric_higher_is_better": metric.higher_is_better,
             "heldout": held}
 
 
 def _speed_fields(spec: Spec, speed: dict, layers: dict, device_default: str) -> dict:
     """The result's speed figures and per-layer tables, with the notes they call for."""
     throughput = {k: round(v["throughput"], 2) for k, v in speed.items()}
+    speedup = {"vs_f32": performance.speedup(speed, INT8, F32), "vs_default": performance.speedup(speed, INT8, DEFAULT)}
     notes = []
-    if throughput[INT8] < throughput[DEFAULT]:
+    vs = speedup["vs_default"]
+    if vs["verdict"] == "slower":
         notes.append(f"The INT8 model is slower than the FP32 model as {spec.device} runs it by default "
-                     f"({device_default}): {throughput[INT8]:.1f} vs {throughput[DEFAULT]:.1f} samples/s.")
+                     f"({device_default}): {vs['value']:.2f}x its throughput (95 % interval {vs['ci'][0]:.2f}-"
+                     f"{vs['ci'][1]:.2f}x over {vs['rounds']} interleaved rounds).")
     int8_rows = [r for r in layers[INT8] if r["runtimePrecision"] in ("u8", "i8")]
     if not int8_rows:
         notes.append("No layer runs in INT8 on this device: the calibration brought no INT8 execution.")
     return {"throughput": throughput,
             "latency_ms": {k: round(v["latency_ms"]["median"], 3) for k, v in speed.items()},
             "speed": speed,
-            "speedup": {"vs_f32": throughput[INT8] / throughput[F32], "vs_default": throughput[INT8] / throughput[DEFAULT]},
+            "speedup": speedup, "machine": machine.describe(),
             "layers": layers,
             "layer_summary": {k: performance.summarise(v) for k, v in layers.items()},
             "int8_layer_count": len(int8_rows),
@@ -242,7 +262,8 @@ def _accuracy_aware_fields(outcome) -> dict:
     if outcome is None:
         return {}
     record = outcome.record()
-    return {"fp32_layers": record.pop("fp32_layers"), "accuracy_aware": AccuracyAwareRecord(**record)}
+    return {"fp32_layers": record.pop("fp32_layers"), "accuracy_aware": AccuracyAwareRecord(**record),
+            "search": outcome.search}
 
 
 def _pair_size(xml, bin_path) -> int:

@@ -59,9 +59,13 @@ def job_line(job: dict) -> str:
     s = job.get("summary") or {}
     if job["state"] == "done":
         drop = s.get("drop")
-        speed = s.get("speedup_vs_default")
+        speed, ci, verdict = s.get("speedup_vs_default"), s.get("drop_ci"), s.get("speedup_verdict")
         parts = [f"drop {drop * 100:.2f} pp" if isinstance(drop, (int, float)) else "drop ?",
                  f"{speed:.2f}x vs FP32 default" if isinstance(speed, (int, float)) else "speedup ?"]
+        if isinstance(drop, (int, float)) and isinstance(ci, list) and len(ci) == 2:
+            parts[0] += f" (95 % interval {ci[0] * 100:.2f} to {ci[1] * 100:.2f} pp)"
+        if verdict and isinstance(speed, (int, float)):
+            parts[1] += f" ({verdict})"
         return "done: " + ", ".join(parts)
     return f"{job['state']}: {job.get('error') or ''}".strip()
 

@@ -355,7 +355,7 @@ class Inbox:
         publish.result_entry(self.policy, stage, name, manifest, original, sig, self._snapshot(digest))
         self._finish(digest, "done", dest, None)
         drop = summary.get("drop")
-        speed = (summary.get("speedup") or {}).get("vs_default")
+        speed = summary.get("speedup_vs_default")
         self.log(name, "done", f"{dest}" + (f"; drop {drop * 100:.2f} pp" if drop is not None else "")
                  + (f", {speed:.2f}x vs FP32 default" if speed else ""))
         self._remove_originals(original, sig)

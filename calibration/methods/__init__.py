@@ -4,7 +4,7 @@
 - `accuracy_aware`: only the layers whose quantization keeps the drop within the budget;
 - `nncf`: what both share with NNCF.
 """
-from .accuracy_aware import calibrate_accuracy_aware
+from .accuracy_aware import accepts, calibrate_accuracy_aware
 from .default import quantize_default
 
-__all__ = ["calibrate_accuracy_aware", "quantize_default"]
+__all__ = ["accepts", "calibrate_accuracy_aware", "quantize_default"]

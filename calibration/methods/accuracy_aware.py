@@ -10,8 +10,11 @@ per group). Then, each step a measured full validation:
    FP32 compute than the best answer so far (one large convolution in FP32 can cost more time
    than a dozen small layers);
 3. the cheapest passing answer gives each group back to INT8, costliest first, while the budget holds.
-A few dozen full validations at most. Every accepted answer is a measured validation, so the
-promise holds by construction; when nothing meets it, we say so and never pretend.
+A few dozen full validations at most. Every accepted answer is a measured validation, judged by the
+upper bound of its drop at the spec's `confidence` (not the drop alone: with a few hundred samples,
+dozens of candidates and a budget of a sample or two, the luckiest candidate fits the validation set
+and loses several times the budget on unseen data). When nothing meets it, we say so and never
+pretend; when the give-back pass runs out of validations, the result says the answer is not minimal.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import openvino as ov
 from openvino._offline_transformations import compress_quantize_weights_transformation
 from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
-from .. import devices
+from .. import devices, stats
 from ..datasets import Dataset
 from ..evaluation import Evaluation, evaluate
 from ..gate import within
@@ -50,11 +53,27 @@ class Outcome:
     fp32_layers: list[dict]         # the layers left in FP32, with why
     quantized_units: int
     probes: list[dict] = field(default_factory=list)
+    search: dict = field(default_factory=dict)  # how the search ended: cut short, validations used
 
     def record(self) -> dict:
         return {"met": self.met, "validation_accuracy": self.accuracy, "drop": self.drop,
                 "drop_relative": self.drop_relative, "fp32_layers": self.fp32_layers,
                 "quantized_layers": self.quantized_units, "probes": self.probes}
+
+
+def accepts(spec: Spec, metric: Metric, baseline: Evaluation, ev: Evaluation) -> tuple[bool, float]:
+    """Whether `ev` keeps the budget, and the drop bound judged: the one-sided upper bound at the
+    spec's confidence (the measured drop when confidence is 0), so a candidate that merely got
+    lucky on the validation set's few changed samples is not accepted."""
+    relative = spec.calibration.drop_type == "relative"
+    drop, drop_rel = degradation(metric, baseline.accuracy, ev.accuracy)
+    bound = drop
+    if spec.calibration.confidence > 0:
+        bound = max(drop, stats.drop_upper_bound(baseline.scores, ev.scores, metric.higher_is_better,
+                                                 spec.calibration.confidence))
+    if relative:
+        bound = bound / abs(baseline.accuracy) if baseline.accuracy else (0.0 if bound == 0 else math.inf)
+    return within(bound, spec.calibration.max_drop), bound
 
 
 def _units(model: ov.Model) -> list[ov.Node]:
@@ -174,8 +193,6 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
                              validation: tuple[Dataset, list[int]], metric: Metric, baseline: Evaluation,
                              out: int, progress: Callable[[float], None] | None = None,
                              cancel: Callable[[], bool] | None = None) -> Outcome:
-    budget = spec.calibration.max_drop
-    relative = spec.calibration.drop_type == "relative"
     say = progress or (lambda f: None)
     val_ds, val_idx = validation
     int8_config = config_for(INT8, spec.device, spec.inference.int8_float_precision)
@@ -195,9 +212,10 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
         compiled = core.compile_model(revert(quantized, names, biases), spec.device, int8_config)
         ev = evaluate(compiled, val_ds, val_idx, metric, output=out, references=baseline.references, cancel=cancel)
         drop, drop_rel = degradation(metric, baseline.accuracy, ev.accuracy)
+        ok, bound = accepts(spec, metric, baseline, ev)
         row = {"groups": sorted(chosen), "fp32_layers": len(names), "macs": sum(cost.get(n, 0) for n in names),
-               "accuracy": ev.accuracy, "drop": drop, "drop_relative": drop_rel,
-               "ok": within(drop_rel if relative else drop, budget), "scores": ev.scores}
+               "accuracy": ev.accuracy, "drop": drop, "drop_relative": drop_rel, "drop_bound": bound,
+               "ok": ok, "scores": ev.scores}
         probes.append(row)
         return row
 
@@ -233,11 +251,14 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     passing = [p for p in probes if p["ok"]]
     best = min(passing, key=lambda p: (p["macs"], p["fp32_layers"])) if passing else min(probes, key=lambda p: p["drop"])
     chosen = list(best["groups"])
+    untried = 0
     if best["ok"]:
         # 3. A prefix may carry passengers: give each group back to INT8, the costliest first (then
         #    the least sensitive), keeping the change when the budget still holds.
-        for g in sorted(chosen, key=lambda g: (-group_macs[g], -g)):
+        order = sorted(chosen, key=lambda g: (-group_macs[g], -g))
+        for i, g in enumerate(order):
             if len(probes) >= MAX_VALIDATIONS:
+                untried = len(order) - i  # these may be passengers still: the answer is not minimal
                 break
             row = measure([c for c in chosen if c != g])
             if row["ok"]:
@@ -254,9 +275,11 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
                                 "reason": f"rank {g + 1} of {len(ranked)}: back in FP32{along}, it alone removes "
                                           f"{score:.1%} of the output error"})
     say(1.0)
+    search = {"cut_short": untried > 0, "validations": len(probes), "max_validations": MAX_VALIDATIONS,
+              "untried_groups": untried, "ranked_groups": len(ranked)}
     return Outcome(final, best["ok"], best["accuracy"], best["drop"], best["drop_relative"], fp32_layers,
                    len(_units(quantized)),
-                   [{k: v for k, v in p.items() if k != "scores"} for p in probes])
+                   [{k: v for k, v in p.items() if k != "scores"} for p in probes], search)
 
 
 def layer_macs(core: ov.Core, fp32: ov.Model, sample: dict, names: set[str] | None = None) -> dict[str, int]:

@@ -55,10 +55,14 @@ def cmd_calibrate(args) -> int:
         print(json.dumps(result, indent=2))
         return 0
     typed = Result.of(result)
-    print_table(f"{typed.model} → {typed.output.model}", ("", "FP32 (strict f32)", "INT8", "change"),
+    print_table(f"{typed.model} → {typed.output.model}", ("", "FP32 (strict f32)", "INT8", "change [95 %]"),
                 summary_rows(typed))
-    print_table(f"speed on {typed.device} (batch {typed.settings.batch})",
-                ("variant", "throughput", "latency (median)", "INT8 speedup vs this"), speed_rows(typed))
+    rounds = len(typed.speed["int8"].get("rounds") or [1])
+    where = f"; {typed.machine.cpu}, {typed.machine.cores} cores, load {typed.machine.load_average}" \
+        if typed.machine else ""
+    print_table(f"speed on {typed.device} (batch {typed.settings.batch}; {rounds} interleaved rounds{where})",
+                ("variant", "throughput (min–max)", "latency (batch 1, median)", "INT8 speedup vs this [95 %]"),
+                speed_rows(typed))
     if args.layers:
         print_table("INT8 runtime layers", ("layer", "type", "outputPrecisions", "runtimePrecision", "time"),
                     layer_rows(typed), overflow="fold")

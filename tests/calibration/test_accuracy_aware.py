@@ -155,7 +155,7 @@ def test_unreachable_budget_fails_and_keeps_the_best_attempt_aside(project):
         calibrate(spec, trust_custom_metrics=True)
     problem = exc.value.problems[0]
     assert problem.rule == "budget-unreachable" and problem.key == "calibration.max_drop"
-    assert "required drop ≤ 0.01 cannot be reached; best found: 1 with" in problem.message
+    assert "required drop ≤ 0.01 cannot be reached; best found: 1 (bound judged: 1) with" in problem.message
     out = project / "out-never"
     assert not (out / "mlp.int8.xml").exists() and not (out / "mlp.int8.json").exists()
     kept = json.loads((out / "mlp.int8.over-budget.json").read_text())
@@ -243,3 +243,49 @@ def test_layer_cost_comes_from_the_shapes_a_real_sample_gives():
     assert macs["fc"] == 2 * 5 * (8 * 10 * 12)
     assert layer_macs(ov.Core(), ov.Model([mm], [x], "m"), {"x": np.ones((2, 3, 10, 12), np.float32)},
                       {"fc"}) == {"fc": macs["fc"]}   # only what was asked for (+ what it needs)
+
+
+def _judged(confidence: float, wrong: int, n: int = 300, max_drop: float = 0.005) -> tuple[bool, float]:
+    from types import SimpleNamespace
+
+    from int8wb.calibration.evaluation import Evaluation
+    from int8wb.calibration.methods import accepts
+    from int8wb.calibration.metrics import TopK
+
+    spec = SimpleNamespace(calibration=SimpleNamespace(drop_type="absolute", max_drop=max_drop, confidence=confidence))
+    base = Evaluation(1.0, np.ones(n))
+    cand = np.ones(n)
+    cand[:wrong] = 0
+    return accepts(spec, TopK(1), base, Evaluation(float(cand.mean()), cand))
+
+
+def test_a_candidate_is_judged_by_the_upper_bound_of_its_drop():
+    """One sample lost of 300 is a drop of 0.33 pp, inside a 0.5 pp budget as measured; but the
+    data cannot rule out a drop of about 1 pp, so at 95 % confidence it is not accepted."""
+    assert _judged(0.0, 1) == (True, pytest.approx(1 / 300))
+    ok, bound = _judged(0.95, 1)
+    assert not ok and bound > 0.005
+    assert _judged(0.95, 0) == (True, 0.0)  # nothing changed: the bound is 0
+    ok, bound = _judged(0.95, 1, n=3000)  # ten times the samples resolve it
+    assert ok and 1 / 3000 <= bound <= 0.005
+
+
+def test_the_result_states_the_guarantee_and_how_the_search_ended(aa_result):
+    budget, search = aa_result["budget"], aa_result["search"]
+    assert budget["confidence"] == 0.95 and budget["bound"] >= aa_result["drop"] and budget["met"]
+    assert budget["bound"] <= 0.005 and "95% confidence" in budget["guarantee"]
+    assert search["cut_short"] is False and search["untried_groups"] == 0
+    assert search["validations"] == len(aa_result["accuracy_aware"]["probes"]) <= search["max_validations"]
+    assert all(p["ok"] == (p["drop_bound"] <= 0.005 + 1e-9) for p in aa_result["accuracy_aware"]["probes"])
+
+
+def test_a_search_cut_short_says_so(project, monkeypatch, aa_result):
+    """The give-back pass stops at the validation cap: the answer is within budget but not minimal."""
+    from int8wb.calibration.methods import accuracy_aware
+
+    monkeypatch.setattr(accuracy_aware, "MAX_VALIDATIONS", 1)  # the give-back pass gets no validation
+    result = calibrate(write_spec(project, "cut", 'method = "accuracy_aware"\nmax_drop = 0.005'))
+    assert result["budget"]["met"] and result["search"]["cut_short"] is True
+    assert result["search"]["untried_groups"] == len({layer["rank"] for layer in result["fp32_layers"]}) > 0
+    assert any("not minimal" in note for note in result["notes"])
+    assert len(result["fp32_layers"]) >= len(aa_result["fp32_layers"])

@@ -203,3 +203,22 @@ def test_large_folder_is_read_in_parallel_with_the_same_findings(tmp_path):
     serial = check_paths([tmp_path / "zoo"], workers=1)
     assert check_paths([tmp_path / "zoo"], workers=2) == serial
     assert sum(p.rule == "truncated-weights" for p in serial) == 10
+
+
+def test_a_budget_the_validation_set_cannot_resolve_is_a_warning(tmp_path):
+    """540 validation samples vouch for a drop of about 0.55 pp at best: a 0.5 pp AccuracyAware budget
+    or a 0.1 pp gate can never be shown to hold. 1 pp can."""
+    from conftest import copy_example
+
+    spec = copy_example(tmp_path)
+    text = spec.read_text()
+    assert not [p for p in check_spec(spec) if p.rule == "budget-unresolvable"]  # the example's 1 pp gate
+    spec.write_text(text.replace('method = "default"', 'method = "accuracy_aware"\nmax_drop = 0.005'))
+    (p,) = [p for p in check_spec(spec) if p.rule == "budget-unresolvable"]
+    line = spec.read_text().splitlines().index("max_drop = 0.005") + 1
+    assert (p.severity, p.key, p.line) == ("warning", "calibration.max_drop", line)
+    assert "540 [validation] samples" in p.message and "0.55%" in p.message
+    assert "at least 600 [validation] samples" in p.fix
+    spec.write_text(text.replace("max_drop = 0.01", "max_drop = 0.001"))
+    (p,) = [p for p in check_spec(spec) if p.rule == "budget-unresolvable"]
+    assert p.key == "gate.max_drop" and "at least 2996" in p.fix

@@ -88,3 +88,34 @@ def test_summary_lines_sort_gates_and_show_errors():
     assert set(lines[1]) == {"-", " "}
     assert lines[2].split() == ["a", "error", "spec.toml:3:", "bad"]
     assert lines[3].split()[:5] == ["b", "0.0200", "validation", "0.0500", "1.50x"] and "passed" in lines[3]
+
+
+@pytest.mark.parametrize("ci,state", [([0.0, 0.008], "met"), ([0.012, 0.03], "exceeded"), ([0.004, 0.02], "undecided")])
+def test_a_drop_budget_is_judged_on_its_interval(ci, state):
+    """Passes only on evidence, fails only on evidence; in between the verdict says undecided."""
+    result = _result(int8={"accuracy": 0.89}, drop=0.01, drop_ci=ci)
+    verdict = evaluate(result, merge_budget(None, {"max_drop": 0.01}, "test"))
+    assert verdict.ok == (state == "met") and bool(verdict.failures) == (state == "exceeded")
+    assert bool(verdict.undecided) == (state == "undecided")
+    row = next(r for r in verdict.rows if r[0].startswith("top1 drop"))
+    assert row[-1] == {"met": "ok", "exceeded": "FAIL", "undecided": "?"}[state] and f"[{ci[0]:.4f}" in row[3]
+    if state == "undecided":
+        assert "INT8 budget undecided" in verdict.render() and "cannot tell" in verdict.render()
+        skip = evaluate(result, merge_budget(None, {"max_drop": 0.01, "undecided": "skip"}, "test"))
+        assert skip.ok and skip.skipped and skip.summary_row()["status"] == "skipped: undecided"
+
+
+def test_a_speed_floor_is_judged_on_the_interval_over_rounds():
+    ratio = {"value": 1.2, "ci": [0.9, 1.5], "verdict": "no measurable difference", "rounds": 5}
+    result = _result(speedup={"vs_f32": 3.0, "vs_default": ratio}, int8={"accuracy": 0.90}, drop=0.0)
+    assert evaluate(result, merge_budget(None, {"min_speedup": 0.8}, "t")).ok  # all of it above
+    assert evaluate(result, merge_budget(None, {"min_speedup": 1.6}, "t")).failures  # all of it below
+    undecided = evaluate(result, merge_budget(None, {"min_speedup": 1.1}, "t"))
+    assert not undecided.failures and undecided.undecided and not undecided.ok
+    assert "1.20x vs the FP32 model" in undecided.undecided[0] and "0.90x to 1.50x" in undecided.undecided[0]
+
+
+def test_results_before_intervals_are_judged_on_their_point_figures():
+    result = _result(drop=0.02)  # no drop_ci, a bare speed-up number
+    verdict = evaluate(result, merge_budget(None, {"max_drop": 0.01, "min_speedup": 2.0}, "t"))
+    assert len(verdict.failures) == 2 and not verdict.undecided

@@ -41,8 +41,19 @@ def test_result_has_the_promised_fields(result):
     res, _, _ = result
     for variant in ("fp32_f32", "fp32_default", "int8"):
         assert res["throughput"][variant] > 0 and res["latency_ms"][variant] > 0
-    assert res["speedup"]["vs_f32"] == pytest.approx(res["throughput"]["int8"] / res["throughput"]["fp32_f32"])
-    assert res["speedup"]["vs_default"] == pytest.approx(res["throughput"]["int8"] / res["throughput"]["fp32_default"])
+        speed = res["speed"][variant]
+        assert len(speed["rounds"]) == 5 and speed["spread"] == [min(speed["rounds"]), max(speed["rounds"])]
+        assert speed["throughput"] == pytest.approx(sorted(speed["rounds"])[2], rel=1e-3)  # median of the rounds
+        assert speed["latency_mode"].startswith("batch 1, one request in flight") and len(speed["latency_rounds"]) == 5
+    for key, base in (("vs_f32", "fp32_f32"), ("vs_default", "fp32_default")):
+        ratio = res["speedup"][key]
+        per_round = [i / b for i, b in zip(res["speed"]["int8"]["rounds"], res["speed"][base]["rounds"])]
+        assert min(per_round) <= ratio["value"] <= max(per_round)  # a geometric mean of the rounds' ratios
+        low, high = ratio["ci"]
+        assert low <= ratio["value"] <= high and ratio["rounds"] == 5
+        assert ratio["verdict"] == ("faster" if low > 1 else "slower" if high < 1 else "no measurable difference")
+    assert res["drop_ci"][0] <= res["drop"] <= res["drop_ci"][1]
+    assert res["machine"]["cores"] >= 1 and res["machine"]["cpu"]
     assert res["model_size"]["int8"] < res["model_size"]["fp32"]
     assert res["drop"] == pytest.approx(res["fp32"]["accuracy"] - res["int8"]["accuracy"])
 
@@ -62,7 +73,7 @@ def test_progress_is_monotonic_and_complete(result):
     _, phases, _ = result
     pcts = [p for p, _ in phases]
     assert pcts == sorted(pcts) and pcts[-1] == 100
-    assert {"baseline accuracy", "calibrating", "INT8 accuracy", "speed: INT8"} <= {ph for _, ph in phases}
+    assert {"baseline accuracy", "calibrating", "INT8 accuracy", "speed (interleaved rounds)"} <= {ph for _, ph in phases}
 
 
 def test_our_output_is_refused(result, tmp_path):

@@ -27,6 +27,9 @@ async def test_calibrate_progress_lens_cancel_and_kill(client: LanguageClient, w
     done = await wait_job(client, job_id, ("done", "failed"), 90)
     assert done["state"] == "done", done["error"]
     token = f"int8wb/job/{job_id}"
+    # The job's row says done before the daemon's listener has sent the progress end: wait for it.
+    await wait_for(lambda: isinstance((client.progress_reports.get(token) or [None])[-1], types.WorkDoneProgressEnd),
+                   30, what="the progress end")
     reports = client.progress_reports.get(token, [])
     assert isinstance(reports[0], types.WorkDoneProgressBegin) and reports[0].cancellable
     percents = [r.percentage for r in reports if isinstance(r, types.WorkDoneProgressReport)]

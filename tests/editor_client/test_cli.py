@@ -99,8 +99,11 @@ def test_compare_json_fp32_vs_int8(compared, int8_model):
     assert result["variants"] == ["a_f32", "a", "b"]
     assert set(result["throughput"]) == set(result["latency_ms"]) == set(result["speed"]) == {"a_f32", "a", "b"}
     assert all(v > 0 for v in result["throughput"].values())
-    assert result["speedup"]["b_vs_a"] == pytest.approx(result["throughput"]["b"] / result["throughput"]["a"])
-    assert result["speedup"]["b_vs_a_f32"] == pytest.approx(result["throughput"]["b"] / result["throughput"]["a_f32"])
+    for key, base in (("b_vs_a", "a"), ("b_vs_a_f32", "a_f32")):  # geometric means of interleaved rounds' ratios
+        ratio = result["speedup_ci"][key]
+        per_round = [b / a for b, a in zip(result["speed"]["b"]["rounds"], result["speed"][base]["rounds"])]
+        assert result["speedup"][key] == ratio["value"] and min(per_round) <= ratio["value"] <= max(per_round)
+        assert ratio["ci"][0] <= ratio["value"] <= ratio["ci"][1]
     assert result["speed"]["a_f32"]["config"] == {"INFERENCE_PRECISION_HINT": "f32"}
     # sizes: .xml + .bin
     size = lambda xml: xml.stat().st_size + xml.with_suffix(".bin").stat().st_size  # noqa: E731

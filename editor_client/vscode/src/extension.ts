@@ -230,9 +230,14 @@ const commands: Record<string, (...args: any[]) => Promise<unknown>> = {
     // The last finished job of the spec: its id and its result summary.
     const r = await request<Partial<Summary> & { job?: string; finished?: number | null }>("int8wb.compare", spec.toString());
     const parts = [vscode.workspace.asRelativePath(spec)];
-    if (typeof r.drop === "number") parts.push(`drop ${(r.drop * 100).toFixed(2)} pp`);
-    if (typeof r.speedup?.vs_f32 === "number") parts.push(`${r.speedup.vs_f32.toFixed(2)}x vs FP32 strict f32`);
-    if (typeof r.speedup_vs_default === "number") parts.push(`${r.speedup_vs_default.toFixed(2)}x vs FP32 default`);
+    const ci = r.drop_ci;
+    if (typeof r.drop === "number") parts.push(`drop ${(r.drop * 100).toFixed(2)} pp` +
+      (ci ? ` (95 % interval ${(ci[0] * 100).toFixed(2)} to ${(ci[1] * 100).toFixed(2)} pp)` : ""));
+    const f32 = r.speedup?.vs_f32;
+    const f32v = typeof f32 === "number" ? f32 : f32?.value;
+    if (typeof f32v === "number") parts.push(`${f32v.toFixed(2)}x vs FP32 strict f32`);
+    if (typeof r.speedup_vs_default === "number") parts.push(`${r.speedup_vs_default.toFixed(2)}x vs FP32 default` +
+      (r.speedup_verdict ? ` (${r.speedup_verdict})` : ""));
     const open = r.report ? "Open report" : undefined;
     const choice = await vscode.window.showInformationMessage(parts.join(" · "), ...(open ? [open] : []));
     if (choice && r.report) await openReport(r.report);

@@ -20,6 +20,8 @@ export interface Result {
   drop: number;
   /** The drop as a fraction of FP32's accuracy */
   drop_relative?: number | null;
+  /** 95 % interval of the drop [low, high]: paired bootstrap over the validation samples */
+  drop_ci?: number[] | null;
   metric_higher_is_better?: boolean | null;
   heldout?: HeldOut | null;
   /** Samples per second */
@@ -28,6 +30,8 @@ export interface Result {
   latency_ms: { [K in "fp32_f32" | "fp32_default" | "int8"]?: number };
   speed: { [K in "fp32_f32" | "fp32_default" | "int8"]?: Speed };
   speedup: Speedup;
+  /** Where the speed was measured */
+  machine?: Machine | null;
   model_size: ModelSize;
   output: Outputs;
   layers: { [K in "fp32_f32" | "fp32_default" | "int8"]?: LayerRow[] };
@@ -45,6 +49,8 @@ export interface Result {
   fp32_layers?: Fp32Layer[] | null;
   /** AccuracyAware: how the search went */
   accuracy_aware?: AccuracyAwareRecord | null;
+  /** AccuracyAware: whether the search was cut short */
+  search?: Search | null;
   /** Added by the pytest gate: the budget checked (`calibration.gate.spec_budget`) */
   gate?: { [key: string]: unknown } | null;
   /** Added by the pytest gate: where the result came from */
@@ -57,6 +63,12 @@ export interface AccuracyAwareBudget {
   drop_type: "absolute" | "relative";
   measured: number;
   met: boolean;
+  /** The confidence the budget was judged at (0: measured drop) */
+  confidence?: number | null;
+  /** The drop bound judged: the one-sided upper bound at `confidence` */
+  bound?: number | null;
+  /** The promise in words, and on which data */
+  guarantee?: string | null;
 }
 
 export interface AccuracyAwareRecord {
@@ -119,6 +131,8 @@ export interface HeldOut {
   int8: number;
   drop: number;
   size: number;
+  /** 95 % interval of the drop [low, high] (paired bootstrap) */
+  drop_ci?: number[] | null;
 }
 
 export interface InferenceSpec {
@@ -128,8 +142,10 @@ export interface InferenceSpec {
   streams?: number | "auto";
   /** Parallel infer requests ("auto": optimal) */
   requests?: number | "auto";
-  /** Seconds of measurement per model variant */
+  /** Seconds of throughput measurement per model variant, split over `rounds`; batch-1 latency (one request in flight) runs half as long */
   duration?: number;
+  /** Interleaved rounds (A B C A B C ...): every variant runs once per round, so all see the same machine; the spread and the intervals come from them */
+  rounds?: number;
   /** How the INT8 model's layers that stay in floating point run, for its accuracy, AccuracyAware's search and its speed: the device default (bf16 on AMX CPUs) or strict f32. Deploy the INT8 model the same way. */
   int8_float_precision?: "default" | "f32";
 }
@@ -143,6 +159,7 @@ export interface LatencyStats {
   mean: number;
   min: number;
   max: number;
+  p90?: number;
 }
 
 /** A layer of the compiled (runtime) model, with its time averaged over a few runs. */
@@ -160,6 +177,13 @@ export interface LayerSummary {
   time_us_by_type: { [key: string]: number };
   layers_by_precision: { [key: string]: number };
   total_time_us: number;
+}
+
+export interface Machine {
+  cpu: string;
+  cores: number;
+  /** 1, 5, 15 min, as the speed was measured */
+  load_average?: number[] | null;
 }
 
 export interface ModelSize {
@@ -185,10 +209,33 @@ export interface Probe {
   accuracy: number;
   drop: number;
   drop_relative: number;
+  drop_bound?: number;
   ok: boolean;
 }
 
-/** One variant's speed run (benchmark_app style). */
+/** A throughput ratio measured over interleaved rounds. */
+export interface Ratio {
+  /** Geometric mean of the per-round ratios (older results: one run's ratio) */
+  value: number;
+  /** 95 % interval [low, high], bootstrap over rounds */
+  ci?: number[] | null;
+  /** faster or slower only when the interval excludes 1 */
+  verdict?: "faster" | "slower" | "no measurable difference" | null;
+  rounds?: number | null;
+}
+
+/** How AccuracyAware's search ended. */
+export interface Search {
+  /** The validation cap stopped the give-back pass: the answer may keep more layers in FP32 than needed (not minimal) */
+  cut_short: boolean;
+  validations: number;
+  max_validations: number;
+  /** FP32 groups not yet tried back in INT8 when it stopped */
+  untried_groups: number;
+  ranked_groups: number;
+}
+
+/** One variant's speed (benchmark_app style), over interleaved rounds (results since rounds). */
 export interface Speed {
   throughput: number;
   latency_ms: LatencyStats;
@@ -196,13 +243,18 @@ export interface Speed {
   streams: number;
   batch: number;
   iterations: number;
+  rounds?: number[];
+  spread?: number[];
+  latency_rounds?: number[];
+  latency_mode?: string;
+  config?: { [key: string]: unknown };
 }
 
 export interface Speedup {
-  /** INT8 throughput over FP32 in strict f32 */
-  vs_f32: number;
-  /** INT8 throughput over FP32 as the device runs it by default */
-  vs_default: number;
+  /** INT8 throughput over FP32 in strict f32 (older results: a number) */
+  vs_f32: Ratio | number;
+  /** INT8 throughput over FP32 as the device runs it by default (older results: a number) */
+  vs_default: Ratio | number;
 }
 
 /** What an editor shows of a finished job's result (`calibration.jobs.summarise`). */
@@ -213,6 +265,8 @@ export interface Summary {
   metric: string | null;
   speedup: Speedup | null;
   speedup_vs_default: number | null;
+  speedup_verdict?: string | null;
+  drop_ci?: number[] | null;
   throughput: { [K in "fp32_f32" | "fp32_default" | "int8"]?: number } | null;
   model_size: ModelSize | null;
   int8_layer_count: number | null;

@@ -38,9 +38,10 @@ def test_queue_limit_progress_and_summary(ws):
     progress = [(e["percent"], e["phase"]) for e in events if e["id"] == ids[0] and e["state"] == "running"]
     percents = [p for p, _ in progress]
     assert percents == sorted(percents) and len(progress) >= 5
-    assert {"baseline accuracy", "calibrating", "speed: INT8"} <= {ph for _, ph in progress}
+    assert {"baseline accuracy", "calibrating", "speed (interleaved rounds)"} <= {ph for _, ph in progress}
     s = done["summary"]
-    assert isinstance(s["drop"], float) and s["speedup"]["vs_default"] > 0
+    assert isinstance(s["drop"], float) and s["speedup"]["vs_default"]["value"] > 0 and s["speedup_vs_default"] > 0
+    assert s["drop_ci"][0] <= s["drop"] <= s["drop_ci"][1]
     assert Path(s["output"]["report"]).is_file() and s["report"] == s["output"]["report"]
     assert Path(s["output"]["model"]).is_file()
     assert done["started"] <= done["finished"] and done["pid"] > 0
@@ -202,7 +203,7 @@ def test_compare_in_worker_returns_what_the_cli_prints(model_xml, tmp_path):
     assert result["kind"] == "comparison" and result["models"]["a"]["name"] == "model.xml"
     assert result["models"]["b"]["name"] == "copy.xml" and result["settings"]["duration"] == 0.1
     assert result["report"] == str(report) and report.is_file()
-    assert phases[0] == "speed: A (strict f32)" and phases[-1] == "done"
+    assert phases[0] == "speed (interleaved rounds)" and phases[-1] == "done"
 
 
 def test_compare_in_worker_raises_the_workers_problems(model_xml, tmp_path):

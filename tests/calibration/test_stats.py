@@ -1,0 +1,72 @@
+"""Confidence intervals on known cases: identical predictions, planted drops, speed rounds."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from int8wb.calibration import stats
+
+
+def test_identical_predictions_give_zero_width():
+    s = np.array([1, 0, 1, 1, 0] * 60, dtype=float)
+    assert stats.paired_drop_ci(s, s) == (0.0, 0.0)
+    assert stats.drop_upper_bound(s, s) == 0.0
+
+
+@pytest.mark.parametrize("k,n", [(3, 300), (15, 300), (30, 1000)])
+def test_a_planted_drop_of_k_samples_in_n_is_inside_its_interval(k, n):
+    fp32 = np.ones(n)
+    int8 = fp32.copy()
+    int8[:k] = 0  # INT8 gets k samples wrong that FP32 got right
+    low, high = stats.paired_drop_ci(fp32, int8)
+    assert 0 <= low < k / n < high <= 1
+    # binomial standard error of k/n: the 95 % interval spans about ±2 of them
+    se = np.sqrt(k / n * (1 - k / n) / n)
+    assert high - low == pytest.approx(4 * se, rel=0.35)
+    assert stats.drop_upper_bound(fp32, int8) < high  # one-sided 95 % sits inside the two-sided one
+
+
+def test_the_direction_of_the_metric_sets_the_sign():
+    fp32, int8 = np.zeros(100), np.zeros(100)
+    int8[:10] = 1.0  # an error metric (lower is better): INT8 got worse on 10 samples
+    low, high = stats.paired_drop_ci(fp32, int8, higher_is_better=False)
+    assert low > 0 and high > low
+    low_up, _ = stats.paired_drop_ci(fp32, int8, higher_is_better=True)
+    assert low_up < 0
+
+
+def test_changes_both_ways_cancel_in_the_point_but_not_in_the_interval():
+    fp32, int8 = np.ones(200), np.ones(200)
+    int8[:10] = 0
+    fp32[10:20] = 0  # INT8 fixes 10, breaks 10: drop 0, but not known to be 0
+    low, high = stats.paired_drop_ci(fp32, int8)
+    assert low < 0 < high and high > 0.02
+
+
+def test_intervals_are_reproducible_and_memory_bounded():
+    rng = np.random.default_rng(1)
+    fp32, int8 = rng.random(50_000), rng.random(50_000)
+    assert stats.paired_drop_ci(fp32, int8) == stats.paired_drop_ci(fp32, int8)
+
+
+def test_speed_ratio_and_verdicts():
+    int8 = [200, 210, 190, 205, 198]
+    fp32 = [100, 104, 97, 101, 99]
+    value, (low, high) = stats.ratio_ci(int8, fp32)
+    assert 1.9 < low <= value <= high < 2.2 and stats.speed_verdict((low, high)) == "faster"
+    assert stats.speed_verdict(stats.ratio_ci(fp32, int8)[1]) == "slower"
+    noisy = stats.ratio_ci([100, 150, 80, 120, 70], [110, 90, 130, 100, 95])[1]
+    assert noisy[0] < 1 < noisy[1] and stats.speed_verdict(noisy) == "no measurable difference"
+    assert stats.ratio_ci([3.0], [1.5]) == (2.0, (2.0, 2.0))
+
+
+def test_budget_verdicts():
+    assert stats.budget_verdict((0.0, 0.004), 0.005) == "met"
+    assert stats.budget_verdict((0.006, 0.02), 0.005) == "exceeded"
+    assert stats.budget_verdict((0.001, 0.009), 0.005) == "undecided"
+
+
+def test_what_a_validation_set_can_resolve():
+    assert stats.resolvable_drop(300) == pytest.approx(0.00999, abs=1e-4)  # about 3 / n
+    assert stats.resolvable_drop(300) > 0.005 and stats.resolvable_drop(1000) < 0.005
+    assert stats.samples_needed(0.005) == 600 and stats.resolvable_drop(600) <= 0.005
