@@ -131,7 +131,7 @@ def measure_interleaved(core: ov.Core, variants: dict[str, tuple[ov.Model, dict,
 
 def speedup(speed: dict[str, dict], variant: str, baseline: str) -> dict:
     """`variant`'s throughput over `baseline`'s: the geometric mean of per-round ratios, its 95 %
-    interval (bootstrap over rounds) and a verdict only when the interval excludes 1."""
+    interval (Student t over rounds) and a verdict only when the interval excludes 1."""
     value, ci = stats.ratio_ci(speed[variant]["rounds"], speed[baseline]["rounds"])
     return {"value": round(value, 4), "ci": [round(ci[0], 4), round(ci[1], 4)], "verdict": stats.speed_verdict(ci),
             "rounds": len(speed[variant]["rounds"])}

@@ -135,7 +135,7 @@ class HeldOut(_Record):
 class Ratio(_Record):
     """A throughput ratio measured over interleaved rounds."""
     value: float = Field(description="Geometric mean of the per-round ratios (older results: one run's ratio)")
-    ci: list[float] | None = Field(None, description="95 % interval [low, high], bootstrap over rounds")
+    ci: list[float] | None = Field(None, description="95 % interval [low, high], Student t over rounds")
     verdict: Literal["faster", "slower", "no measurable difference"] | None = Field(
         None, description="faster or slower only when the interval excludes 1")
     rounds: int | None = None

@@ -70,3 +70,17 @@ def test_what_a_validation_set_can_resolve():
     assert stats.resolvable_drop(300) == pytest.approx(0.00999, abs=1e-4)  # about 3 / n
     assert stats.resolvable_drop(300) > 0.005 and stats.resolvable_drop(1000) < 0.005
     assert stats.samples_needed(0.005) == 600 and stats.resolvable_drop(600) <= 0.005
+
+
+def test_speed_intervals_cover_the_true_ratio_as_often_as_they_claim():
+    """Five rounds on a noisy machine (each round ±30 %, shared by both variants of a round less
+    so): the 95 % interval must hold the true ratio about 95 % of the time, not 80 %."""
+    rng = np.random.default_rng(7)
+    true, hits, trials = 1.5, 0, 600
+    for _ in range(trials):
+        machine = rng.lognormal(0, 0.3, 5)  # a busy spell slows both variants of a round
+        int8 = true * 100 * machine * rng.lognormal(0, 0.15, 5)
+        fp32 = 100 * machine * rng.lognormal(0, 0.15, 5)
+        low, high = stats.ratio_ci(int8, fp32)[1]
+        hits += low <= true <= high
+    assert 0.92 <= hits / trials <= 0.98

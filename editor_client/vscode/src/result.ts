@@ -217,7 +217,7 @@ export interface Probe {
 export interface Ratio {
   /** Geometric mean of the per-round ratios (older results: one run's ratio) */
   value: number;
-  /** 95 % interval [low, high], bootstrap over rounds */
+  /** 95 % interval [low, high], Student t over rounds */
   ci?: number[] | null;
   /** faster or slower only when the interval excludes 1 */
   verdict?: "faster" | "slower" | "no measurable difference" | null;
