@@ -9,9 +9,13 @@ bootstrap's resamples are seeded: the same figures always give the same interval
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
-from scipy.stats import t as student_t
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy and scipy are imported where the figures are computed: the language server imports this
+# module for its verdicts alone and stays small (scipy.stats alone is 70 MB).
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -19,6 +23,8 @@ _CHUNK = 1 << 22  # index draws per bootstrap step: bounded memory for large val
 
 
 def _bootstrap_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     n = len(values)
     rows = max(1, min(resamples, _CHUNK // max(n, 1)))
@@ -30,6 +36,8 @@ def _bootstrap_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarra
 
 
 def _bounds(draws: np.ndarray, confidence: float) -> tuple[float, float]:
+    import numpy as np
+
     tail = (1.0 - confidence) / 2 * 100
     low, high = np.percentile(draws, [tail, 100 - tail])
     return float(low), float(high)
@@ -38,6 +46,8 @@ def _bounds(draws: np.ndarray, confidence: float) -> tuple[float, float]:
 def paired_drop_ci(fp32: np.ndarray, int8: np.ndarray, higher_is_better: bool = True,
                    confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
     """Two-sided interval of the mean drop (positive: INT8 worse) over paired per-sample scores."""
+    import numpy as np
+
     fp32, int8 = np.asarray(fp32, dtype=np.float64), np.asarray(int8, dtype=np.float64)
     if fp32.shape != int8.shape or fp32.size == 0:
         raise ValueError("paired scores must have the same, non-zero length")
@@ -58,6 +68,9 @@ def ratio_ci(numerator: list[float], denominator: list[float],
     """Geometric mean of per-round ratios, and its Student-t interval over rounds. With a handful
     of rounds a bootstrap's interval is too narrow (it sees only the spread the few rounds show);
     t's wider tails give intervals that overlap from one run to the next, as they should."""
+    import numpy as np
+    from scipy.stats import t as student_t
+
     a, b = np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
     if a.shape != b.shape or a.size == 0 or (a <= 0).any() or (b <= 0).any():
         raise ValueError("rounds must pair up and be positive")

@@ -1,4 +1,5 @@
-"""Hover on a spec's `model = "..."` line: the model's facts and whether it can be calibrated.
+"""Hover on a spec's `model = "..."` line: the model's facts and whether it can be calibrated; on a
+`max_drop = ...` line: the last result's drop with its 95 % interval against that budget.
 
 The facts are read by a checker process (checking.py) and remembered per (model, signature): a hover
 on a model that did not change answers from memory, without waiting for any check under way."""
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
+from int8wb.calibration import stats
 from int8wb.calibration.model_files import signature
 from int8wb.calibration.spec import SPEC_SUFFIX
 from int8wb.daemon.paths import document, path_of, resolved
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
 
 MODEL_LINE = re.compile(r"^\s*model\s*=")
 MODEL_VALUE = re.compile(r'=\s*["\']([^"\']+)["\']')
+BUDGET_LINE = re.compile(r"^\s*max_drop\s*=")
+MAX_DROP_VALUE = re.compile(r"=\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:#|$)")
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 CACHE_SIZE = 256  # models remembered by (path, signature); the cache is emptied past this
 
@@ -30,6 +34,8 @@ async def hover(ls: Int8Server, params: types.HoverParams) -> types.Hover | None
         return None  # only open buffers: pygls would read an unopened file itself, unguarded
     n = params.position.line
     line = _line(doc.source, n)
+    if line is not None and BUDGET_LINE.match(line):
+        return _last_drop(ls, spec, n, line)
     if line is None or not MODEL_LINE.match(line) or not (m := MODEL_VALUE.search(line)):
         return None
     model = resolved(spec.parent / m.group(1)) if "\0" not in m.group(1) else spec.parent / "?"
@@ -41,6 +47,26 @@ async def hover(ls: Int8Server, params: types.HoverParams) -> types.Hover | None
             if len(ls.hover_cache) > CACHE_SIZE:
                 ls.hover_cache.clear()
             ls.hover_cache[key] = text
+    return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text),
+                       range=types.Range(start=types.Position(n, 0), end=types.Position(n, len(line))))
+
+
+def _last_drop(ls: Int8Server, spec, n: int, line: str) -> types.Hover | None:
+    """On a `max_drop = ...` line: the last result's drop with its 95 % interval, against that budget."""
+    store = ls.store_for(resolved(spec))
+    last = store.last_result(str(resolved(spec))) if store else None
+    s = (last or {}).get("summary") or {}
+    if not isinstance(s.get("drop"), (int, float)):
+        return None
+    text = f"**Last result**: drop {s['drop'] * 100:.2f} pp"
+    ci = s.get("drop_ci")
+    budget = MAX_DROP_VALUE.search(line)
+    if isinstance(ci, list) and len(ci) == 2:
+        text += f", 95 % interval {ci[0] * 100:.2f} to {ci[1] * 100:.2f} pp"
+        if budget:
+            verdict = stats.budget_verdict(ci, float(budget.group(1)))
+            text += {"met": ": within this budget on evidence", "exceeded": ": over this budget on evidence",
+                     "undecided": ": the data cannot tell whether it is within this budget (more samples decide it)"}[verdict]
     return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text),
                        range=types.Range(start=types.Position(n, 0), end=types.Position(n, len(line))))
 

@@ -6,6 +6,8 @@ adding e.g. `import pygls` to any file under calibration/ fails here with the fi
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -113,3 +115,12 @@ def test_installs_beside_python_daemon(tmp_path):
     run = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["DaemonContext", "int8wb.daemon.server"]
+
+
+def test_the_language_server_stays_small():
+    """The daemon answers from plain data: numpy, scipy and OpenVINO load only in its worker and
+    checker processes (scipy.stats alone would more than double its memory)."""
+    code = ("import sys, int8wb.daemon.server; "
+            "print(sorted(m for m in ('numpy', 'scipy', 'openvino', 'nncf') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr

@@ -45,6 +45,13 @@ async def test_calibrate_progress_lens_cancel_and_kill(client: LanguageClient, w
     assert report.endswith(".report.html") and Path(report.removeprefix("file://")).is_file()
     comparison = await command(client, "int8wb.compare", uri)
     assert comparison["job"] == job_id and "drop" in comparison and comparison["report"].endswith(".report.html")
+    # a hover on a budget line: the last drop with its interval, judged against that budget
+    line = spec.read_text().splitlines().index("max_drop = 0.01")
+    hover = await client.text_document_hover_async(types.HoverParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=line, character=2)))
+    low, high = comparison["drop_ci"]
+    assert f"95 % interval {low * 100:.2f} to {high * 100:.2f} pp" in hover.contents.value
+    assert ("within this budget on evidence" in hover.contents.value) == (high <= 0.01)
     out = spec.parent / "calibrated"
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
 
