@@ -28,7 +28,7 @@ from int8wb.calibration.datasets import open_dataset  # noqa: E402
 from int8wb.calibration.evaluation import evaluate  # noqa: E402
 from int8wb.calibration.methods.nncf import quiet  # noqa: E402
 from int8wb.calibration.metrics import degradation, make_metric  # noqa: E402
-from int8wb.calibration.performance import measure  # noqa: E402
+from int8wb.calibration.performance import measure_interleaved, speedup  # noqa: E402
 from int8wb.calibration.runtime import F32, INT8, config_for, read_model  # noqa: E402
 
 SPEC = ROOT / "examples" / "ocr" / "ocr.calibration.toml"
@@ -37,18 +37,34 @@ TOLERANCE = 1e-9  # 0.98 - 0.97 is 0.010000000000000009 in floats: a drop at the
 
 
 def alternate_speed(core: ov.Core, models: dict, spec, sample: dict, seconds: float, rounds: int) -> dict:
-    """Median throughput per model over rounds that alternate the models, so that a busy spell on a
-    shared machine hits both alike (one long measurement of each would not)."""
+    """Median throughput per model over interleaved rounds (the engine's own measurement), so that
+    a busy spell on a shared machine hits both alike; prints each round and the ratio's interval."""
     config = config_for(INT8, spec.device, spec.inference.int8_float_precision)
-    runs: dict[str, list[float]] = {name: [] for name in models}
-    for r in range(rounds):
-        order = list(models) if r % 2 == 0 else list(models)[::-1]
-        for name in order:
-            runs[name].append(measure(core, models[name], spec.device, config, spec.inference, sample,
-                                      duration=seconds)["throughput"])
-    for name, values in runs.items():
-        print(f"  {name}: " + " ".join(f"{v:.1f}" for v in values) + f"  median {np.median(values):.1f}/s")
-    return {name: float(np.median(values)) for name, values in runs.items()}
+    settings = spec.inference.model_copy(update={"duration": seconds * rounds, "rounds": rounds})
+    speed = measure_interleaved(core, {name: (model, config, sample) for name, model in models.items()},
+                                spec.device, settings)
+    for name, figures in speed.items():
+        print(f"  {name}: " + " ".join(f"{v:.1f}" for v in figures["rounds"]) + f"  median {figures['throughput']:.1f}/s")
+    first, second = list(models)
+    ratio = speedup(speed, first, second)
+    print(f"  {first}/{second}: {ratio['value']:.2f}x, 95 % interval {ratio['ci'][0]:.2f}-{ratio['ci'][1]:.2f}x")
+    return {name: figures["throughput"] for name, figures in speed.items()}
+
+
+def nncf_accuracy_control(fp32: ov.Model, cal, subset: list[int], val, val_idx: list[int], metric,
+                          max_drop: float, subset_size: int) -> ov.Model:
+    """`nncf.quantize_with_accuracy_control` on the same samples, metric, preset, device and budget."""
+    calibration = nncf.Dataset([cal.load(i) for i in subset])
+    validation = nncf.Dataset([(val.load(i), val.label(i)) for i in val_idx])
+
+    def validation_fn(compiled, items):
+        scores = [metric.score(compiled(x, share_inputs=False)[0], label, None) for x, label in items]
+        return float(np.mean(scores)), scores
+
+    return quiet(nncf.quantize_with_accuracy_control, fp32, calibration, validation,
+                 validation_fn=validation_fn, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
+                 preset=nncf.QuantizationPreset.PERFORMANCE, target_device=nncf.TargetDevice.CPU,
+                 subset_size=subset_size)
 
 
 def main() -> None:
@@ -114,18 +130,8 @@ def main() -> None:
 
     # --- NNCF
     fp32 = read_model(core, str(spec.model_path))
-    calibration = nncf.Dataset([cal.load(i) for i in subset])
-    validation = nncf.Dataset([(val.load(i), val.label(i)) for i in val_idx])
-
-    def validation_fn(compiled, items):
-        scores = [metric.score(compiled(x, share_inputs=False)[0], label, None) for x, label in items]
-        return float(np.mean(scores)), scores
-
     t0 = time.perf_counter()
-    theirs = quiet(nncf.quantize_with_accuracy_control, fp32, calibration, validation,
-                    validation_fn=lambda m, d: validation_fn(m, d), max_drop=args.max_drop,
-                    drop_type=nncf.DropType.ABSOLUTE, preset=nncf.QuantizationPreset.PERFORMANCE,
-                    target_device=nncf.TargetDevice.CPU, subset_size=len(subset))
+    theirs = nncf_accuracy_control(fp32, cal, subset, val, val_idx, metric, args.max_drop, len(subset))
     nncf_s = time.perf_counter() - t0
     print(f"nncf: {nncf_s:.1f} s")
 

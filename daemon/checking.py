@@ -38,18 +38,22 @@ class _Worker:
         self.proc = proc
 
     @classmethod
-    async def start(cls, memory_mb: int) -> _Worker:
+    async def start(cls, memory_mb: int, members: set[_Worker]) -> _Worker:
+        """A checker process, one of `members` from the moment it exists (and until it fails to start):
+        one still starting when the daemon shuts down is stopped and reaped with the others."""
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-m", "int8wb.daemon.check_worker", str(memory_mb),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=LINE_LIMIT, env=env)
         worker = cls(proc)
+        members.add(worker)
         try:
             if not json.loads(await asyncio.wait_for(proc.stdout.readline(), START_S) or "{}").get("ready"):
                 raise _Died(f"did not start (exit code {await proc.wait()})")
         except BaseException:
             worker.kill()
             worker.close()
+            members.discard(worker)
             raise
         return worker
 
@@ -196,10 +200,11 @@ class Checker:
         try:
             if worker is None:
                 try:
-                    worker = await _Worker.start(self.memory_mb)
+                    worker = await _Worker.start(self.memory_mb, self.all)
                 except asyncio.TimeoutError:
                     raise _Died(f"did not start within {START_S:g} s") from None
-                self.all.add(worker)
+            if self.closed:  # shut down while it started: close() has stopped it
+                raise _Died("the daemon is shutting down")
             reply = await asyncio.wait_for(worker.ask(job.request), self.seconds)
         except asyncio.TimeoutError:
             reply = {"error": "check-timeout"}

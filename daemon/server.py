@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import logging
 import sys
 import threading
@@ -286,7 +287,20 @@ def create_server(settings: Settings | None = None) -> Int8Server:
     return ls
 
 
+def _children_watched_by_the_loop() -> None:
+    """Python 3.11 reaps child processes in a thread that reports to the loop: a checker killed as the
+    daemon exits may end after the loop has closed, and that thread then logs a warning. With pidfds
+    (3.12's default) the loop itself watches its children and nothing is said after it is gone."""
+    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+        except OSError:  # a kernel or sandbox without pidfds: keep the thread
+            return
+        asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+
+
 def main() -> None:
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level, stream=sys.stderr, format="int8wb-daemon %(levelname)s %(message)s")
+    _children_watched_by_the_loop()
     create_server(settings).start_io()
