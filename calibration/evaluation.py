@@ -8,7 +8,7 @@ import numpy as np
 import openvino as ov
 
 from .datasets import Dataset
-from .metrics import Metric
+from .metrics import Metric, metric_error
 from .problems import Cancelled, CalibrationError, Problem
 
 Progress = Callable[[float], None]
@@ -39,13 +39,20 @@ def evaluate(compiled: ov.CompiledModel, dataset: Dataset, indices: list[int], m
     scores = np.zeros(n, dtype=np.float64)
     refs: list = [None] * n
     done = [0]
+    failed: list[tuple[int, Exception]] = []  # the first metric error, with the sample's slot
 
     def on_done(request: ov.InferRequest, slot: int) -> None:
+        if failed:
+            return
         out = request.get_output_tensor(output).data
         i = indices[slot]
         ref = references[slot] if references is not None else None
-        scores[slot] = metric.score(out, dataset.label(i), ref)
-        refs[slot] = metric.reference(out)
+        try:
+            scores[slot] = metric.score(out, dataset.label(i), ref)
+            refs[slot] = metric.reference(out)
+        except Exception as exc:  # noqa: BLE001  (escaping an OpenVINO callback, it aborts the process)
+            failed.append((slot, exc))
+            return
         done[0] += 1
 
     queue = ov.AsyncInferQueue(compiled)
@@ -55,12 +62,17 @@ def evaluate(compiled: ov.CompiledModel, dataset: Dataset, indices: list[int], m
         for slot, i in enumerate(indices):
             if cancel and cancel():
                 raise Cancelled()
+            if failed:
+                break
             # share_inputs=False: the queue must not keep a view of a cached sample it may overwrite.
             queue.start_async(dataset.load(i), userdata=slot, share_inputs=False)
             if progress and slot % step == 0:
                 progress(done[0] / n)
     finally:
         queue.wait_all()
+    if failed:
+        slot, exc = failed[0]
+        raise CalibrationError(metric_error(metric, dataset.entries[indices[slot]].source, exc)) from None
     if progress:
         progress(1.0)
     if done[0] != n:  # a callback that raised is reported by OpenVINO only as a log line

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import importlib.util
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .gate import worse_by
-from .problems import CalibrationError
+from .problems import CalibrationError, Problem
 from .spec import AccuracySpec
 
 if TYPE_CHECKING:
@@ -65,8 +66,8 @@ class Agreement(Metric):
 class Custom(Metric):
     """A user's per-sample function `fn(output, label) -> float`, loaded from a file beside the spec."""
 
-    def __init__(self, fn, name: str, higher_is_better: bool, needs_labels: bool):
-        self.fn, self.name = fn, name
+    def __init__(self, fn, name: str, higher_is_better: bool, needs_labels: bool, path: Path | None = None):
+        self.fn, self.name, self.path = fn, name, path
         self.higher_is_better, self.needs_labels = higher_is_better, needs_labels
 
     def score(self, output, label, reference):
@@ -102,7 +103,22 @@ def load_custom(spec: "Spec", trusted: bool) -> Custom:
     except Exception as exc:  # user code: report it, located at the spec key
         raise CalibrationError(spec.problem(f"cannot load {acc.custom}: {type(exc).__name__}: {exc}",
                                             "accuracy", "custom", rule="metric-error")) from None
-    return Custom(fn, func, acc.higher_is_better, acc.needs_labels)
+    return Custom(fn, func, acc.higher_is_better, acc.needs_labels, path)
+
+
+def metric_error(metric: Metric, sample: str, exc: Exception) -> Problem:
+    """A metric that raised on `sample`, located at the raising line of the metric's own file (the
+    innermost frame in it), else unlocated (a built-in metric: a label it cannot compare)."""
+    path = getattr(metric, "path", None)
+    line = None
+    if path is not None:
+        for frame, number in traceback.walk_tb(exc.__traceback__):
+            if Path(frame.f_code.co_filename) == path:
+                line = number
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return Problem(f"metric {metric.name!r} raised {type(exc).__name__}{': ' + text if text else ''} on sample {sample}",
+                   path=str(path) if path else None, line=line, rule="metric-error",
+                   fix="fix the metric (the sample that made it raise is named); nothing was written")
 
 
 def make_metric(spec: "Spec", trusted: bool = False) -> Metric:
