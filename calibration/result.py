@@ -194,6 +194,7 @@ class Search(_Record):
     max_validations: int
     untried_groups: int = Field(description="FP32 groups not yet tried back in INT8 when it stopped")
     ranked_groups: int
+    repeats_avoided: int = Field(0, description="Validations asked for a layer set already measured: none is run twice")
 
 
 class AccuracyAwareRecord(_Record):

@@ -202,13 +202,19 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     quantized = quiet(nncf.quantize, fp32, nncf.Dataset(feed), advanced_parameters=params,
                        subset_size=len(subset), **nncf_settings(spec))
     probes: list[dict] = []
+    repeats = [0]  # validations asked for a layer set already measured, answered from memory
     biases = corrected_biases(fp32, quantized)
 
+    seen: dict[frozenset, dict] = {}  # layer set -> its validation: the searches often meet again
+
     def measure(chosen: list[int]) -> dict:
-        """One full validation with the ranked groups `chosen` in FP32."""
+        """One full validation with the ranked groups `chosen` in FP32 (once per distinct layer set)."""
         if cancel and cancel():
             raise Cancelled()
         names = {n for g in chosen for n in ranked[g][0]}
+        if frozenset(names) in seen:
+            repeats[0] += 1
+            return seen[frozenset(names)]
         compiled = core.compile_model(revert(quantized, names, biases), spec.device, int8_config)
         ev = evaluate(compiled, val_ds, val_idx, metric, output=out, references=baseline.references, cancel=cancel)
         drop, drop_rel = degradation(metric, baseline.accuracy, ev.accuracy)
@@ -217,6 +223,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
                "accuracy": ev.accuracy, "drop": drop, "drop_relative": drop_rel, "drop_bound": bound,
                "ok": ok, "scores": ev.scores}
         probes.append(row)
+        seen[frozenset(names)] = row
         return row
 
     ranked: list[tuple[list[str], list[str], float]] = []
@@ -276,7 +283,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
                                           f"{score:.1%} of the output error"})
     say(1.0)
     search = {"cut_short": untried > 0, "validations": len(probes), "max_validations": MAX_VALIDATIONS,
-              "untried_groups": untried, "ranked_groups": len(ranked)}
+              "untried_groups": untried, "ranked_groups": len(ranked), "repeats_avoided": repeats[0]}
     return Outcome(final, best["ok"], best["accuracy"], best["drop"], best["drop_relative"], fp32_layers,
                    len(_units(quantized)),
                    [{k: v for k, v in p.items() if k != "scores"} for p in probes], search)

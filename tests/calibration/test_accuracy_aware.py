@@ -289,3 +289,9 @@ def test_a_search_cut_short_says_so(project, monkeypatch, aa_result):
     assert result["search"]["untried_groups"] == len({layer["rank"] for layer in result["fp32_layers"]}) > 0
     assert any("not minimal" in note for note in result["notes"])
     assert len(result["fp32_layers"]) >= len(aa_result["fp32_layers"])
+
+
+def test_no_layer_set_is_validated_twice(aa_result):
+    probes = aa_result["accuracy_aware"]["probes"]
+    sets = [tuple(p["groups"]) for p in probes]
+    assert len(sets) == len(set(sets)) and aa_result["search"]["validations"] == len(probes)

@@ -233,6 +233,8 @@ export interface Search {
   /** FP32 groups not yet tried back in INT8 when it stopped */
   untried_groups: number;
   ranked_groups: number;
+  /** Validations asked for a layer set already measured: none is run twice */
+  repeats_avoided?: number;
 }
 
 /** One variant's speed (benchmark_app style), over interleaved rounds (results since rounds). */
