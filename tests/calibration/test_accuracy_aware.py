@@ -295,3 +295,14 @@ def test_no_layer_set_is_validated_twice(aa_result):
     probes = aa_result["accuracy_aware"]["probes"]
     sets = [tuple(p["groups"]) for p in probes]
     assert len(sets) == len(set(sets)) and aa_result["search"]["validations"] == len(probes)
+
+
+def test_a_layer_set_asked_again_is_answered_from_memory(project, monkeypatch):
+    from int8wb.calibration.methods import accuracy_aware
+
+    search = accuracy_aware._search
+    monkeypatch.setattr(accuracy_aware, "_search",  # every candidate asked for twice
+                        lambda n, passes, tick: search(n, lambda k: passes(k) and passes(k), tick))
+    result = calibrate(write_spec(project, "twice", 'method = "accuracy_aware"\nmax_drop = 0.005'))
+    sets = [tuple(p["groups"]) for p in result["accuracy_aware"]["probes"]]
+    assert len(sets) == len(set(sets)) and result["search"]["repeats_avoided"] > 0
