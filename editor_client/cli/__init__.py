@@ -9,6 +9,8 @@ import argparse
 import os
 import signal
 
+from rich.markup import escape
+
 from int8wb.calibration import CalibrationError, Cancelled
 
 from .console import err, print_problems
@@ -110,6 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001  a fault of ours: one line, the traceback on request
         if os.environ.get("INT8WB_DEBUG") == "1":
             raise
-        err.print(f"[bold red]internal error[/]: {type(exc).__name__}: {exc} (INT8WB_DEBUG=1 shows the traceback)",
+        err.print(f"[bold red]internal error[/]: {escape(f'{type(exc).__name__}: {exc}')} (INT8WB_DEBUG=1 shows the traceback)",
                   markup=True, soft_wrap=True)
         return 1

@@ -3,6 +3,7 @@ way problems are printed: shared by every command."""
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -13,8 +14,10 @@ err = Console(stderr=True, highlight=False)
 
 
 def print_problems(exc: CalibrationError) -> None:
+    """Each problem on its line; its text is escaped (a table name like `[dataset]` is not markup)."""
     for p in exc.problems:
-        err.print(f"[bold red]error[/]: {p}" if p.severity == "error" else f"{p.severity}: {p}", markup=True,
+        text = escape(str(p))
+        err.print(f"[bold red]error[/]: {text}" if p.severity == "error" else f"{p.severity}: {text}", markup=True,
                   soft_wrap=True)
 
 
@@ -25,9 +28,9 @@ def progress_columns() -> list:
 
 
 def print_table(title: str, columns: tuple[str, ...], rows, **column_options) -> None:
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for col in columns:
         table.add_column(col, **column_options)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))  # figures and names, never markup
     out.print(table)

@@ -66,11 +66,11 @@ def cmd_calibrate(args) -> int:
     if args.layers:
         print_table("INT8 runtime layers", ("layer", "type", "outputPrecisions", "runtimePrecision", "time"),
                     layer_rows(typed), overflow="fold")
-    out.print(f"INT8 layers: {typed.int8_layer_count}; result: {typed.output.result}")
+    out.print(escape(f"INT8 layers: {typed.int8_layer_count}; result: {typed.output.result}"))
     if typed.output.report:
-        out.print(f"report: {typed.output.report}")
+        out.print(f"report: {escape(typed.output.report)}")
     for note in typed.notes:
-        out.print(f"[yellow]note[/]: {note}")
+        out.print(f"[yellow]note[/]: {escape(note)}")
     return 0
 
 def cmd_compare(args) -> int:

@@ -203,3 +203,16 @@ def test_json_output_is_pure_json(tmp_path):
         proc = run(*argv)
         assert proc.returncode == 0, proc.stderr
         json.loads(proc.stdout)
+
+
+def test_table_names_in_problems_are_printed_not_taken_for_markup(tmp_path):
+    """`metric 'top1' needs labels but [validation] has none` used to print as `... but  has none`."""
+    from conftest import copy_example
+
+    spec = copy_example(tmp_path)
+    text = spec.read_text()
+    spec.write_text(text.replace('[validation]               # accuracy of FP32 and INT8, and the drop, are measured '
+                                 'here\nkind = "imagenet"', '[validation]\nkind = "images"', 1))
+    assert spec.read_text() != text
+    proc = run("calibrate", str(spec))
+    assert proc.returncode == 1 and "needs labels but [validation] has none" in proc.stderr, proc.stderr
