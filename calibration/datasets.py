@@ -149,12 +149,14 @@ def image_list_lines(list_file: Path) -> list[tuple[int, list[str]]]:
 
 
 class ImageFolderDataset(_ImageDataset):
-    """Unannotated images anywhere below a folder: enough for Default calibration."""
+    """Unannotated images in a folder (and its sub-folders with `recursive = true`): enough for Default
+    calibration."""
     kind, annotated = "images", False
 
     @classmethod
     def scan(cls, root: Path, spec, model, role):
-        return cls([Entry(str(f), None) for f in _images(root, recursive=True)], spec, model, role)
+        return cls([Entry(str(f), None) for f in _images(root, recursive=getattr(spec, role).recursive)],
+                   spec, model, role)
 
 
 class NpzDataset(Dataset):

@@ -51,6 +51,8 @@ class DatasetSpec(_Table):
         "100%", description='Part of the dataset that feeds calibration: a percent ("25%") or a count (300)')
     seed: int = Field(0, description="Seed of the deterministic subset selection")
     count: int = Field(32, ge=1, description="Number of random samples (generated only)")
+    recursive: bool = Field(False, description="images: also the images in sub-folders (a sub-folder of masks "
+                                               "or thumbnails would otherwise join the samples unnoticed)")
 
     @field_validator("subset")
     @classmethod

@@ -109,16 +109,16 @@ def test_no_int8_layers(tmp_path):
 
 
 def test_unannotated_accuracy_aware_and_its_label_free_way_out(project):
-    edit(project, 'kind = "imagenet"', 'kind = "images"')
+    edit(project, 'kind = "imagenet"', 'kind = "images"\nrecursive = true')
     project.write_text(project.read_text() + '\n[calibration]\nmethod = "accuracy_aware"\n')
     [p] = [p for p in check_spec(project) if p.rule == "unannotated-accuracy-aware"]
-    assert p.key == "calibration.method" and p.line == 8 and "default" in p.fix
+    assert p.key == "calibration.method" and p.line == 9 and "default" in p.fix
     project.write_text(project.read_text() + '\n[accuracy]\nmetric = "agreement"\n')
     assert not rules(check_spec(project))
 
 
 def test_unannotated_default_with_a_label_metric(project):
-    edit(project, 'kind = "imagenet"', 'kind = "images"')
+    edit(project, 'kind = "imagenet"', 'kind = "images"\nrecursive = true')
     assert rules(check_spec(project)) == {"unannotated-dataset"}
 
 
@@ -128,7 +128,7 @@ def test_multi_input_unannotated(project):
     w = ops.constant(np.ones((2, 3, 1, 1), np.float32))
     y = ops.convolution(ops.add(a, b), w, [1, 1], [0, 0], [0, 0], [1, 1])
     save(ov.Model([y], [a, b]), project.parent / "model.xml")
-    edit(project, 'kind = "imagenet"', 'kind = "images"')
+    edit(project, 'kind = "imagenet"', 'kind = "images"\nrecursive = true')
     assert "multi-input-unannotated" in rules(check_spec(project))
 
 

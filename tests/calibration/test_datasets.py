@@ -105,3 +105,15 @@ def test_input_shape_mismatch(tmp_path, model_xml):
 def test_generated_dataset(tmp_path, model_xml):
     ds = open_dataset(spec_for(tmp_path, model_xml, 'kind = "generated"\ncount = 4'), inspect_model(model_xml))
     assert ds.generated and len(ds) == 4 and ds.load(0)["image"].shape == (1, 3, 16, 16)
+
+
+def test_an_images_folder_reads_its_sub_folders_only_when_asked(tmp_path, model_xml):
+    """A folder of 5 pages whose sub-folder held 3 masks gave 8 samples, and nothing said so."""
+    make_images(tmp_path / "imgs", 5)
+    make_images(tmp_path / "imgs" / "masks", 3)
+    (tmp_path / "imgs" / "notes.txt").write_text("not an image")
+    info = inspect_model(model_xml)
+    flat = open_dataset(spec_for(tmp_path, model_xml, 'kind = "images"\npath = "imgs"'), info)
+    deep = open_dataset(spec_for(tmp_path, model_xml, 'kind = "images"\npath = "imgs"\nrecursive = true'), info)
+    assert len(flat) == 5 and len(deep) == 8
+    assert not any("masks" in e.source for e in flat.entries)

@@ -19,7 +19,7 @@ async def test_spec_buffer_diagnostics_hover_and_fixes(client: LanguageClient, w
     disk = spec.read_text()
     text = disk.replace('device = "CPU"', 'device = "GPU"').replace('method = "default"', 'method = "accuracy_aware"')
     text = text.replace('[validation]               # accuracy of FP32 and INT8, and the drop, are measured here\n'
-                        'kind = "imagenet"', '[validation]\nkind = "images"')
+                        'kind = "imagenet"', '[validation]\nkind = "images"\nrecursive = true')
     assert text != disk
     client.text_document_did_open(types.DidOpenTextDocumentParams(
         text_document=types.TextDocumentItem(uri=uri, language_id="toml", version=1, text=text)))

@@ -212,7 +212,7 @@ def test_table_names_in_problems_are_printed_not_taken_for_markup(tmp_path):
     spec = copy_example(tmp_path)
     text = spec.read_text()
     spec.write_text(text.replace('[validation]               # accuracy of FP32 and INT8, and the drop, are measured '
-                                 'here\nkind = "imagenet"', '[validation]\nkind = "images"', 1))
+                                 'here\nkind = "imagenet"', '[validation]\nkind = "images"\nrecursive = true', 1))
     assert spec.read_text() != text
     proc = run("calibrate", str(spec))
     assert proc.returncode == 1 and "needs labels but [validation] has none" in proc.stderr, proc.stderr

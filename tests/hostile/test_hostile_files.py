@@ -158,7 +158,7 @@ def test_an_images_dataset_at_the_root_of_the_disk_is_refused_quickly(tmp_path, 
     monkeypatch.setattr(datasets, "SCAN_LIMIT", 2_000)  # the real limit is 500,000 entries
     spec = copy_example(tmp_path)
     spec.write_text(spec.read_text().replace('kind = "imagenet"          # one sub-folder per class\npath = "data/calibration"',
-                                             'kind = "images"\npath = "/usr"'))
+                                             'kind = "images"\nrecursive = true\npath = "/usr"'))
     start = time.perf_counter()
     problems = [p for p in check_spec(spec) if p.rule == "dataset-too-large"]
     assert time.perf_counter() - start < 10 and [p.key for p in problems] == ["dataset.path"]
