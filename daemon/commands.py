@@ -25,6 +25,7 @@ from int8wb.daemon.paths import document, exists, path_of, resolved, uri_of
 if TYPE_CHECKING:
     from int8wb.daemon.server import Int8Server
 
+SHOW_DOCUMENT_S = 10.0  # an editor that said it opens documents but does not answer: the path goes in a message
 
 class CommandError(Exception):
     """The command cannot run with these arguments (the message says why); the daemon carries on."""
@@ -168,13 +169,23 @@ async def check(ls: Int8Server, *args) -> list[dict]:
 
 
 async def open_report(ls: Int8Server, *args) -> bool:
-    """(report path): asks the editor to open an HTML report outside itself."""
+    """(report path): asks the editor to open an HTML report outside itself, when it says it can
+    (`window.showDocument`; a request it does not know breaks eglot and is an error in Neovim 0.7);
+    otherwise, or when it does not open it in time, the path goes in a message. True: opened."""
     report = path_arg(first(args, "report path"))
     if not report.is_file():
         raise CommandError(f"report not found: {report}")
-    result = await ls.window_show_document_async(types.ShowDocumentParams(uri=from_fs_path(str(report)),
-                                                                          external=True))
-    return bool(result and result.success)
+    window = getattr(ls.client_capabilities, "window", None)
+    if window is not None and window.show_document is not None and window.show_document.support:
+        try:
+            result = await asyncio.wait_for(ls.window_show_document_async(types.ShowDocumentParams(
+                uri=from_fs_path(str(report)), external=True)), SHOW_DOCUMENT_S)
+            if result and result.success:
+                return True
+        except asyncio.TimeoutError:
+            pass
+    ls.show(f"int8wb: the report is {report} (open it in a browser)")
+    return False
 
 
 def status(ls: Int8Server, *args) -> dict:

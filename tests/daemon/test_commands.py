@@ -43,6 +43,14 @@ async def test_calibrate_progress_lens_cancel_and_kill(client: LanguageClient, w
     assert any(t.startswith("Last result: drop") and "vs FP32 default" in t for t in titles), titles
     report = next(lens for lens in lenses if lens.command.command == "int8wb.openReport").command.arguments[0]
     assert report.endswith(".report.html") and Path(report.removeprefix("file://")).is_file()
+    # opened by an editor that says it opens documents; a path in a message for the others (Neovim 0.7, eglot)
+    window = client.capabilities.window
+    opens = bool(window and window.show_document and window.show_document.support)
+    assert await command(client, "int8wb.openReport", report) is opens
+    if opens:
+        assert client.shown_documents[-1].uri == report and client.shown_documents[-1].external
+    else:
+        assert client.shown_documents == [] and "the report is" in client.messages[-1].message
     comparison = await command(client, "int8wb.compare", uri)
     assert comparison["job"] == job_id and "drop" in comparison and comparison["report"].endswith(".report.html")
     # a hover on a budget line: the last drop with its interval, judged against that budget
