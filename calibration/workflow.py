@@ -217,8 +217,9 @@ def _accuracy(compiled, roles: dict, metric, out: int, reference: dict | None, p
 def _accuracy_fields(spec: Spec, metric, base: dict, q: dict) -> dict:
     """The result's accuracy figures: validation (the drop) and the optional held-out set."""
     drop, drop_relative = degradation(metric, base["validation"].accuracy, q["validation"].accuracy)
-    ci = lambda role: [round(x, 6) for x in stats.paired_drop_ci(  # noqa: E731
-        base[role].scores, q[role].scores, metric.higher_is_better)]
+    def ci(role: str) -> list[float]:
+        return [round(x, 6) for x in stats.paired_drop_ci(base[role].scores, q[role].scores, metric.higher_is_better)]
+
     held = None
     if "evaluation" in base:
         held = {"fp32": base["evaluation"].accuracy, "int8": q["evaluation"].accuracy,

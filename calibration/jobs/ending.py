@@ -19,22 +19,19 @@ from .protocol import Failure, Result
 NOTHING = "nothing was written"
 
 
-def ratio_value(ratio) -> float | None:
-    """A speed-up's value: results since rounds hold {value, ci, verdict}, older ones a number."""
-    return ratio.get("value") if isinstance(ratio, dict) else ratio
-
-
 def summarise(result: dict) -> dict:
     """What the editor shows of a result: drop, speedup, outputs (including the report)."""
+    vs_default = (result.get("speedup") or {}).get("vs_default")
+    if not isinstance(vs_default, dict):  # results before interleaved rounds held one number
+        vs_default = {"value": vs_default}
     return {
         "drop": result.get("drop"),
         "drop_relative": result.get("drop_relative"),
         "accuracy": {"fp32": result.get("fp32", {}).get("accuracy"), "int8": result.get("int8", {}).get("accuracy")},
         "metric": result.get("metric"),
         "speedup": result.get("speedup"),
-        "speedup_vs_default": ratio_value((result.get("speedup") or {}).get("vs_default")),
-        "speedup_verdict": ((result.get("speedup") or {}).get("vs_default") or {}).get("verdict")
-        if isinstance((result.get("speedup") or {}).get("vs_default"), dict) else None,
+        "speedup_vs_default": vs_default.get("value"),
+        "speedup_verdict": vs_default.get("verdict"),
         "drop_ci": result.get("drop_ci"),
         "throughput": result.get("throughput"),
         "model_size": result.get("model_size"),
