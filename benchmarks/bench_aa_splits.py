@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _common import load_average, machine_facts  # noqa: E402
 from bench_accuracy_aware import SPEC, nncf_accuracy_control  # noqa: E402
-from int8wb.calibration import inspect_model, load_spec, stats  # noqa: E402
+from int8wb.calibration import deployment, inspect_model, load_spec, stats  # noqa: E402
 from int8wb.calibration.datasets import image_list_lines, open_dataset  # noqa: E402
 from int8wb.calibration.evaluation import evaluate  # noqa: E402
 from int8wb.calibration.methods.accuracy_aware import calibrate_accuracy_aware  # noqa: E402
@@ -64,6 +64,8 @@ def one_split(seed: int, args, lines: list[str]) -> dict:
     spec.calibration.max_drop, spec.calibration.confidence = args.max_drop, args.confidence
     spec.validation.path, spec.evaluation.path = str(val_file), str(held_file)
     info = inspect_model(spec.model_path)
+    fixed = deployment.shapes(spec, info)  # both methods search at the deployment shape
+    info = deployment.deployed(info, fixed)
     cal, val, held = (open_dataset(spec, info, role) for role in ("dataset", "validation", "evaluation"))
     subset, val_idx, held_idx = cal.subset_indices(), val.subset_indices(), held.subset_indices()
     for ds, idx in ((cal, subset), (val, val_idx), (held, held_idx)):  # both methods get decoded samples
@@ -72,13 +74,16 @@ def one_split(seed: int, args, lines: list[str]) -> dict:
     metric = make_metric(spec, trusted=True)
     core = ov.Core()
     int8_config = config_for(INT8, spec.device, spec.inference.int8_float_precision)
-    f32 = core.compile_model(read_model(core, str(spec.model_path)), spec.device, config_for(F32, spec.device))
+    def fp32_model():
+        return deployment.reshape(read_model(core, str(spec.model_path)), fixed, spec)
+
+    f32 = core.compile_model(fp32_model(), spec.device, config_for(F32, spec.device))
     held_base = evaluate(f32, held, held_idx, metric)
 
     row = {"seed": seed}
     t0 = time.perf_counter()
     base = evaluate(f32, val, val_idx, metric)
-    ours = calibrate_accuracy_aware(core, read_model(core, str(spec.model_path)), spec, cal, subset,
+    ours = calibrate_accuracy_aware(core, fp32_model(), spec, cal, subset,
                                     (val, val_idx), metric, base, 0)
     row["ours_s"] = time.perf_counter() - t0
     models = {"ours": ours.model}
@@ -86,7 +91,7 @@ def one_split(seed: int, args, lines: list[str]) -> dict:
     row["ours_cut_short"] = ours.search.get("cut_short")
     if not args.ours_only:
         t0 = time.perf_counter()
-        models["nncf"] = nncf_accuracy_control(read_model(core, str(spec.model_path)), cal, subset, val, val_idx,
+        models["nncf"] = nncf_accuracy_control(fp32_model(), cal, subset, val, val_idx,
                                                metric, args.max_drop, len(subset))
         row["nncf_s"] = time.perf_counter() - t0
     for name, model in models.items():
@@ -115,8 +120,10 @@ def main() -> None:
     lines = pooled_lines(load_spec(args.spec))
     if len(lines) < 2 * args.size:
         raise SystemExit(f"{len(lines)} pooled images; {2 * args.size} needed")
+    spec = load_spec(args.spec)
     print(f"{args.splits} splits of {args.size} / {args.size}; max_drop {args.max_drop}, ours at confidence "
-          f"{args.confidence}; {machine_facts()}; load average {load_average()}")
+          f"{args.confidence}; deployment shape {spec.deployment.shapes()}, resize {spec.preprocessing.interpolation}, "
+          f"float layers {spec.inference.int8_float_precision}; {machine_facts()}; load average {load_average()}")
     rows = []
     for seed in range(args.splits):
         rows.append(one_split(seed, args, lines))

@@ -10,7 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
-from . import eligibility, trust
+from . import deployment, eligibility, trust
+from .data_summary import summary_problems
 from .datasets import open_dataset
 from .inspection import inspect_model
 from .model_files import sniff, walk
@@ -41,9 +42,11 @@ def _internal(path, exc: Exception) -> Problem:
                    rule="internal")
 
 
-def check_spec(path: str | os.PathLike, text: str | None = None, trusted: bool | None = None) -> list[Problem]:
+def check_spec(path: str | os.PathLike, text: str | None = None, trusted: bool | None = None,
+               summaries: bool = False) -> list[Problem]:
     """Problems of one spec (the editor's buffer when `text` is given), all located in the spec.
-    `trusted`: whether a custom metric may run (default: the INT8WB_TRUST switch), as calibrate asks."""
+    `trusted`: whether a custom metric may run (default: the INT8WB_TRUST switch), as calibrate asks;
+    `summaries`: also an info finding per dataset table (samples, sizes, channels)."""
     try:
         spec = load_spec(path, text)
     except CalibrationError as exc:
@@ -51,14 +54,14 @@ def check_spec(path: str | os.PathLike, text: str | None = None, trusted: bool |
     except Exception as exc:  # noqa: BLE001
         return [_internal(path, exc)]
     try:
-        return _spec_problems(spec, trust.trusted() if trusted is None else trusted)
+        return _spec_problems(spec, trust.trusted() if trusted is None else trusted, summaries)
     except CalibrationError as exc:
         return exc.problems
     except Exception as exc:  # noqa: BLE001
         return [_internal(spec.path, exc)]
 
 
-def _spec_problems(spec: Spec, trusted: bool) -> list[Problem]:
+def _spec_problems(spec: Spec, trusted: bool, summaries: bool) -> list[Problem]:
     out: list[Problem] = []
     if spec.accuracy.metric == "custom":
         try:
@@ -79,15 +82,23 @@ def _spec_problems(spec: Spec, trusted: bool) -> list[Problem]:
     out += eligibility.spec_problems(spec)
     if info is None:
         return out
+    try:
+        fixed = deployment.shapes(spec, info)
+    except CalibrationError as exc:
+        out, fixed = out + exc.problems, None
+    own, info = info, deployment.deployed(info, fixed)
     roles = ["dataset"] + [r for r in ("validation", "evaluation") if getattr(spec, r)]
-    datasets = {}
+    datasets, first = {}, None
     for role in roles:
         try:
             ds = datasets[role] = open_dataset(spec, info, role)
             ds.subset_indices()
-            ds.load(0)  # one sample proves decoding and the input shape
+            sample = ds.load(0)  # one sample proves decoding and the input shape
+            first = first or {name: a.shape for name, a in sample.items()}
+            out += summary_problems(spec, ds, summaries)
         except CalibrationError as exc:
             out += exc.problems
+    out += deployment.dynamic_warning(spec, own, first)
     accuracy_set = datasets.get("validation" if spec.validation else "dataset")
     if accuracy_set is not None:
         out += [p for p in eligibility.spec_problems(spec, annotated=accuracy_set.annotated,
@@ -129,8 +140,8 @@ def targets(paths: Iterable[str | os.PathLike]) -> Iterable[tuple[Path, str, boo
 PARALLEL_FROM = 64  # below this many files a process pool costs more than it saves
 
 
-def _check_one(target: tuple[Path, str, bool]) -> list[Problem]:
-    path, kind, scanned = target
+def _check_one(target: tuple[Path, str, bool, bool]) -> list[Problem]:
+    path, kind, scanned, summaries = target
     try:
         if not path.exists():
             return [Problem("no such file or folder", path=str(path), rule="not-found")]
@@ -139,9 +150,11 @@ def _check_one(target: tuple[Path, str, bool]) -> list[Problem]:
     return check_spec(path) if kind == "spec" else check_model(path, scanned=scanned)
 
 
-def check_paths(paths: Iterable[str | os.PathLike], workers: int | None = None) -> list[Problem]:
-    """Problems of every target, in a stable order; large folders are read on all cores."""
-    found = list(targets(paths))
+def check_paths(paths: Iterable[str | os.PathLike], workers: int | None = None,
+                summaries: bool = False) -> list[Problem]:
+    """Problems of every target, in a stable order; large folders are read on all cores.
+    `summaries`: specs also report each dataset table's samples, sizes and channels (info)."""
+    found = [(*target, summaries) for target in targets(paths)]
     workers = workers or os.cpu_count() or 1
     if workers > 1 and len(found) >= PARALLEL_FROM:
         from concurrent.futures import ProcessPoolExecutor

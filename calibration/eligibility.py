@@ -72,8 +72,10 @@ def spec_problems(spec: Spec, *, annotated: bool | None = None, metric_needs_lab
                                     fix='set method = "default", or use an annotated dataset, or a label-free '
                                         'metric (metric = "agreement")'))
         else:
+            # A defaulted metric has no line: point at the dataset's kind, the other half of the conflict.
+            keys = ("accuracy", "metric") if spec.written("accuracy", "metric") else (where, "kind")
             out.append(spec.problem(f"metric {spec.accuracy.metric!r} needs labels but [{where}] has none",
-                                    "accuracy", "metric", rule="unannotated-dataset",
+                                    *keys, rule="unannotated-dataset",
                                     fix='use metric = "agreement", or an annotated dataset kind'))
     return out
 

@@ -33,23 +33,49 @@ class ImagePreprocessor:
         return np.asarray(values, dtype=np.float32)
 
     def __call__(self, path: str) -> np.ndarray:
+        arr = self.pixels(path).astype(np.float32)
+        arr = (arr - self.mean) / self.scale
+        if self.spec.layout == "NCHW":
+            arr = arr.transpose(2, 0, 1)
+        return np.ascontiguousarray(arr[None], dtype=np.float32)
+
+    def pixels(self, path: str) -> np.ndarray:
+        """The decoded, resized image as uint8 [H, W, C] in the spec's channel order: what the
+        named library gives, bit for bit (`int8wb tensors` lets users compare with their code)."""
         try:
-            with Image.open(path) as img:
-                img = img.convert("L" if self.color == "GRAY" else "RGB")
-                if self.size and img.size != (self.size[1], self.size[0]):
-                    img = img.resize((self.size[1], self.size[0]), Image.BILINEAR)
-                arr = np.asarray(img, dtype=np.float32)
+            arr = (_opencv if self.spec.interpolation.startswith("opencv") else _pillow)(
+                path, self.color == "GRAY", self.size, self.spec.interpolation)
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise CalibrationError(Problem(f"cannot decode the image: {exc}", path=path, rule="bad-image",
                                            fix="remove or replace the file")) from None
         if arr.ndim == 2:
             arr = arr[..., None]
-        if self.color == "BGR":
-            arr = arr[..., ::-1]
-        arr = (arr - self.mean) / self.scale
-        if self.spec.layout == "NCHW":
-            arr = arr.transpose(2, 0, 1)
-        return np.ascontiguousarray(arr[None], dtype=np.float32)
+        native = "BGR" if self.spec.interpolation.startswith("opencv") else "RGB"  # what each library decodes to
+        return arr[..., ::-1] if self.color != "GRAY" and self.color != native else arr
+
+
+PILLOW_FILTERS = {"pillow-bilinear": Image.BILINEAR, "pillow-bicubic": Image.BICUBIC, "pillow-lanczos": Image.LANCZOS}
+OPENCV_FLAGS = {"opencv-linear": "INTER_LINEAR", "opencv-area": "INTER_AREA", "opencv-nearest": "INTER_NEAREST",
+                "opencv-cubic": "INTER_CUBIC"}
+
+
+def _pillow(path: str, gray: bool, size: tuple | None, mode: str) -> np.ndarray:
+    with Image.open(path) as img:
+        img = img.convert("L" if gray else "RGB")
+        if size and img.size != (size[1], size[0]):
+            img = img.resize((size[1], size[0]), PILLOW_FILTERS[mode])
+        return np.asarray(img)
+
+
+def _opencv(path: str, gray: bool, size: tuple | None, mode: str) -> np.ndarray:
+    import cv2  # only where images are decoded: the language server never needs it
+    # imdecode of the bytes rather than imread: non-ASCII names, and one error path for unreadable files.
+    img = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError("OpenCV cannot decode it")
+    if size and img.shape[:2] != tuple(size):
+        img = cv2.resize(img, (size[1], size[0]), interpolation=getattr(cv2, OPENCV_FLAGS[mode]))
+    return img
 
 
 def check_shape(tensor: np.ndarray, model_input: TensorInfo, source: str, model_path: str) -> None:

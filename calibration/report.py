@@ -42,7 +42,8 @@ def summary_rows(result: Result | dict) -> list[tuple[str, str, str, str]]:
                      "met" if b.met else "NOT met"))
     if r.fp32_layers is not None:
         cut = " (search cut short: not minimal)" if r.search and r.search.cut_short else ""
-        rows.append(("layers left in FP32", "", str(len(r.fp32_layers)), cut.strip()))
+        of = f" of {r.accuracy_aware.quantized_layers} quantized" if r.accuracy_aware else ""
+        rows.append(("layers left in FP32", "", f"{len(r.fp32_layers)}{of}", cut.strip()))
     rows.append(("model size", _mib(size.fp32), _mib(size.int8), f"{size.int8 / size.fp32:.2f}x"))
     return rows
 
@@ -226,7 +227,7 @@ def comparison_rows(result: dict) -> list[tuple[str, ...]]:
                                 for k in order)),
         ("streams · requests", *(f"{speed[k]['streams']} · {speed[k]['requests']}" for k in order)),
         ("model size", *(FORMATS["size"](result["model_size"][side(k)]) for k in order)),
-        ("layers running INT8", *(str(result["int8_layer_count"][side(k)]) for k in order)),
+        ("layers that run INT8", *(str(result["int8_layer_count"][side(k)]) for k in order)),
     ]
     return rows
 

@@ -202,7 +202,8 @@ class AccuracyAwareRecord(_Record):
     validation_accuracy: float
     drop: float
     drop_relative: float
-    quantized_layers: int
+    quantized_layers: int = Field(description="Quantized layers: graph layers fed by a quantize operation in the "
+                                              "Default model, the layers AccuracyAware chooses among")
     probes: list[Probe]
 
 
@@ -215,6 +216,15 @@ class CacheInfo(_Record):
     seconds: float
     why: list[str]
     source: str = Field(description='"cached (date)" or "calibrated in N s; why"')
+
+
+class Deployment(_Record):
+    """The profile every figure was measured on (the spec's [deployment], [preprocessing], [inference])."""
+    shape: list[list[int]] | None = Field(description="Static input shapes the model ran at and was saved with, "
+                                                       "one per input; null: the model's own shapes")
+    model_shape: list[list[int]] = Field(description="The FP32 model's own input shapes (-1: a dynamic dimension)")
+    interpolation: str | None = Field(description="Resize implementation of image datasets; null: tensors as given")
+    float_precision: str = Field(description="How the INT8 model's floating-point layers ran")
 
 
 class Result(_Record):
@@ -245,7 +255,10 @@ class Result(_Record):
     output: Outputs
     layers: dict[Variant, list[LayerRow]]
     layer_summary: dict[Variant, LayerSummary]
-    int8_layer_count: int = Field(description="Layers of the INT8 model that run in u8/i8")
+    int8_layer_count: int = Field(description="Layers that run INT8: runtime layers of the compiled INT8 model "
+                                              "with u8/i8 runtimePrecision (OpenVINO fuses graph layers into them)")
+    quantize_ops: int | None = Field(None, description="Quantize operations inserted: FakeQuantize operations in the "
+                                                       "saved INT8 model's graph")
     settings: InferenceSpec = Field(description="The spec's [inference] table")
     timing_s: Timing
     versions: dict[str, str | None]
@@ -255,6 +268,8 @@ class Result(_Record):
     fp32_layers: list[Fp32Layer] | None = Field(None, description="AccuracyAware: the layers left in FP32")
     accuracy_aware: AccuracyAwareRecord | None = Field(None, description="AccuracyAware: how the search went")
     search: Search | None = Field(None, description="AccuracyAware: whether the search was cut short")
+    deployment: Deployment | None = Field(None, description="The deployment profile the figures and the promise "
+                                          "hold for (results since the profile exists)")
     gate: dict[str, Any] | None = Field(
         None, description="Added by the pytest gate: the budget checked (`calibration.gate.spec_budget`)")
     cache: CacheInfo | None = Field(None, description="Added by the pytest gate: where the result came from")

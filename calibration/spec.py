@@ -19,7 +19,7 @@ from pydantic_core import PydanticCustomError
 
 from .guarded import read_text
 from .problems import CalibrationError, Problem
-from .toml_lines import line_of
+from .toml_lines import key_lines, line_of
 
 SPEC_SUFFIX = ".calibration.toml"
 SCHEMA_PATH = Path(__file__).with_name("schema") / "calibration.schema.json"
@@ -71,6 +71,10 @@ class DatasetSpec(_Table):
         return min(total, int(total * pct / 100 + 1e-9))
 
 
+INTERPOLATIONS = ("opencv-linear", "opencv-area", "opencv-nearest", "opencv-cubic",
+                  "pillow-bilinear", "pillow-bicubic", "pillow-lanczos")
+
+
 class PreprocessingSpec(_Table):
     resize: list[Annotated[int, Field(ge=1)]] | None = Field(
         None, min_length=2, max_length=2,
@@ -80,6 +84,12 @@ class PreprocessingSpec(_Table):
         None, description="Channel order fed to the model; default GRAY for 1 channel, else RGB")
     mean: list[float] = Field([0.0], min_length=1, description="Subtracted per channel (pixel values 0..255)")
     scale: list[float] = Field([1.0], min_length=1, description="Divides per channel after the mean")
+    interpolation: Literal[INTERPOLATIONS] = Field(
+        "opencv-linear", description="Resize implementation, bit-exact with the library it names: opencv-* decode "
+        "with cv2.imdecode and resize with cv2.resize (INTER_LINEAR, INTER_AREA, INTER_NEAREST, INTER_CUBIC), "
+        "pillow-* decode with Pillow and resize with Image.resize (antialiased when shrinking). INT8 accuracy moves "
+        "with the resize code by up to 1 pp: name the one your deployment uses. Default opencv-linear, what "
+        "OpenVINO's samples and most deployment code call (cv::resize's default)")
 
     @field_validator("scale")
     @classmethod
@@ -158,6 +168,34 @@ class GateSpec(_Table):
                             "fail the test, or skip it with the reason")
 
 
+class DeploymentSpec(_Table):
+    """The profile the model is deployed with: every figure and the promise are measured on it."""
+    shape: list[int] | list[list[int]] | None = Field(
+        None, description="Static input shape the model runs at, e.g. [1, 3, 640, 640] (a list of shapes: one per "
+                          "model input, in order). Statistics, validation, the AccuracyAware search, the held-out "
+                          "check and speed run on the model reshaped to it, and the INT8 model is saved with it. "
+                          "OpenVINO compiles a fixed shape differently from a dynamic one: INT8 accuracy moves with "
+                          "it. Default: the model's own shape (dynamic dimensions stay dynamic)")
+
+    @field_validator("shape", mode="before")
+    @classmethod
+    def _static(cls, value):
+        # One clear message instead of one per union member.
+        shapes = [value] if isinstance(value, list) and all(isinstance(d, int) for d in value) else value
+        if value is not None and not (isinstance(shapes, list) and shapes and all(
+                isinstance(s, list) and 1 <= len(s) <= 8 and all(type(d) is int and d >= 1 for d in s)
+                for s in shapes)):
+            raise PydanticCustomError("static_shape", "a shape is a list of positive integers such as "
+                                      "[1, 3, 640, 640] (or a list of them, one per model input), got {got}",
+                                      {"got": repr(value)})
+        return value
+
+    def shapes(self) -> list[list[int]] | None:
+        if self.shape is None:
+            return None
+        return [self.shape] if isinstance(self.shape[0], int) else list(self.shape)
+
+
 class OutputSpec(_Table):
     dir: PathText = Field("calibrated", description="Folder for the INT8 model and the result, relative to the spec")
 
@@ -177,6 +215,7 @@ class Spec(_Table):
     inference: InferenceSpec = InferenceSpec()
     output: OutputSpec = OutputSpec()
     gate: GateSpec = GateSpec()
+    deployment: DeploymentSpec = DeploymentSpec()
 
     _path: Path = PrivateAttr(default=Path("spec.calibration.toml"))
     _text: str = PrivateAttr(default="")
@@ -204,6 +243,10 @@ class Spec(_Table):
 
     def line(self, *keys: str) -> int:
         return line_of(self._text, keys)
+
+    def written(self, *keys: str) -> bool:
+        """Whether the file sets `keys` itself (a defaulted key has no line of its own)."""
+        return tuple(keys) in key_lines(self._text)
 
     def problem(self, message: str, *keys: str, rule: str = "spec", fix: str | None = None,
                 severity: str = "error") -> Problem:

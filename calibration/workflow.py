@@ -13,7 +13,7 @@ from typing import Callable
 
 import openvino as ov
 
-from . import eligibility, machine, performance, stats
+from . import deployment, eligibility, machine, performance, stats
 from .datasets import open_dataset
 from .evaluation import Evaluation, evaluate, output_index
 from .gate import within
@@ -71,6 +71,8 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
     info = inspect_model(spec.model_path)
     problems = eligibility.errors(eligibility.model_problems(info) + eligibility.spec_problems(spec))
     _refuse(problems)
+    fixed = deployment.shapes(spec, info)
+    own, info = info, deployment.deployed(info, fixed)  # samples are sized and checked for the deployed shape
     dataset = open_dataset(spec, info)
     metric = make_metric(spec, trusted=trust_custom_metrics)
     subset = dataset.subset_indices()
@@ -86,7 +88,7 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
     problems += eligibility.device_problems(spec, core)
     _refuse(problems)
     stem = model_stem(spec.model_path)
-    fp32 = read_model(core, str(spec.model_path))
+    fp32 = deployment.reshape(read_model(core, str(spec.model_path)), fixed, spec)  # the INT8 model keeps it
 
     # Baseline first: it decodes every sample, so bad data fails before anything is written.
     step("baseline accuracy")
@@ -114,6 +116,7 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
              preset=spec.calibration.preset, version=versions()["int8-workbench"] or "dev")
         tmp_xml = staging.save_model(int8)
         int8 = read_model(core, str(tmp_xml))  # measure what is on disk, not what is in memory
+        quantize_ops = sum(op.get_type_name() == "FakeQuantize" for op in int8.get_ops())
 
         step("INT8 accuracy")
         compiled = core.compile_model(int8, spec.device, config_for(INT8, spec.device, int8_float))
@@ -135,6 +138,8 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
         met = budget is None or budget.met
         finals = output_paths(spec.output_dir, stem, over_budget=not met)
         device_default = default_precision(core, spec.device)
+        profile = deployment.profile(spec, own, fixed,
+                                     dataset.kind in ("imagenet", "image_list", "images"), device_default)
         typed = Result(
             spec=str(spec.path), model=str(spec.model_path), device=spec.device,
             device_default_precision=device_default, method=spec.calibration.method,
@@ -146,7 +151,8 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
                         "int8": _pair_size(tmp_xml, tmp_xml.with_suffix(".bin"))},
             output={k: str(v) for k, v in finals.items()}, settings=spec.inference.model_dump(),
             timing_s={"calibration": round(calibration_s, 3), "total": round(time.time() - started, 3)},
-            versions=versions(), budget=budget, **_accuracy_aware_fields(outcome))
+            versions=versions(), budget=_stated(budget, profile), deployment=profile, quantize_ops=quantize_ops,
+            **_accuracy_aware_fields(outcome))
         typed.notes.extend(_notes(spec, outcome, len(roles["validation"][1])))
         result = typed.to_json()
         staging.write_json("result", result)
@@ -161,8 +167,8 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
         unit = "" if spec.calibration.drop_type == "absolute" else " (relative)"
         raise CalibrationError(spec.problem(
             f"required drop ≤ {budget.max_drop:g}{unit} cannot be reached; best found: "
-            f"{budget.measured:.4g} (bound judged: {budget.bound:.4g}) with {len(outcome.fp32_layers)} of {outcome.quantized_units} layers in "
-            f"FP32; that attempt is kept as {finals['model'].name}",
+            f"{budget.measured:.4g} (bound judged: {budget.bound:.4g}) with {len(outcome.fp32_layers)} of {outcome.quantized_units} quantized layers "
+            f"in FP32; that attempt is kept as {finals['model'].name}",
             "calibration", "max_drop", rule="budget-unreachable",
             fix="raise max_drop, give calibration more representative data, or deploy the FP32 model"))
     return result
@@ -177,6 +183,13 @@ def _notes(spec: Spec, outcome, samples: int) -> list[str]:
                      f"{search['untried_groups']} FP32 groups not tried back in INT8: the answer is within budget "
                      "but not minimal; more layers may run INT8.")
     return notes
+
+
+def _stated(budget: AccuracyAwareBudget | None, profile: dict) -> AccuracyAwareBudget | None:
+    """The promise names the profile it was measured on: it holds there, not necessarily elsewhere."""
+    if budget is not None and budget.guarantee:
+        budget.guarantee += f"; measured at the deployment profile: {deployment.describe(profile)}"
+    return budget
 
 
 def _refuse(problems: list) -> None:

@@ -29,6 +29,9 @@ def code_actions(ls: Int8Server, params: types.CodeActionParams) -> list[types.C
     lines = doc.source.splitlines()
     actions = []
     for diag in params.context.diagnostics:
+        if str(diag.code) == "dynamic-shape" and diag.source in (SOURCE, None):
+            actions += deployment_shape(uri, lines, diag)
+            continue
         fix = FIXES.get(str(diag.code)) if diag.source in (SOURCE, None) else None
         if fix is None:
             continue
@@ -47,6 +50,23 @@ def code_actions(ls: Int8Server, params: types.CodeActionParams) -> list[types.C
                                         is_preferred=True,
                                         edit=types.WorkspaceEdit(changes={uri: [edit]})))
     return actions
+
+
+SHAPE = re.compile(r"shape = (\[[\d, \[\]]+\]) \(the shape of the first sample\)")
+
+
+def deployment_shape(uri: str, lines: list[str], diag: types.Diagnostic) -> list[types.CodeAction]:
+    """dynamic-shape: adds `[deployment] shape = ...` with the shape the data has (named in the fix)."""
+    match = SHAPE.search((diag.data or {}).get("fix") or "" if isinstance(diag.data, dict) else diag.message)
+    if match is None:
+        return []
+    header = next((i for i, line in enumerate(lines) if re.match(r"^\s*\[deployment\]", line)), None)
+    at = len(lines) if header is None else header + 1
+    text = ("" if header is not None else ("\n" if lines and lines[-1].strip() else "") + "[deployment]\n") + \
+        f"shape = {match.group(1)}\n"
+    edit = types.TextEdit(range=types.Range(start=types.Position(at, 0), end=types.Position(at, 0)), new_text=text)
+    return [types.CodeAction(title=f"Deploy at shape {match.group(1)}", kind=types.CodeActionKind.QuickFix,
+                             diagnostics=[diag], is_preferred=True, edit=types.WorkspaceEdit(changes={uri: [edit]}))]
 
 
 def find_key_line(lines: list[str], key: str, near: int) -> int | None:

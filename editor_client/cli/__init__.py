@@ -14,7 +14,7 @@ from rich.markup import escape
 from int8wb.calibration import CalibrationError, Cancelled
 
 from .console import err, print_problems
-from .models import cmd_calibrate, cmd_check, cmd_compare, cmd_inspect, cmd_schema
+from .models import cmd_calibrate, cmd_check, cmd_compare, cmd_inspect, cmd_schema, cmd_tensors
 from .workspace import cmd_jobs, cmd_serve, cmd_trust, cmd_watch, watch_arguments
 
 
@@ -75,6 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+")
     p.add_argument("--json", action="store_true", help="a list of {path, rule, severity, message, line, key, fix}")
     p.set_defaults(func=cmd_check)
+    p = sub.add_parser("tensors", help="write the exact input tensors a spec feeds, to compare with your pipeline",
+                       description="Writes the model input tensors of one split, in dataset order, as the tool "
+                                   "feeds them (decode, resize, colour, mean/scale, layout, deployment shape) to an "
+                                   ".npz: one array per model input, `paths` (each sample's file), `indices`, and "
+                                   "`labels` when annotated.")
+    p.add_argument("spec")
+    p.add_argument("--split", choices=["calibration", "validation", "evaluation"], default="validation",
+                   metavar="SPLIT", help="calibration (the [dataset] subset), validation (default) or evaluation "
+                                         "(the held-out set)")
+    p.add_argument("--out", required=True, metavar="FILE.npz", help="the file to write")
+    p.add_argument("--limit", type=_positive(int), help="only the first N samples of the split")
+    p.add_argument("--force", action="store_true", help="replace FILE.npz when it exists")
+    p.add_argument("--json", action="store_true", help="print a summary as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_tensors)
     p = sub.add_parser("schema", help="print the JSON Schema of calibration spec files (always JSON)")
     p.set_defaults(func=cmd_schema)
     p = sub.add_parser("trust", help="trust a folder (its custom metrics and drop policy may run); lists them",

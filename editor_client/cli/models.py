@@ -10,6 +10,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from int8wb.calibration import inspect_model, load_spec
+from int8wb.calibration.deployment import describe
 from int8wb.calibration.trust import trusted
 
 from .console import err, out, print_table, progress_columns
@@ -66,7 +67,11 @@ def cmd_calibrate(args) -> int:
     if args.layers:
         print_table("INT8 runtime layers", ("layer", "type", "outputPrecisions", "runtimePrecision", "time"),
                     layer_rows(typed), overflow="fold")
-    out.print(escape(f"INT8 layers: {typed.int8_layer_count}; result: {typed.output.result}"))
+    if typed.deployment:
+        out.print(escape(f"measured at the deployment profile: {describe(typed.deployment.model_dump())}"))
+    inserted = f"quantize operations inserted: {typed.quantize_ops}; " if typed.quantize_ops is not None else ""
+    out.print(escape(f"{inserted}layers that run INT8: {typed.int8_layer_count} of {len(typed.layers['int8'])} "
+                     f"runtime layers; result: {typed.output.result}"))
     if typed.output.report:
         out.print(f"report: {escape(typed.output.report)}")
     for note in typed.notes:
@@ -117,7 +122,7 @@ def cmd_compare(args) -> int:
 def cmd_check(args) -> int:
     from int8wb.calibration.checker import check_paths
 
-    problems = check_paths(args.paths)
+    problems = check_paths(args.paths, summaries=args.json)
     if args.json:
         print(json.dumps([{k: p.to_dict()[k] for k in ("path", "rule", "severity", "message", "line", "key", "fix")}
                           for p in problems], indent=2))
@@ -136,4 +141,26 @@ def cmd_check(args) -> int:
 def cmd_schema(args) -> int:
     from int8wb.calibration.spec import json_schema
     print(json.dumps(json_schema(), indent=2))
+    return 0
+
+def cmd_tensors(args) -> int:
+    from pathlib import Path
+
+    from int8wb.calibration.tensors import write_tensors
+
+    target = Path(args.out)
+    if target.exists() and not args.force:
+        err.print(escape(f"{target}: exists; nothing written (--force replaces it)"))
+        return 1
+    spec = load_spec(args.spec)
+    with Progress(*progress_columns(), console=err, transient=True, disable=args.quiet) as bar:
+        task = bar.add_task(f"{args.split} tensors", total=1.0)
+        summary = write_tensors(spec, args.split, target, args.limit,
+                                progress=lambda f: bar.update(task, completed=f))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        shapes = ", ".join(f"{name} {shape}" for name, shape in summary["inputs"].items())
+        out.print(escape(f"{summary['samples']} {args.split} samples ({shapes}; resize {summary['interpolation']}) "
+                         f"→ {summary['file']}: arrays per input, `paths`, `indices`, and `labels` when annotated"))
     return 0

@@ -29,7 +29,8 @@ def project(tmp_path):
         for i in range(4):
             Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "data" / label / f"{i}.png")
     spec = tmp_path / "m.calibration.toml"
-    spec.write_text('model = "model.xml"\n\n[dataset]\nkind = "imagenet"\npath = "data"\n')
+    spec.write_text('model = "model.xml"\n\n[dataset]\nkind = "imagenet"\npath = "data"\n'
+                    '\n[deployment]\nshape = [1, 3, 16, 16]\n')
     return spec
 
 
@@ -112,14 +113,21 @@ def test_unannotated_accuracy_aware_and_its_label_free_way_out(project):
     edit(project, 'kind = "imagenet"', 'kind = "images"\nrecursive = true')
     project.write_text(project.read_text() + '\n[calibration]\nmethod = "accuracy_aware"\n')
     [p] = [p for p in check_spec(project) if p.rule == "unannotated-accuracy-aware"]
-    assert p.key == "calibration.method" and p.line == 9 and "default" in p.fix
+    assert p.key == "calibration.method" and "default" in p.fix
+    assert project.read_text().splitlines()[p.line - 1] == 'method = "accuracy_aware"'
     project.write_text(project.read_text() + '\n[accuracy]\nmetric = "agreement"\n')
     assert not rules(check_spec(project))
 
 
 def test_unannotated_default_with_a_label_metric(project):
     edit(project, 'kind = "imagenet"', 'kind = "images"\nrecursive = true')
-    assert rules(check_spec(project)) == {"unannotated-dataset"}
+    [p] = check_spec(project)
+    assert p.rule == "unannotated-dataset" and "[dataset] has none" in p.message
+    # The metric is defaulted (no line of its own): the problem sits on the dataset's kind, not on line 1.
+    assert p.key == "dataset.kind" and project.read_text().splitlines()[p.line - 1] == 'kind = "images"'
+    project.write_text(project.read_text() + '\n[accuracy]\nmetric = "top1"\n')
+    [p] = check_spec(project)
+    assert p.key == "accuracy.metric" and project.read_text().splitlines()[p.line - 1] == 'metric = "top1"'
 
 
 def test_multi_input_unannotated(project):

@@ -29,6 +29,16 @@ def test_example_calibrates_within_one_point(result):
     assert res["accuracy_on"] == {"role": "validation", "size": 540}
 
 
+def test_counts_and_the_deployment_profile_are_recorded(result):
+    res, _, _ = result
+    xml = open(res["output"]["model"], encoding="utf-8").read()
+    assert res["quantize_ops"] == xml.count('type="FakeQuantize"') > 0  # operations inserted in the saved graph
+    assert res["int8_layer_count"] == sum(r["runtimePrecision"] in ("u8", "i8") for r in res["layers"]["int8"])
+    assert res["deployment"]["shape"] == [[1, 1, 32, 32]] and res["deployment"]["model_shape"] == [[-1, 1, 32, 32]]
+    assert res["deployment"]["interpolation"] == "pillow-bilinear"
+    assert inspect_model(res["output"]["model"]).inputs[0].shape == [1, 1, 32, 32]
+
+
 def test_int8_convolutions_run_u8_i8(result):
     res, _, _ = result
     convs = [r for r in res["layers"]["int8"] if r["type"] == "Convolution"]

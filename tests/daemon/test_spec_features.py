@@ -52,3 +52,29 @@ async def test_spec_buffer_diagnostics_hover_and_fixes(client: LanguageClient, w
         content_changes=[types.TextDocumentContentChangeWholeDocument(text="\n".join(lines) + "\n")]))
     await wait_for(lambda: not ({"device-without-int8", "unannotated-accuracy-aware"} & set(codes(client, spec))), 10,
                    what="spec diagnostics cleared by the code actions")
+
+
+@pytest.mark.asyncio
+async def test_dynamic_shape_warning_and_its_quick_fix(client: LanguageClient, workspace: Path):
+    """Without [deployment] the example's [?,1,32,32] model is measured at the dynamic shape: a warning,
+    and a quick fix that adds the shape its data has; applied, the warning goes."""
+    spec = spec_of(workspace)
+    uri = spec.as_uri()
+    text = spec.read_text().split("\n[deployment]")[0]
+    client.text_document_did_open(types.DidOpenTextDocumentParams(
+        text_document=types.TextDocumentItem(uri=uri, language_id="toml", version=1, text=text)))
+    await wait_for(lambda: "dynamic-shape" in codes(client, spec), 10, what="the dynamic-shape warning")
+    diag = next(d for d in client.diagnostics[uri] if d.code == "dynamic-shape")
+    assert diag.severity == types.DiagnosticSeverity.Warning and text.splitlines()[diag.range.start.line].startswith("model")
+    lines = text.splitlines()
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), range=diag.range,
+        context=types.CodeActionContext(diagnostics=[diag])))
+    assert [a.title for a in actions] == ["Deploy at shape [1, 1, 32, 32]"]
+    (edit,) = actions[0].edit.changes[uri]
+    assert edit.range.start.line == len(lines) and edit.new_text == "\n[deployment]\nshape = [1, 1, 32, 32]\n"
+    fixed = text + ("" if text.endswith("\n") else "\n") + edit.new_text
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text=fixed)]))
+    await wait_for(lambda: "dynamic-shape" not in codes(client, spec), 10, what="the warning cleared by the fix")

@@ -36,8 +36,10 @@ export interface Result {
   output: Outputs;
   layers: { [K in "fp32_f32" | "fp32_default" | "int8"]?: LayerRow[] };
   layer_summary: { [K in "fp32_f32" | "fp32_default" | "int8"]?: LayerSummary };
-  /** Layers of the INT8 model that run in u8/i8 */
+  /** Layers that run INT8: runtime layers of the compiled INT8 model with u8/i8 runtimePrecision (OpenVINO fuses graph layers into them) */
   int8_layer_count: number;
+  /** Quantize operations inserted: FakeQuantize operations in the saved INT8 model's graph */
+  quantize_ops?: number | null;
   /** The spec's [inference] table */
   settings: InferenceSpec;
   timing_s: Timing;
@@ -51,6 +53,8 @@ export interface Result {
   accuracy_aware?: AccuracyAwareRecord | null;
   /** AccuracyAware: whether the search was cut short */
   search?: Search | null;
+  /** The deployment profile the figures and the promise hold for (results since the profile exists) */
+  deployment?: Deployment | null;
   /** Added by the pytest gate: the budget checked (`calibration.gate.spec_budget`) */
   gate?: { [key: string]: unknown } | null;
   /** Added by the pytest gate: where the result came from */
@@ -76,6 +80,7 @@ export interface AccuracyAwareRecord {
   validation_accuracy: number;
   drop: number;
   drop_relative: number;
+  /** Quantized layers: graph layers fed by a quantize operation in the Default model, the layers AccuracyAware chooses among */
   quantized_layers: number;
   probes: Probe[];
 }
@@ -108,6 +113,18 @@ export interface DatasetInfo {
   /** [dataset] subset as written: a count or a percent */
   subset_spec: number | string;
   seed: number;
+}
+
+/** The profile every figure was measured on (the spec's [deployment], [preprocessing], [inference]). */
+export interface Deployment {
+  /** Static input shapes the model ran at and was saved with, one per input; null: the model's own shapes */
+  shape: number[][] | null;
+  /** The FP32 model's own input shapes (-1: a dynamic dimension) */
+  model_shape: number[][];
+  /** Resize implementation of image datasets; null: tensors as given */
+  interpolation: string | null;
+  /** How the INT8 model's floating-point layers ran */
+  float_precision: string;
 }
 
 export interface Fp32Accuracy {
