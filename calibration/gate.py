@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import stats
+from .deployment import describe
 from .result import Result
 
 BUDGET_KEYS = ("max_drop", "min_speedup", "speedup_baseline", "max_model_size")
@@ -127,6 +128,8 @@ class Verdict:
         if self.undecided:
             lines.append("    (the 95 % interval straddles the budget: more samples or longer speed rounds decide it; "
                          '[gate] undecided = "skip" skips instead of failing)')
+        if self.result.deployment:  # the verdict holds for the profile it was measured on
+            lines.append(f"  measured at: {describe(self.result.deployment.model_dump())}")
         lines.append("")
         widths = [max(len(r[i]) for r in self.rows) for i in range(len(self.rows[0]))]
         for n, row in enumerate(self.rows):

@@ -306,6 +306,7 @@ class Summary(_Record):
     output: Outputs | None
     report: str | None
     notes: list[str]
+    deployment: Deployment | None = Field(None, description="The profile the figures were measured on")
 
 
 def json_schema() -> dict:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 
 from int8wb.calibration import stats
+from int8wb.calibration.deployment import describe
 from int8wb.calibration.model_files import signature
 from int8wb.calibration.spec import SPEC_SUFFIX
 from int8wb.daemon.paths import document, path_of, resolved
@@ -67,6 +68,8 @@ def _last_drop(ls: Int8Server, spec, n: int, line: str) -> types.Hover | None:
             verdict = stats.budget_verdict(ci, float(budget.group(1)))
             text += {"met": ": within this budget on evidence", "exceeded": ": over this budget on evidence",
                      "undecided": ": the data cannot tell whether it is within this budget (more samples decide it)"}[verdict]
+    if isinstance(s.get("deployment"), dict):  # the verdict holds for the profile it was measured on
+        text += f"\n\nMeasured at: {describe(s['deployment'])}"
     return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text),
                        range=types.Range(start=types.Position(n, 0), end=types.Position(n, len(line))))
 

@@ -40,6 +40,7 @@ def summarise(result: dict) -> dict:
         "output": result.get("output"),
         "report": (result.get("output") or {}).get("report"),
         "notes": result.get("notes", []),
+        "deployment": result.get("deployment"),
     }
 
 

@@ -79,6 +79,11 @@ def test_verdict_reads_as_a_table_with_the_outputs():
                                      "below min_speedup 2x (test)"]
     assert "  INT8 model: /x/m.int8.xml" in text and "  note: slow" in text
     assert verdict.summary_row()["status"] == "FAILED" and verdict.figures["drop_on"] == "validation"
+    assert "measured at" not in text  # a result from before deployment profiles names none
+    profiled = _result(deployment={"shape": [[1, 3, 64, 64]], "model_shape": [[-1, 3, -1, -1]],
+                                   "interpolation": "opencv-area", "float_precision": "f32"})
+    assert "  measured at: shape [1,3,64,64], resize opencv-area, float layers in f32" in \
+        evaluate(profiled, merge_budget(None, {}, "test"), label="m").render().splitlines()
 
 
 def test_summary_lines_sort_gates_and_show_errors():

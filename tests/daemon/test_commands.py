@@ -60,6 +60,7 @@ async def test_calibrate_progress_lens_cancel_and_kill(client: LanguageClient, w
     low, high = comparison["drop_ci"]
     assert f"95 % interval {low * 100:.2f} to {high * 100:.2f} pp" in hover.contents.value
     assert ("within this budget on evidence" in hover.contents.value) == (high <= 0.01)
+    assert "Measured at: shape [1,1,32,32], resize pillow-bilinear, float layers in" in hover.contents.value
     out = spec.parent / "calibrated"
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
 

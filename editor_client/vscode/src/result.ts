@@ -293,6 +293,8 @@ export interface Summary {
   output: Outputs | null;
   report: string | null;
   notes: string[];
+  /** The profile the figures were measured on */
+  deployment?: Deployment | null;
 }
 
 export interface SummaryAccuracy {
