@@ -10,7 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
-from . import deployment, eligibility, trust
+from . import deployment, eligibility, ignored_scope, trust
+from .layer_table import layer_table
 from .data_summary import summary_problems
 from .datasets import open_dataset
 from .inspection import inspect_model
@@ -79,6 +80,7 @@ def _spec_problems(spec: Spec, trusted: bool, summaries: bool) -> list[Problem]:
         out += [_at_model_key(spec, p) for p in exc.problems]
     if info is not None:
         out += [_at_model_key(spec, p) for p in eligibility.model_problems(info)]
+        out += ignored_scope.problems(spec, layer_table(model))
     out += eligibility.spec_problems(spec)
     if info is None:
         return out

@@ -56,7 +56,7 @@ def model_problems(info: ModelInfo) -> list[Problem]:
 def spec_problems(spec: Spec, *, annotated: bool | None = None, metric_needs_labels: bool = True) -> list[Problem]:
     """Rules that concern the spec: dataset kind, device, where it writes, labels for the chosen method."""
     out: list[Problem] = output_problems(spec)
-    if spec.dataset.kind == "generated":
+    if spec.dataset.kind == "generated" and spec.calibration.method != "weights_only":  # no statistics there
         out.append(spec.problem("a generated (random) dataset cannot calibrate a model: its statistics "
                                 "would be meaningless", "dataset", "kind", rule="generated-dataset",
                                 fix="point the dataset at real samples; generated data is for speed only"))

@@ -233,7 +233,7 @@ class Result(_Record):
     model: str = Field(description="The FP32 model (.xml)")
     device: str
     device_default_precision: str | None = Field(None, description="How the device runs FP32 by default")
-    method: Literal["default", "accuracy_aware"]
+    method: Literal["default", "accuracy_aware", "weights_only"]
     preset: str
     metric: str
     dataset: DatasetInfo
@@ -268,6 +268,8 @@ class Result(_Record):
     fp32_layers: list[Fp32Layer] | None = Field(None, description="AccuracyAware: the layers left in FP32")
     accuracy_aware: AccuracyAwareRecord | None = Field(None, description="AccuracyAware: how the search went")
     search: Search | None = Field(None, description="AccuracyAware: whether the search was cut short")
+    controls: dict[str, Any] | None = Field(None, description="Every [calibration] control in force, and "
+                                            "`ignored_layers`: the layers the ignored scope kept in floating point")
     deployment: Deployment | None = Field(None, description="The deployment profile the figures and the promise "
                                           "hold for (results since the profile exists)")
     gate: dict[str, Any] | None = Field(

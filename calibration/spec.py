@@ -13,11 +13,12 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+from pydantic import (AfterValidator, BaseModel, Field, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 from pydantic_core import PydanticCustomError
 
 from .guarded import read_text
+from .spec_controls import IgnoredScopeSpec, QuantizerSpec, SmoothQuantSpec, Table
 from .problems import CalibrationError, Problem
 from .toml_lines import key_lines, line_of
 
@@ -36,8 +37,7 @@ def _no_nul(value: str) -> str:
 
 PathText = Annotated[str, AfterValidator(_no_nul)]  # a file or folder name the spec gives
 
-class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+_Table = Table
 
 
 class DatasetSpec(_Table):
@@ -120,9 +120,30 @@ class AccuracySpec(_Table):
 
 
 class CalibrationSpec(_Table):
-    method: Literal["default", "accuracy_aware"] = Field(
+    method: Literal["default", "accuracy_aware", "weights_only"] = Field(
         "default", description="default: every INT8-able layer runs INT8 (maximum performance); "
-                               "accuracy_aware: only layers that keep the drop within max_drop")
+                               "accuracy_aware: only layers that keep the drop within max_drop; weights_only: "
+                               "INT8 weights, float activations (no calibration data needed)")
+    model_type: Literal["cnn", "transformer"] = Field(
+        "cnn", description="transformer: NNCF's transformer rules (quantizer placement for attention, SmoothQuant)")
+    bias_correction: Literal["fast", "full", "off"] = Field(
+        "fast", description="Bias correction after quantization: fast, full (slower, sometimes more accurate), off")
+    statistics_samples: int | None = Field(
+        None, ge=1, description="Samples the statistics see (NNCF's subset_size); default: the whole [dataset] subset")
+    weights_mode: Literal["int8_asym", "int8_sym"] = Field("int8_asym", description="weights_only: the INT8 format")
+    ignored_scope: IgnoredScopeSpec = Field(IgnoredScopeSpec(), description="Layers kept in floating point by hand: "
+                                            "never quantized, and never searched by AccuracyAware")
+    activations: QuantizerSpec = QuantizerSpec()
+    weights: QuantizerSpec = QuantizerSpec()
+    smooth_quant: SmoothQuantSpec = SmoothQuantSpec()
+
+    @field_validator("activations")
+    @classmethod
+    def _per_tensor(cls, value):
+        if value.per_channel:
+            raise PydanticCustomError("per_tensor", "activations are quantized per tensor on every device "
+                                      "(per_channel applies to [calibration.weights])")
+        return value
     max_drop: float = Field(0.005, ge=0, description="accuracy_aware: largest allowed drop "
                             "(absolute: in metric units, 0.005 = 0.5 pp; relative: a fraction of FP32's)")
     drop_type: Literal["absolute", "relative"] = Field("absolute", description="How max_drop is measured")

@@ -13,12 +13,13 @@ from typing import Callable
 
 import openvino as ov
 
-from . import deployment, eligibility, machine, performance, stats
+from . import deployment, eligibility, ignored_scope, machine, performance, stats
 from .datasets import open_dataset
 from .evaluation import Evaluation, evaluate, output_index
 from .gate import within
 from .inspection import inspect_model
-from .methods import accepts, calibrate_accuracy_aware, quantize_default
+from .layer_table import layer_table
+from .methods import accepts, calibrate_accuracy_aware, compress_weights, quantize_default
 from .metrics import degradation, make_metric
 from .output import Staging, mark
 from .output_names import model_stem, output_paths
@@ -71,6 +72,8 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
     info = inspect_model(spec.model_path)
     problems = eligibility.errors(eligibility.model_problems(info) + eligibility.spec_problems(spec))
     _refuse(problems)
+    table = layer_table(spec.model_path)
+    _refuse(eligibility.errors(ignored_scope.problems(spec, table)))
     fixed = deployment.shapes(spec, info)
     own, info = info, deployment.deployed(info, fixed)  # samples are sized and checked for the deployed shape
     dataset = open_dataset(spec, info)
@@ -108,6 +111,8 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
             outcome = calibrate_accuracy_aware(core, fp32, spec, dataset, subset, roles["validation"], metric,
                                                base["validation"], out, step.within("calibrating"), cancel)
             int8 = outcome.model
+        elif spec.calibration.method == "weights_only":
+            int8 = compress_weights(fp32, spec)
         else:
             int8 = quantize_default(fp32, spec, dataset, subset, step.within("calibrating"), cancel)
         calibration_s = time.perf_counter() - t0
@@ -152,6 +157,7 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
             output={k: str(v) for k, v in finals.items()}, settings=spec.inference.model_dump(),
             timing_s={"calibration": round(calibration_s, 3), "total": round(time.time() - started, 3)},
             versions=versions(), budget=_stated(budget, profile), deployment=profile, quantize_ops=quantize_ops,
+            controls={**spec.calibration.model_dump(), "ignored_layers": sorted(ignored_scope.matched(spec, table))},
             **_accuracy_aware_fields(outcome))
         typed.notes.extend(_notes(spec, outcome, len(roles["validation"][1])))
         result = typed.to_json()

@@ -2,9 +2,11 @@
 
 - `default`: every INT8-able layer (maximum performance);
 - `accuracy_aware`: only the layers whose quantization keeps the drop within the budget;
-- `nncf`: what both share with NNCF.
+- `weights_only`: INT8 weights, float activations (no calibration data);
+- `nncf`: what they share with NNCF.
 """
 from .accuracy_aware import accepts, calibrate_accuracy_aware
 from .default import quantize_default
+from .weights_only import compress_weights
 
-__all__ = ["accepts", "calibrate_accuracy_aware", "quantize_default"]
+__all__ = ["accepts", "calibrate_accuracy_aware", "compress_weights", "quantize_default"]

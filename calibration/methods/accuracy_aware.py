@@ -27,7 +27,6 @@ import nncf
 import numpy as np
 import openvino as ov
 from openvino._offline_transformations import compress_quantize_weights_transformation
-from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
 from .. import devices, stats
 from ..datasets import Dataset
@@ -198,9 +197,8 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     int8_config = config_for(INT8, spec.device, spec.inference.int8_float_precision)
 
     feed = Feed(dataset, subset, lambda f: say(0.4 * f), cancel)
-    params = AdvancedQuantizationParameters(backend_params={"compress_weights": False})
-    quantized = quiet(nncf.quantize, fp32, nncf.Dataset(feed), advanced_parameters=params,
-                       subset_size=len(subset), **nncf_settings(spec))
+    quantized = quiet(nncf.quantize, fp32, nncf.Dataset(feed),
+                      **nncf_settings(spec, len(subset), compress_weights=False))
     probes: list[dict] = []
     repeats = [0]  # validations asked for a layer set already measured, answered from memory
     biases = corrected_biases(fp32, quantized)

@@ -17,4 +17,4 @@ def quantize_default(model: ov.Model, spec: Spec, dataset: Dataset, indices: lis
     """Every INT8-able layer quantized: NNCF post-training quantization over the subset."""
     dataset.preload(indices, cancel)
     feed = Feed(dataset, indices, progress, cancel)
-    return quiet(nncf.quantize, model, nncf.Dataset(feed), subset_size=len(indices), **nncf_settings(spec))
+    return quiet(nncf.quantize, model, nncf.Dataset(feed), **nncf_settings(spec, len(indices)))

@@ -41,12 +41,46 @@ class Feed:
             yield self.dataset.load(i)
 
 
-def nncf_settings(spec: Spec) -> dict:
-    """The preset and target device NNCF quantizes for."""
-    preset = {"performance": nncf.QuantizationPreset.PERFORMANCE,
-              "mixed": nncf.QuantizationPreset.MIXED}[spec.calibration.preset]
+def nncf_settings(spec: Spec, samples: int, **backend_params) -> dict:
+    """Every control of the spec's [calibration] as nncf.quantize's arguments, for `samples` subset samples.
+    `backend_params`: what a method needs of the OpenVINO backend (AccuracyAware keeps float weights)."""
+    from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters, AdvancedSmoothQuantParameters,
+                                                       QuantizationParameters)
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    c = spec.calibration
+    preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}[c.preset]
     device = nncf.TargetDevice.CPU if devices.is_cpu(spec.device) else nncf.TargetDevice.ANY
-    return {"preset": preset, "target_device": device}
+    advanced = {"backend_params": backend_params, "disable_bias_correction": c.bias_correction == "off"}
+    if c.model_type == "transformer":
+        advanced["smooth_quant_alphas"] = AdvancedSmoothQuantParameters(
+            matmul=c.smooth_quant.matmul, convolution=c.smooth_quant.convolution)
+    for kind in ("activations", "weights"):
+        q = getattr(c, kind)
+        if q.range_estimator:
+            advanced[f"{kind}_range_estimator_params"] = getattr(RangeEstimatorParametersSet, q.range_estimator.upper())
+        if q.per_channel is not None:
+            advanced[f"{kind}_quantization_params"] = QuantizationParameters(per_channel=q.per_channel)
+    settings = {"preset": preset, "target_device": device, "fast_bias_correction": c.bias_correction != "full",
+                "subset_size": min(samples, c.statistics_samples or samples),
+                "advanced_parameters": AdvancedQuantizationParameters(**advanced)}
+    if c.model_type == "transformer":
+        settings["model_type"] = nncf.ModelType.TRANSFORMER
+    scope = ignored_scope(spec)
+    if scope is not None:
+        settings["ignored_scope"] = scope
+    return settings
+
+
+def ignored_scope(spec: Spec):
+    """The spec's ignored scope as NNCF's (None when empty). Unmatched entries were reported by the
+    checker and before the run (`calibration.ignored_scope`): NNCF need not refuse them again."""
+    s = spec.calibration.ignored_scope
+    if s.empty():
+        return None
+    return nncf.IgnoredScope(names=list(s.names), types=list(s.types), patterns=list(s.patterns),
+                             subgraphs=[nncf.Subgraph(inputs=g.inputs, outputs=g.outputs) for g in s.subgraphs],
+                             validate=False)
 
 
 def quiet(fn, *args, **kwargs):

@@ -36,9 +36,13 @@ def project(tmp_path_factory):
     scale[np.argmax(x[:1000].mean(axis=0))] = OUTLIER
     inp = ops.parameter([-1, 64], np.float32, name="x")
     spread = ops.matmul(inp, ops.constant(np.diag(scale)), False, False)             # FP32: exact rescale
-    hidden = ops.relu(ops.add(ops.matmul(spread, ops.constant(w1 / scale[:, None]), False, False),
-                              ops.constant(b1)))
-    logits = ops.add(ops.matmul(hidden, ops.constant(w2), False, False), ops.constant(b2))
+    spread.set_friendly_name("spread")
+    first = ops.matmul(spread, ops.constant(w1 / scale[:, None]), False, False)      # the outlier is its input
+    first.set_friendly_name("hidden_matmul")
+    hidden = ops.relu(ops.add(first, ops.constant(b1)))
+    second = ops.matmul(hidden, ops.constant(w2), False, False)
+    second.set_friendly_name("logits_matmul")
+    logits = ops.add(second, ops.constant(b2))
     logits.output(0).get_tensor().set_names({"logits"})
     ov.save_model(ov.Model([logits], [inp], "mlp"), str(folder / "mlp.xml"), compress_to_fp16=False)
     np.savez(folder / "calibration.npz", x=x[1000:1300], labels=y[1000:1300])

@@ -9,7 +9,7 @@ export interface Result {
   device: string;
   /** How the device runs FP32 by default */
   device_default_precision?: string | null;
-  method: "default" | "accuracy_aware";
+  method: "default" | "accuracy_aware" | "weights_only";
   preset: string;
   metric: string;
   dataset: DatasetInfo;
@@ -53,6 +53,8 @@ export interface Result {
   accuracy_aware?: AccuracyAwareRecord | null;
   /** AccuracyAware: whether the search was cut short */
   search?: Search | null;
+  /** Every [calibration] control in force, and `ignored_layers`: the layers the ignored scope kept in floating point */
+  controls?: { [key: string]: unknown } | null;
   /** The deployment profile the figures and the promise hold for (results since the profile exists) */
   deployment?: Deployment | null;
   /** Added by the pytest gate: the budget checked (`calibration.gate.spec_budget`) */

@@ -1,0 +1,58 @@
+"""The spec's calibration controls beyond the method: what NNCF lets a practitioner steer (ignored
+scope, range estimators, per-channel weights, SmoothQuant). `spec.CalibrationSpec` holds them."""
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Table(BaseModel):
+    """A spec table: unknown keys are errors, defaults are validated too."""
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class Subgraph(Table):
+    inputs: list[str] = Field(min_length=1, description="Layer names where the subgraph starts")
+    outputs: list[str] = Field(min_length=1, description="Layer names where it ends")
+
+
+class IgnoredScopeSpec(Table):
+    """Layers kept in floating point by hand (NNCF's ignored scope)."""
+    names: list[str] = Field([], description="Layer names (as in the IR's XML)")
+    types: list[str] = Field([], description="Layer types, e.g. \"MatMul\", \"Softmax\"")
+    patterns: list[str] = Field([], description="Regular expressions matched at the start of layer names")
+    subgraphs: list[Subgraph] = Field([], description="Everything between `inputs` and `outputs`")
+    strict: bool = Field(True, description="Every entry must match a layer (an error otherwise); "
+                                           "false: an entry that matches nothing is a warning")
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, value):
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a regular expression: {exc}") from None
+        return value
+
+    def empty(self) -> bool:
+        return not (self.names or self.types or self.patterns or self.subgraphs)
+
+
+RANGE_ESTIMATORS = ("minmax", "mean_minmax", "median_minmax", "mean_no_outliers_minmax", "mean_quantile",
+                    "histogram")
+
+
+class QuantizerSpec(Table):
+    range_estimator: Literal[RANGE_ESTIMATORS] | None = Field(
+        None, description="How the quantization range is estimated from the statistics; default: NNCF's")
+    per_channel: bool | None = Field(None, description="weights only: one scale per output channel (NNCF's default: "
+                                                       "yes for CPU); activations are always per tensor")
+
+
+class SmoothQuantSpec(Table):
+    """SmoothQuant migrates activation outliers into weights (model_type = "transformer")."""
+    matmul: float = Field(0.95, ge=-1, le=1, description="alpha for MatMul layers; -1 turns it off for them")
+    convolution: float = Field(-1, ge=-1, le=1, description="alpha for Convolution layers; -1 turns it off")
