@@ -309,6 +309,7 @@ class Summary(_Record):
     report: str | None
     notes: list[str]
     deployment: Deployment | None = Field(None, description="The profile the figures were measured on")
+    fp32_layers: list[str] | None = Field(None, description="AccuracyAware: names of the layers left in FP32")
 
 
 def json_schema() -> dict:

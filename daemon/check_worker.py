@@ -9,6 +9,7 @@ JSON answer per line on stdout, in order:
   {"op": "spec", "path": P, "text": T|null} -> {"problems": [...], "lengths": {...}, "model": P|null}
   {"op": "model", "path": P, "settled": b, "scanned": b} -> {"state": arrival state, "problems": [...]|null, "lengths"}
   {"op": "hover", "path": P}                -> {"markdown": "..."}
+  {"op": "layers", "path": P}               -> {"layers": [[name, type, line, [output shapes]], ...], "int8_able": [types]}
 A request may carry "limit": at most that many problems (and one saying how many more). Problems
 are `Problem.to_dict()`; `lengths` maps each problem's line to its length in the checked text
 (a diagnostic spans its line); `model` is the model the spec names. A model's problems are computed
@@ -26,7 +27,8 @@ from pathlib import Path
 
 from int8wb.calibration.checker import check_model, check_spec
 from int8wb.calibration.guarded import read_bytes
-from int8wb.calibration.inspection import inspect_model
+from int8wb.calibration.inspection import INT8_ABLE_TYPES, inspect_model
+from int8wb.calibration.layer_table import layer_table
 from int8wb.calibration.model_files import arrival
 from int8wb.calibration.problems import CalibrationError, Problem
 from int8wb.calibration.spec import load_spec
@@ -100,12 +102,27 @@ def shown(problems: list[Problem], limit: int | None, path: str) -> list[Problem
     return out
 
 
+LAYERS_SHOWN = 50_000  # layer names a spec may complete: a hostile IR must not flood the editor
+
+
+def layers(path: str) -> dict:
+    """The model's layer table (what `ignored_scope` may name), or an error in words."""
+    try:
+        table = layer_table(path)
+    except Exception as exc:  # noqa: BLE001  (OSError, or whatever else a hostile file provokes)
+        return {"layers": [], "error": f"cannot read {Path(path).name}: {exc}"}
+    return {"layers": [[e.name, e.type, e.line, list(e.outputs)] for e in table[:LAYERS_SHOWN]],
+            "int8_able": sorted(INT8_ABLE_TYPES)}
+
+
 def answer(request: dict) -> dict:
     op, path = request["op"], request["path"]
     if op == "spec":
         out = spec(path, request.get("text"))
     elif op == "model":
         out = model(path, bool(request.get("settled")), bool(request.get("scanned", True)))
+    elif op == "layers":
+        out = layers(path)
     else:
         out = hover(path)
     problems = out.get("problems")

@@ -141,6 +141,11 @@ class Checker:
             return f"**{model.name}**: " + self.stopped_problem(reply or {}, model).message, False
         return reply["markdown"], True
 
+    async def layers(self, model: Path) -> dict | None:
+        """The model's layer table as the checker read it ({"layers", "int8_able"}); None when stopped."""
+        reply = await self.run({"op": "layers", "path": str(model)}, None, HOVER)
+        return None if reply is None or "error" in reply and not reply.get("layers") else reply
+
     def _checked(self, reply: dict, path: Path) -> Checked:
         if "error" in reply:
             return Checked([self.stopped_problem(reply, path)], {1: 0}, state="broken", stopped=reply["error"])

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 
 from int8wb.calibration.spec import SPEC_SUFFIX
+from int8wb.daemon import layers
 from int8wb.daemon.diagnostics import SOURCE
 from int8wb.daemon.paths import document
 
@@ -27,7 +28,7 @@ def code_actions(ls: Int8Server, params: types.CodeActionParams) -> list[types.C
     if not uri.endswith(SPEC_SUFFIX) or doc is None:
         return []
     lines = doc.source.splitlines()
-    actions = []
+    actions = layers.pin_action(ls, uri, lines)
     for diag in params.context.diagnostics:
         if str(diag.code) == "dynamic-shape" and diag.source in (SOURCE, None):
             actions += deployment_shape(uri, lines, diag)

@@ -14,6 +14,7 @@ from int8wb.calibration import stats
 from int8wb.calibration.deployment import describe
 from int8wb.calibration.model_files import signature
 from int8wb.calibration.spec import SPEC_SUFFIX
+from int8wb.daemon import layers
 from int8wb.daemon.paths import document, path_of, resolved
 
 if TYPE_CHECKING:
@@ -37,6 +38,9 @@ async def hover(ls: Int8Server, params: types.HoverParams) -> types.Hover | None
     line = _line(doc.source, n)
     if line is not None and BUDGET_LINE.match(line):
         return _last_drop(ls, spec, n, line)
+    if line and ('"' in line or "'" in line) and not MODEL_LINE.match(line) and "ignored_scope" in doc.source:
+        if (found := await layers.hover(ls, spec, doc.source, n, params.position.character)) is not None:
+            return found
     if line is None or not MODEL_LINE.match(line) or not (m := MODEL_VALUE.search(line)):
         return None
     model = resolved(spec.parent / m.group(1)) if "\0" not in m.group(1) else spec.parent / "?"

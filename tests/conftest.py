@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 import time
 from pathlib import Path
 
@@ -28,6 +29,44 @@ def conv_net(channels: int = 3, classes: int = 4, seed: int = 0, fp16: bool = Fa
     y = ops.matmul(h, w3, False, False)
     y.output(0).get_tensor().set_names({"logits"})
     return ov.Model([y], [x], "convnet")
+
+
+OUTLIER = 400.0  # one feature scaled up: per-tensor INT8 steps then erase all the others
+
+
+def outlier_mlp(folder: Path) -> Path:
+    """An MLP trained on scikit-learn's digits, rewritten so that FP32 is unchanged but the
+    input of its second MatMul holds one outlier feature: a real case where Default fails."""
+    from sklearn.datasets import load_digits
+    from sklearn.neural_network import MLPClassifier
+
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float32)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(x))
+    x, y = x[order], y[order]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlp = MLPClassifier(hidden_layer_sizes=(32,), max_iter=300, random_state=0).fit(x[:1000], y[:1000])
+    w1, b1 = mlp.coefs_[0].astype(np.float32), mlp.intercepts_[0].astype(np.float32)
+    w2, b2 = mlp.coefs_[1].astype(np.float32), mlp.intercepts_[1].astype(np.float32)
+    scale = np.ones(64, np.float32)
+    scale[np.argmax(x[:1000].mean(axis=0))] = OUTLIER
+    inp = ops.parameter([-1, 64], np.float32, name="x")
+    spread = ops.matmul(inp, ops.constant(np.diag(scale)), False, False)             # FP32: exact rescale
+    spread.set_friendly_name("spread")
+    first = ops.matmul(spread, ops.constant(w1 / scale[:, None]), False, False)      # the outlier is its input
+    first.set_friendly_name("hidden_matmul")
+    hidden = ops.relu(ops.add(first, ops.constant(b1)))
+    second = ops.matmul(hidden, ops.constant(w2), False, False)
+    second.set_friendly_name("logits_matmul")
+    logits = ops.add(second, ops.constant(b2))
+    logits.output(0).get_tensor().set_names({"logits"})
+    ov.save_model(ov.Model([logits], [inp], "mlp"), str(folder / "mlp.xml"), compress_to_fp16=False)
+    np.savez(folder / "calibration.npz", x=x[1000:1300], labels=y[1000:1300])
+    np.savez(folder / "validation.npz", x=x[1300:1550], labels=y[1300:1550])
+    np.savez(folder / "heldout.npz", x=x[1550:], labels=y[1550:])
+    return folder
 
 
 def save(model: ov.Model, path: Path, compress_to_fp16: bool = False) -> Path:

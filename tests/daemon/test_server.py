@@ -117,7 +117,7 @@ def test_one_table_registers_every_command_and_feature():
         "int8wb.calibrate", "int8wb.compare", "int8wb.check", "int8wb.openReport"}
     features = ls.protocol.fm.features
     assert {m for m, h in features.items() if asyncio.iscoroutinefunction(h)} == {
-        types.INITIALIZED, types.SHUTDOWN, types.TEXT_DOCUMENT_HOVER}
+        types.INITIALIZED, types.SHUTDOWN, types.TEXT_DOCUMENT_HOVER, types.TEXT_DOCUMENT_COMPLETION}
     assert set(features) == {method for method, _, _ in FEATURES}
 
 

@@ -78,3 +78,90 @@ async def test_dynamic_shape_warning_and_its_quick_fix(client: LanguageClient, w
         text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
         content_changes=[types.TextDocumentContentChangeWholeDocument(text=fixed)]))
     await wait_for(lambda: "dynamic-shape" not in codes(client, spec), 10, what="the warning cleared by the fix")
+
+
+@pytest.mark.asyncio
+async def test_ignored_scope_names_complete_explain_and_are_checked(client: LanguageClient, workspace: Path):
+    """Layer names of the spec's own model: completed inside `names = ["`, explained on hover, and a
+    name that matches no layer is a located diagnostic with a did-you-mean."""
+    from int8wb.calibration.layer_table import layer_table
+
+    spec = spec_of(workspace)
+    uri = spec.as_uri()
+    conv = next(e for e in layer_table(spec.parent / "model.xml") if e.type == "Convolution")
+    text = spec.read_text() + '\n[calibration.ignored_scope]\nnames = [""]\ntypes = ["Convolution"]\n'
+    lines = text.splitlines()
+    at = lines.index('names = [""]')
+    client.text_document_did_open(types.DidOpenTextDocumentParams(
+        text_document=types.TextDocumentItem(uri=uri, language_id="toml", version=1, text=text)))
+    done = await client.text_document_completion_async(types.CompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(at, len('names = ["'))))
+    items = {i.label: i for i in done.items}
+    assert conv.name in items and items[conv.name].insert_text == conv.name  # inside the quotes already
+    assert items[conv.name].detail.startswith("Convolution [")
+    assert not [i for i in done.items if i.detail.startswith("Const")]  # constants are not layers one ignores
+    kinds = await client.text_document_completion_async(types.CompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(at + 1, len("types = ["))))
+    assert {"Convolution", "MatMul"} <= {i.label for i in kinds.items}
+    assert next(i for i in kinds.items if i.label == "Convolution").insert_text == '"Convolution"'
+    outside = await client.text_document_completion_async(types.CompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(0, 0)))
+    assert not outside or not outside.items
+
+    typo = conv.name.lower() if conv.name.lower() != conv.name else conv.name.upper()
+    lines[at] = f'names = ["{typo}"]'
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text="\n".join(lines) + "\n")]))
+    def unmatched():
+        return [d for d in client.diagnostics.get(uri, []) if d.code == "ignored-scope-unmatched"]
+
+    # The first buffer's empty name was unmatched too: wait for the diagnostic of the typo itself.
+    await wait_for(lambda: any(repr(typo) in d.message for d in unmatched()), 10, what="the unmatched-name diagnostic")
+    [diag] = unmatched()
+    assert diag.range.start.line == at and f"did you mean '{conv.name}'?" in diag.message
+    hover = await client.text_document_hover_async(types.HoverParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(at + 1, len('types = ["C'))))
+    assert "Convolution" in hover.contents.value and "INT8-able" in hover.contents.value
+    lines[at] = f'names = ["{conv.name}"]'
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=3),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text="\n".join(lines) + "\n")]))
+    await wait_for(lambda: "ignored-scope-unmatched" not in codes(client, spec), 10, what="the diagnostic cleared")
+    hover = await client.text_document_hover_async(types.HoverParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(at, len('names = ["') + 1)))
+    assert hover.contents.value.startswith(f"**{conv.name}**: Convolution, output [")
+
+
+@pytest.mark.asyncio
+async def test_the_layers_accuracy_aware_left_in_fp32_are_pinned_by_a_code_action(client: LanguageClient,
+                                                                                   workspace: Path):
+    from conftest import outlier_mlp
+    from daemon_helpers import command, wait_job
+    from int8wb.calibration import load_spec
+
+    folder = outlier_mlp(workspace / "mlp")
+    spec = folder / "mlp.calibration.toml"
+    spec.write_text('model = "mlp.xml"\n[dataset]\nkind = "npz"\npath = "calibration.npz"\n[validation]\n'
+                    'kind = "npz"\npath = "validation.npz"\n[calibration]\nmethod = "accuracy_aware"\n'
+                    'max_drop = 0.01\n[inference]\nduration = 0.2\nrounds = 2\n[deployment]\nshape = [1, 64]\n')
+    uri = spec.as_uri()
+    client.text_document_did_open(types.DidOpenTextDocumentParams(
+        text_document=types.TextDocumentItem(uri=uri, language_id="toml", version=1, text=spec.read_text())))
+    lines = spec.read_text().splitlines()
+    ask = types.CodeActionParams(text_document=types.TextDocumentIdentifier(uri=uri),
+                                 range=types.Range(start=types.Position(0, 0), end=types.Position(0, 0)),
+                                 context=types.CodeActionContext(diagnostics=[]))
+    assert not [a for a in await client.text_document_code_action_async(ask) or [] if a.title.startswith("Pin")]
+    job_id = await command(client, "int8wb.calibrate", uri)
+    done = await wait_job(client, job_id, ("done", "failed"), 120)
+    assert done["state"] == "done", done["error"]
+    kept = done["summary"]["fp32_layers"]
+    assert kept  # the outlier's MatMul at least
+    [pin] = [a for a in await client.text_document_code_action_async(ask) if a.title.startswith("Pin")]
+    assert pin.title == f"Pin the {len(kept)} layer(s) AccuracyAware left in FP32 in ignored_scope"
+    (edit,) = pin.edit.changes[uri]
+    fixed = "\n".join(lines) + "\n" + edit.new_text
+    pinned = folder / "pinned.calibration.toml"
+    pinned.write_text(fixed)
+    assert load_spec(pinned).calibration.ignored_scope.names == kept  # a valid spec that keeps them float

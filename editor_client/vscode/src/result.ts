@@ -297,6 +297,8 @@ export interface Summary {
   notes: string[];
   /** The profile the figures were measured on */
   deployment?: Deployment | null;
+  /** AccuracyAware: names of the layers left in FP32 */
+  fp32_layers?: string[] | null;
 }
 
 export interface SummaryAccuracy {
