@@ -34,6 +34,11 @@ class Evaluation:
     references: list = field(default_factory=list)  # metric.reference() of each output
     warnings: list[Problem] = field(default_factory=list)
 
+    @property
+    def size(self) -> int:
+        """Samples evaluated (with or without per-sample scores)."""
+        return len(self.references)
+
 
 def output_index(compiled: ov.CompiledModel, name: str | None, spec_problem) -> int:
     if name is None:

@@ -198,7 +198,7 @@ def _budget(spec: Spec, metric, fp32: Evaluation, int8: Evaluation, outcome) -> 
     ok, bound = accepts(spec, metric, fp32, int8)
     sure = f"with {c.confidence:.0%} confidence (one-sided, paired bootstrap)" \
         if c.confidence and fp32.scores is not None else "as measured"
-    guarantee = (f"{c.drop_type} drop ≤ {c.max_drop:g} {sure} on the {len(fp32.references)} validation samples; "
+    guarantee = (f"{c.drop_type} drop ≤ {c.max_drop:g} {sure} on the {fp32.size} validation samples; "
                  "unseen data: see the held-out figures" if outcome.met and ok else
                  f"none: the best model found keeps a drop bound of {bound:.4g} > {c.max_drop:g}")
     return AccuracyAwareBudget(max_drop=c.max_drop, drop_type=c.drop_type, measured=measured,
@@ -231,10 +231,10 @@ def _accuracy_fields(spec: Spec, metric, base: dict, q: dict) -> dict:
     if "evaluation" in base:
         held = {"fp32": base["evaluation"].accuracy, "int8": q["evaluation"].accuracy,
                 "drop": degradation(metric, base["evaluation"].accuracy, q["evaluation"].accuracy)[0],
-                "size": len(base["evaluation"].references), "drop_ci": ci("evaluation")}
+                "size": base["evaluation"].size, "drop_ci": ci("evaluation")}
     return {"metric": metric.name,
             "accuracy_on": {"role": "validation" if spec.validation else "dataset",
-                            "size": len(base["validation"].references)},
+                            "size": base["validation"].size},
             "fp32": {"accuracy": base["validation"].accuracy, "precision_hint": "f32"},
             "int8": {"accuracy": q["validation"].accuracy},
             "drop": drop, "drop_relative": drop_relative, "drop_ci": ci("validation"),
