@@ -1,10 +1,10 @@
 """Accuracy metrics as per-sample scores, so a drop can be traced to the samples that moved."""
 from __future__ import annotations
 
-import importlib.util
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -32,6 +32,40 @@ class Metric:
     @staticmethod
     def aggregate(scores: np.ndarray) -> float:
         return float(np.mean(scores)) if len(scores) else float("nan")
+
+    def tally(self, samples: int) -> "Tally":
+        """A fresh accumulator for one evaluation pass over `samples` samples."""
+        return ScoreTally(self, samples)
+
+
+@dataclass
+class Tallied:
+    """What one evaluation pass adds up to."""
+    accuracy: float
+    scores: np.ndarray | None   # per sample: a score (n,), or (numerator, denominator) pairs (n, 2); None: none given
+    references: list             # metric.reference() of each output
+    warnings: list[Problem] = field(default_factory=list)
+
+
+class Tally(Protocol):
+    def add(self, slot: int, output: np.ndarray, sample, reference) -> None: ...
+    def finish(self) -> Tallied: ...
+
+
+class ScoreTally:
+    """A per-sample metric's pass: one score per sample (`sample.label` is all it reads), averaged."""
+
+    def __init__(self, metric: Metric, samples: int):
+        self.metric = metric
+        self.scores = np.zeros(samples, dtype=np.float64)
+        self.references: list = [None] * samples
+
+    def add(self, slot: int, output: np.ndarray, sample, reference) -> None:
+        self.scores[slot] = self.metric.score(output, sample.label, reference)
+        self.references[slot] = self.metric.reference(output)
+
+    def finish(self) -> Tallied:
+        return Tallied(self.metric.aggregate(self.scores), self.scores, self.references)
 
 
 def _class_scores(output: np.ndarray) -> np.ndarray:
@@ -63,17 +97,6 @@ class Agreement(Metric):
         return float(int(np.argmax(_class_scores(output))) == reference)
 
 
-class Custom(Metric):
-    """A user's per-sample function `fn(output, label) -> float`, loaded from a file beside the spec."""
-
-    def __init__(self, fn, name: str, higher_is_better: bool, needs_labels: bool, path: Path | None = None):
-        self.fn, self.name, self.path = fn, name, path
-        self.higher_is_better, self.needs_labels = higher_is_better, needs_labels
-
-    def score(self, output, label, reference):
-        return float(self.fn(output, label))
-
-
 def custom_metric_file(spec: "Spec", trusted: bool) -> Path:
     """The custom metric's file, once it is known to be trusted and to exist (CalibrationError
     otherwise): what the checker reports without running anything, and what calibrate imports."""
@@ -91,24 +114,10 @@ def custom_metric_file(spec: "Spec", trusted: bool) -> Path:
     return path
 
 
-def load_custom(spec: "Spec", trusted: bool) -> Custom:
-    """Imports `file.py:function` named by the spec; user code runs only when the caller trusts it."""
-    acc = spec.accuracy
-    path, func = custom_metric_file(spec, trusted), acc.custom.rsplit(":", 1)[1]
-    module_spec = importlib.util.spec_from_file_location(f"int8wb_metric_{path.stem}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    try:
-        module_spec.loader.exec_module(module)
-        fn = getattr(module, func)
-    except Exception as exc:  # user code: report it, located at the spec key
-        raise CalibrationError(spec.problem(f"cannot load {acc.custom}: {type(exc).__name__}: {exc}",
-                                            "accuracy", "custom", rule="metric-error")) from None
-    return Custom(fn, func, acc.higher_is_better, acc.needs_labels, path)
-
-
-def metric_error(metric: Metric, sample: str, exc: Exception) -> Problem:
-    """A metric that raised on `sample`, located at the raising line of the metric's own file (the
-    innermost frame in it), else unlocated (a built-in metric: a label it cannot compare)."""
+def metric_error(metric: Metric, exc: Exception, where: str) -> Problem:
+    """A metric that raised (`where`: "on sample S", "in compute()"), located at the raising line of the
+    metric's own file (the innermost frame in it), else unlocated (a built-in metric: a label it cannot
+    compare)."""
     path = getattr(metric, "path", None)
     line = None
     if path is not None:
@@ -116,14 +125,16 @@ def metric_error(metric: Metric, sample: str, exc: Exception) -> Problem:
             if Path(frame.f_code.co_filename) == path:
                 line = number
     text = str(exc).splitlines()[0] if str(exc) else ""
-    return Problem(f"metric {metric.name!r} raised {type(exc).__name__}{': ' + text if text else ''} on sample {sample}",
+    return Problem(f"metric {metric.name!r} raised {type(exc).__name__}{': ' + text if text else ''} {where}",
                    path=str(path) if path else None, line=line, rule="metric-error",
-                   fix="fix the metric (the sample that made it raise is named); nothing was written")
+                   fix="fix the metric (the sample or step that made it raise is named); nothing was written")
 
 
 def make_metric(spec: "Spec", trusted: bool = False) -> Metric:
     acc = spec.accuracy
     if acc.metric == "custom":
+        from .custom_metrics import load_custom  # it builds on this module's Metric
+
         return load_custom(spec, trusted)
     metric = Agreement() if acc.metric == "agreement" else TopK(1 if acc.metric == "top1" else acc.k)
     return metric

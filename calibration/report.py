@@ -30,11 +30,11 @@ def summary_rows(result: Result | dict) -> list[tuple[str, str, str, str]]:
     r = Result.of(result)
     fp32, int8, size = r.fp32.accuracy, r.int8.accuracy, r.model_size
     on = f"{r.accuracy_on.role}, {r.accuracy_on.size}" if r.accuracy_on else "validation"
-    rows = [(f"accuracy ({r.metric}; {on})", f"{fp32:.4f}", f"{int8:.4f}", _drop_text(r.drop, r.drop_ci))]
+    rows = [(f"accuracy ({r.metric}; {on})", f"{fp32:.4f}", f"{int8:.4f}", _drop_text(r.drop, r.drop_ci, r.no_interval))]
     if r.heldout:
         h = r.heldout
         rows.append((f"accuracy ({r.metric}; held-out, {h.size})", f"{h.fp32:.4f}", f"{h.int8:.4f}",
-                     _drop_text(h.drop, h.drop_ci)))
+                     _drop_text(h.drop, h.drop_ci, r.no_interval)))
     if isinstance(r.budget, AccuracyAwareBudget):
         b = r.budget
         rows.append(("budget", f"max_drop {b.max_drop:g}" + (" relative" if b.drop_type == "relative" else ""),
@@ -48,8 +48,11 @@ def summary_rows(result: Result | dict) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def _drop_text(drop: float, ci: list[float] | None) -> str:
-    return f"drop {drop * 100:+.2f} pp" + (f" [{ci[0] * 100:+.2f}, {ci[1] * 100:+.2f}]" if ci else "")
+def _drop_text(drop: float, ci: list[float] | None, no_interval: str | None = None) -> str:
+    text = f"drop {drop * 100:+.2f} pp"
+    if ci:
+        return text + f" [{ci[0] * 100:+.2f}, {ci[1] * 100:+.2f}]"
+    return text + (f" (no interval: {no_interval})" if no_interval else "")
 
 
 def ratio_text(ratio) -> str:

@@ -99,6 +99,18 @@ class Probe(TypedDict):
     ok: bool
 
 
+@with_config(_ROW)
+class ProblemRow(TypedDict):
+    """A located problem (`calibration.problems.Problem`): here, a warning about the figures."""
+    message: str
+    path: str | None
+    line: int | None
+    key: str | None
+    rule: str
+    severity: str
+    fix: str | None
+
+
 # ---- records ---------------------------------------------------------------------------------
 
 class DatasetInfo(_Record):
@@ -245,6 +257,8 @@ class Result(_Record):
     drop_ci: list[float] | None = Field(None, description="95 % interval of the drop [low, high]: paired bootstrap "
                                         "over the validation samples")
     metric_higher_is_better: bool | None = None
+    no_interval: str | None = Field(None, description="Why the drops have no interval (drop_ci absent): "
+                                    "\"the metric gives no per_sample()\"")
     heldout: HeldOut | None = None
     throughput: dict[Variant, float] = Field(description="Samples per second")
     latency_ms: dict[Variant, float] = Field(description="Median latency")
@@ -263,6 +277,9 @@ class Result(_Record):
     timing_s: Timing
     versions: dict[str, str | None]
     notes: list[str]
+    warnings: list[ProblemRow] | None = Field(
+        None, description="What the figures rest on, located (e.g. a metric's per_sample() that does not add "
+                          "up to its compute()); also in notes")
     budget: AccuracyAwareBudget | float | None = Field(
         None, description="AccuracyAware's budget and whether the saved model meets it (older results: a number)")
     fp32_layers: list[Fp32Layer] | None = Field(None, description="AccuracyAware: the layers left in FP32")

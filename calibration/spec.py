@@ -103,12 +103,18 @@ class AccuracySpec(_Table):
     metric: Literal["top1", "topk", "agreement", "custom"] = Field(
         "top1", description="top1/topk: classification against labels; agreement: share of samples "
                             "whose top-1 class equals the FP32 model's (needs no labels); custom: "
-                            "a Python function named by `custom` (runs only when the workspace trusts it)")
+                            "a Python metric named by `custom` (runs only when the workspace trusts it)")
     k: int = Field(5, ge=1, description="k of topk")
     output: str | None = Field(None, description="Model output holding the class scores; default the first")
     custom: Annotated[str, Field(pattern=r"^[^:]+:[A-Za-z_][A-Za-z0-9_]*$"), AfterValidator(_no_nul)] | None = Field(
         None,
-        description='"file.py:function" (relative to the spec): function(output, label) -> float per sample')
+        description='"file.py:name" (relative to the spec). Per sample: a function name(output, label) -> float, '
+                    'averaged. Dataset level: a class, or a function taking no arguments, called once per '
+                    'evaluation pass, whose object has update(output, sample) (in dataset order; output is a copy '
+                    'it may keep; sample has index, path, label as written, original_size (height, width) or '
+                    'None, split) and compute() -> float, and optionally per_sample(): a float per sample (mean) '
+                    'or a (numerator, denominator) pair per sample (ratio of sums: corpus CER, F1); the drop\'s '
+                    'interval comes from it, and without it there is none')
     higher_is_better: bool = Field(True, description="Direction of the metric (false for error rates, losses)")
     needs_labels: bool = Field(True, description="custom only: whether the function needs labels")
 

@@ -1,7 +1,9 @@
 """How sure a figure is: confidence intervals for accuracy drops and speed ratios, and verdicts.
 
 A drop is a mean of per-sample differences between two models on the same samples, so its interval
-comes from a paired bootstrap over the samples (identical predictions give [0, 0]). A speed-up is
+comes from a paired bootstrap over the samples (identical predictions give [0, 0]); a corpus
+statistic given as (numerator, denominator) pairs per sample (a character error rate, an F1) is
+recomputed as a ratio of sums on each resample, for both models on the same resample. A speed-up is
 measured in rounds that run every variant under the same machine conditions (A B C, C B A, ...), so
 its interval is a Student-t interval over rounds of the mean log ratio (a geometric mean). The
 bootstrap's resamples are seeded: the same figures always give the same interval.
@@ -22,17 +24,39 @@ RESAMPLES = 2000
 _CHUNK = 1 << 22  # index draws per bootstrap step: bounded memory for large validation sets
 
 
-def _bootstrap_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+def _draws(n: int, resamples: int, seed: int):
+    """The bootstrap's resamples of n indices, in chunks of rows (the same draws for any statistic)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    n = len(values)
     rows = max(1, min(resamples, _CHUNK // max(n, 1)))
-    out = []
     for start in range(0, resamples, rows):
-        idx = rng.integers(0, n, size=(min(rows, resamples - start), n))
-        out.append(values[idx].mean(axis=1))
-    return np.concatenate(out)
+        yield rng.integers(0, n, size=(min(rows, resamples - start), n))
+
+
+def _bootstrap_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    import numpy as np
+
+    return np.concatenate([values[idx].mean(axis=1) for idx in _draws(len(values), resamples, seed)])
+
+
+def _ratios(pairs: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    with np.errstate(divide="ignore", invalid="ignore"):  # a resample with no denominator: NaN, left out
+        return pairs[:, 0][idx].sum(axis=1) / pairs[:, 1][idx].sum(axis=1)
+
+
+def statistic(scores: np.ndarray) -> float:
+    """What per-sample scores add up to: their mean, or for (numerator, denominator) pairs the
+    ratio of sums (a corpus error rate, 2TP / (2TP + FP + FN))."""
+    import numpy as np
+
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim == 2:
+        total = scores[:, 1].sum()
+        return float(scores[:, 0].sum() / total) if total else float("nan")
+    return float(scores.mean()) if scores.size else float("nan")
 
 
 def _bounds(draws: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -43,18 +67,43 @@ def _bounds(draws: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def per_sample_drops(fp32: np.ndarray | None, int8: np.ndarray | None, higher_is_better: bool = True):
+    """How much worse INT8 does on each sample (a pair's share: numerator / denominator, 0 without
+    one); None without per-sample scores."""
+    import numpy as np
+
+    if fp32 is None or int8 is None:
+        return None
+
+    def values(scores: np.ndarray) -> np.ndarray:
+        if scores.ndim == 1:
+            return scores
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(scores[:, 1] != 0, scores[:, 0] / scores[:, 1], 0.0)
+
+    diff = values(np.asarray(fp32, dtype=np.float64)) - values(np.asarray(int8, dtype=np.float64))
+    return diff if higher_is_better else -diff
+
+
 def paired_drop_ci(fp32: np.ndarray, int8: np.ndarray, higher_is_better: bool = True,
                    confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
-    """Two-sided interval of the mean drop (positive: INT8 worse) over paired per-sample scores."""
+    """Two-sided interval of the drop (positive: INT8 worse) over paired per-sample scores: a score
+    per sample (the drop of the mean), or a (numerator, denominator) pair per sample, shape (n, 2)
+    (the drop of the ratio of sums, recomputed for both models on each same resample)."""
     import numpy as np
 
     fp32, int8 = np.asarray(fp32, dtype=np.float64), np.asarray(int8, dtype=np.float64)
-    if fp32.shape != int8.shape or fp32.size == 0:
-        raise ValueError("paired scores must have the same, non-zero length")
-    diff = fp32 - int8 if higher_is_better else int8 - fp32
-    if not diff.any():
+    if fp32.shape != int8.shape or fp32.size == 0 or fp32.ndim > 2 or (fp32.ndim == 2 and fp32.shape[1] != 2):
+        raise ValueError("paired scores must have the same, non-zero length (and be pairs, if not single scores)")
+    if np.array_equal(fp32, int8):
         return 0.0, 0.0
-    return _bounds(_bootstrap_means(diff, resamples, seed), confidence)
+    sign = 1.0 if higher_is_better else -1.0
+    if fp32.ndim == 1:
+        return _bounds(_bootstrap_means(sign * (fp32 - int8), resamples, seed), confidence)
+    drops = np.concatenate([sign * (_ratios(fp32, idx) - _ratios(int8, idx))
+                            for idx in _draws(len(fp32), resamples, seed)])
+    drops = drops[~np.isnan(drops)]
+    return _bounds(drops, confidence) if drops.size else (float("nan"), float("nan"))
 
 
 def drop_upper_bound(fp32: np.ndarray, int8: np.ndarray, higher_is_better: bool = True,

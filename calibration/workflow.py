@@ -23,7 +23,7 @@ from .methods import accepts, calibrate_accuracy_aware, compress_weights, quanti
 from .metrics import degradation, make_metric
 from .output import Staging, mark
 from .output_names import model_stem, output_paths
-from .problems import Cancelled, CalibrationError
+from .problems import Cancelled, CalibrationError, Problem
 from .report import render_html
 from .result import AccuracyAwareBudget, AccuracyAwareRecord, Result
 from .runtime import DEFAULT, F32, INT8, config_for, default_precision, read_model
@@ -36,6 +36,7 @@ ProgressFn = Callable[[float, str], None]
 PHASES = [("checking", 2), ("baseline accuracy", 16), ("calibrating", 30), ("saving", 2),
           ("INT8 accuracy", 14), ("speed (interleaved rounds)", 30), ("per-layer profile", 6)]
 SPEED = "speed (interleaved rounds)"
+NO_INTERVAL = "the metric gives no per_sample()"  # why a drop has no interval
 
 
 class _Progress:
@@ -159,7 +160,10 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
             versions=versions(), budget=_stated(budget, profile), deployment=profile, quantize_ops=quantize_ops,
             controls={**spec.calibration.model_dump(), "ignored_layers": sorted(ignored_scope.matched(spec, table))},
             **_accuracy_aware_fields(outcome))
-        typed.notes.extend(_notes(spec, outcome, len(roles["validation"][1])))
+        warnings = _warnings(spec, [base, q], outcome)
+        typed.notes.extend(_notes(spec, outcome, len(roles["validation"][1])) + [f"{w.message}." for w in warnings])
+        if warnings:
+            typed.warnings = [w.to_dict() for w in warnings]
         result = typed.to_json()
         staging.write_json("result", result)
         staging.write_text("report", render_html(typed))
@@ -211,8 +215,9 @@ def _budget(spec: Spec, metric, fp32: Evaluation, int8: Evaluation, outcome) -> 
     c = spec.calibration
     measured = drop_rel if c.drop_type == "relative" else drop
     ok, bound = accepts(spec, metric, fp32, int8)
-    sure = f"with {c.confidence:.0%} confidence (one-sided, paired bootstrap)" if c.confidence else "as measured"
-    guarantee = (f"{c.drop_type} drop ≤ {c.max_drop:g} {sure} on the {len(fp32.scores)} validation samples; "
+    sure = f"with {c.confidence:.0%} confidence (one-sided, paired bootstrap)" \
+        if c.confidence and fp32.scores is not None else "as measured"
+    guarantee = (f"{c.drop_type} drop ≤ {c.max_drop:g} {sure} on the {fp32.size} validation samples; "
                  "unseen data: see the held-out figures" if outcome.met and ok else
                  f"none: the best model found keeps a drop bound of {bound:.4g} > {c.max_drop:g}")
     return AccuracyAwareBudget(max_drop=c.max_drop, drop_type=c.drop_type, measured=measured,
@@ -236,22 +241,40 @@ def _accuracy(compiled, roles: dict, metric, out: int, reference: dict | None, p
 def _accuracy_fields(spec: Spec, metric, base: dict, q: dict) -> dict:
     """The result's accuracy figures: validation (the drop) and the optional held-out set."""
     drop, drop_relative = degradation(metric, base["validation"].accuracy, q["validation"].accuracy)
-    def ci(role: str) -> list[float]:
+    def ci(role: str) -> list[float] | None:
+        if base[role].scores is None or q[role].scores is None:
+            return None
         return [round(x, 6) for x in stats.paired_drop_ci(base[role].scores, q[role].scores, metric.higher_is_better)]
 
     held = None
     if "evaluation" in base:
         held = {"fp32": base["evaluation"].accuracy, "int8": q["evaluation"].accuracy,
                 "drop": degradation(metric, base["evaluation"].accuracy, q["evaluation"].accuracy)[0],
-                "size": len(base["evaluation"].scores), "drop_ci": ci("evaluation")}
+                "size": base["evaluation"].size, "drop_ci": ci("evaluation")}
     return {"metric": metric.name,
             "accuracy_on": {"role": "validation" if spec.validation else "dataset",
-                            "size": len(base["validation"].scores)},
+                            "size": base["validation"].size},
             "fp32": {"accuracy": base["validation"].accuracy, "precision_hint": "f32"},
             "int8": {"accuracy": q["validation"].accuracy},
             "drop": drop, "drop_relative": drop_relative, "drop_ci": ci("validation"),
             "metric_higher_is_better": metric.higher_is_better,
+            **({"no_interval": NO_INTERVAL} if base["validation"].scores is None else {}),
             "heldout": held}
+
+
+def _warnings(spec: Spec, evaluations: list[dict], outcome) -> list[Problem]:
+    """What the figures rest on that the user should know: a metric's per_sample() that does not add
+    up to its compute() (once, as first seen), AccuracyAware judging a metric without per-sample scores."""
+    found: dict[str, Problem] = {}
+    for ev in (e for evs in evaluations for e in evs.values()):
+        for w in ev.warnings:
+            found.setdefault(w.rule, w)
+    if outcome is not None and spec.calibration.confidence > 0 and evaluations[0]["validation"].scores is None:
+        found["metric-no-interval"] = spec.problem(
+            f"AccuracyAware accepted on the measured drop, not at {spec.calibration.confidence:.0%} confidence: "
+            f"{NO_INTERVAL}, so the drop has no interval", "accuracy", "custom", rule="metric-no-interval",
+            severity="warning", fix="give the metric per_sample(): a float or a (numerator, denominator) pair per sample")
+    return list(found.values())
 
 
 def _speed_fields(spec: Spec, speed: dict, layers: dict, device_default: str) -> dict:

@@ -62,12 +62,13 @@ class Outcome:
 
 def accepts(spec: Spec, metric: Metric, baseline: Evaluation, ev: Evaluation) -> tuple[bool, float]:
     """Whether `ev` keeps the budget, and the drop bound judged: the one-sided upper bound at the
-    spec's confidence (the measured drop when confidence is 0), so a candidate that merely got
-    lucky on the validation set's few changed samples is not accepted."""
+    spec's confidence (the measured drop when confidence is 0, or when the metric gives no
+    per-sample scores to bound it with), so a candidate that merely got lucky on the validation
+    set's few changed samples is not accepted."""
     relative = spec.calibration.drop_type == "relative"
     drop, drop_rel = degradation(metric, baseline.accuracy, ev.accuracy)
     bound = drop
-    if spec.calibration.confidence > 0:
+    if spec.calibration.confidence > 0 and baseline.scores is not None and ev.scores is not None:
         bound = max(drop, stats.drop_upper_bound(baseline.scores, ev.scores, metric.higher_is_better,
                                                  spec.calibration.confidence))
     if relative:
@@ -231,8 +232,9 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     say(0.45)
     if not first["ok"]:
         # Rank on the samples INT8 got most wrong, where a layer's damage shows.
-        damage = first["scores"] - baseline.scores if not metric.higher_is_better else baseline.scores - first["scores"]
-        order = [val_idx[i] for i in np.argsort(-damage, kind="stable")[:RANKING_SAMPLES]]
+        damage = stats.per_sample_drops(baseline.scores, first["scores"], metric.higher_is_better)
+        order = [val_idx[i] for i in np.argsort(-damage, kind="stable")[:RANKING_SAMPLES]] if damage is not None \
+            else val_idx[:RANKING_SAMPLES]  # a metric without per-sample scores: the first samples
         ranked = rank(core, fp32, quantized, biases, spec.device, int8_config, val_ds, order,
                       lambda f: say(0.45 + 0.3 * f), cancel)
         cost = layer_macs(core, fp32, val_ds.load(val_idx[0]), {n for g, _, _ in ranked for n in g})

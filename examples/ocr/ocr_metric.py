@@ -2,7 +2,8 @@
 
 Named in ocr.calibration.toml as `custom = "ocr_metric.py:exact_match"`; each function takes one
 sample's model output ([1, T, C] probabilities or logits, or [T, C]) and its label (the word from
-the image list) and returns a float.
+the image list) and returns a float. `CorpusCER` (ocr-cer.calibration.toml) is a dataset-level
+metric: one character error rate over all the words, with (edits, length) per word for intervals.
 
 CTC convention (PaddleOCR's CTCLabelDecode): class 0 is the blank; class i >= 1 is line i - 1 of
 model/characters.txt (the ONNX `character` metadata, then the " " PaddleOCR appends when
@@ -72,3 +73,26 @@ def character_error_rate(output, label) -> float:
     """Levenshtein distance / len(label): 0.0 is perfect, lower is better (higher_is_better = false)."""
     truth = _text(label)
     return _edit_distance(decode(output), truth) / max(1, len(truth))
+
+
+class CorpusCER:
+    """Corpus character error rate, dataset level: all edits over all reference characters.
+
+    Named as `custom = "ocr_metric.py:CorpusCER"` (ocr-cer.calibration.toml); lower is better. Long
+    words weigh as much as their characters, unlike the mean of per-word rates
+    (`character_error_rate`). `per_sample()` gives each word's (edits, reference length), so the
+    drop's interval is a paired bootstrap of the ratio of sums over the words."""
+
+    def __init__(self):
+        self.pairs: list[tuple[int, int]] = []
+
+    def update(self, output, sample) -> None:
+        truth = _text(sample.label)
+        self.pairs.append((_edit_distance(decode(output), truth), len(truth)))
+
+    def compute(self) -> float:
+        characters = sum(n for _, n in self.pairs)
+        return sum(e for e, _ in self.pairs) / characters if characters else float("nan")
+
+    def per_sample(self) -> list[tuple[int, int]]:
+        return self.pairs

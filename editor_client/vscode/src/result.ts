@@ -23,6 +23,8 @@ export interface Result {
   /** 95 % interval of the drop [low, high]: paired bootstrap over the validation samples */
   drop_ci?: number[] | null;
   metric_higher_is_better?: boolean | null;
+  /** Why the drops have no interval (drop_ci absent): "the metric gives no per_sample()" */
+  no_interval?: string | null;
   heldout?: HeldOut | null;
   /** Samples per second */
   throughput: { [K in "fp32_f32" | "fp32_default" | "int8"]?: number };
@@ -45,6 +47,8 @@ export interface Result {
   timing_s: Timing;
   versions: { [key: string]: string | null };
   notes: string[];
+  /** What the figures rest on, located (e.g. a metric's per_sample() that does not add up to its compute()); also in notes */
+  warnings?: ProblemRow[] | null;
   /** AccuracyAware's budget and whether the saved model meets it (older results: a number) */
   budget?: AccuracyAwareBudget | number | null;
   /** AccuracyAware: the layers left in FP32 */
@@ -230,6 +234,17 @@ export interface Probe {
   drop_relative: number;
   drop_bound?: number;
   ok: boolean;
+}
+
+/** A located problem (`calibration.problems.Problem`): here, a warning about the figures. */
+export interface ProblemRow {
+  message: string;
+  path: string | null;
+  line: number | null;
+  key: string | null;
+  rule: string;
+  severity: string;
+  fix: string | null;
 }
 
 /** A throughput ratio measured over interleaved rounds. */
