@@ -15,6 +15,7 @@ from pathlib import Path
 import jinja2
 
 from .gate import within
+from .deployment import describe
 from .result import AccuracyAwareBudget, Result
 from .runtime import DEFAULT, F32, INT8, VARIANT_LABELS
 
@@ -194,7 +195,21 @@ def _view(r: Result) -> dict:
         "speedups": {key: r.speedup.ratio(key) for key in ("vs_f32", "vs_default")},
         "fp32_layers": sorted(r.fp32_layers, key=lambda row: -(row.get("score") or 0.0))
         if r.fp32_layers is not None else None,
+        "controls": controls_text(r.controls) if r.controls else None,
+        "deployment": describe(r.deployment.model_dump()) if r.deployment else None,
     }
+
+
+def controls_text(controls: dict, prefix: str = "") -> str:
+    """Every control in force as `key value` pairs (nested tables dotted; empty lists left out)."""
+    parts = []
+    for key, value in controls.items():
+        if isinstance(value, dict):
+            inner = controls_text(value, f"{prefix}{key}.")
+            parts += [inner] if inner else []
+        elif value not in ([], None):
+            parts.append(f"{prefix}{key} {value}")
+    return " · ".join(parts)
 
 
 @functools.cache

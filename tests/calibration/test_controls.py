@@ -30,6 +30,9 @@ def test_an_ignored_layer_stays_float_and_that_alone_repairs_default(project):
     assert res["controls"]["ignored_layers"] == ["hidden_matmul"]
     assert res["controls"]["ignored_scope"]["names"] == ["hidden_matmul"] and res["controls"]["bias_correction"] == "fast"
     assert res["drop"] < 0.02  # Default without the scope loses > 5 pp here (test_accuracy_aware)
+    report = open(res["output"]["report"], encoding="utf-8").read()
+    assert "ignored_scope.names [&#39;hidden_matmul&#39;]" in report and "bias_correction fast" in report
+    assert 'data-field="deployment">the model&#39;s own shape [?,64]' in report
 
 
 def test_patterns_and_types_reach_nncf(project):

@@ -26,7 +26,7 @@ def test_types_follow_the_schema(tmp_path):
     assert generate(str(out), "Result").returncode == 0
     text = out.read_text(encoding="utf-8")
     assert "export interface Result {" in text and "export interface Summary {" in text
-    assert '  method: "default" | "accuracy_aware";' in text
+    assert '  method: "default" | "accuracy_aware" | "weights_only";' in text
     assert "  heldout?: HeldOut | null;" in text  # optional: older results do not have it
     assert '  throughput: { [K in "fp32_f32" | "fp32_default" | "int8"]?: number };' in text
     assert "  budget?: AccuracyAwareBudget | number | null;" in text
