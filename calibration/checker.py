@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
-from . import deployment, eligibility, ignored_scope, trust
+from . import conversion, deployment, eligibility, ignored_scope, trust
 from .layer_table import layer_table
 from .data_summary import summary_problems
 from .datasets import open_dataset
@@ -70,9 +70,17 @@ def _spec_problems(spec: Spec, trusted: bool, summaries: bool) -> list[Problem]:
         except CalibrationError as exc:
             out += exc.problems
     model = spec.model_path
-    if not model.is_file():
+    kind = conversion.source_kind(model)
+    if not (model.is_file() or kind):
         return [spec.problem(f"model not found: {model}", "model", rule="model-missing",
-                             fix="point model at an existing .xml")]
+                             fix="point model at an existing .xml (or .onnx, .tflite, .pdmodel, SavedModel folder)")]
+    if kind:  # the checker converts nothing: it reads the IR a calibration converted, if any
+        model = conversion.cached_ir(model)
+        if model is None:
+            out.append(spec.problem(f"{kind} model: converted with {conversion.ROUTE} when first calibrated (and "
+                                    "cached); its eligibility is checked then", "model", rule="converted-model",
+                                    severity="info"))
+            return out + eligibility.spec_problems(spec)
     try:
         info = inspect_model(model)
     except CalibrationError as exc:

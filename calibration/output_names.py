@@ -23,7 +23,9 @@ def output_paths(folder: Path, model_stem: str, over_budget: bool = False) -> di
 
 
 def model_stem(model: Path) -> str:
-    return model.name.removesuffix(".xml")
+    """`det` of det.xml, det.onnx, det.tflite, det.pdmodel (a SavedModel folder keeps its name)."""
+    suffix = Path(model.name).suffix.lower()
+    return model.name[:-len(suffix)] if suffix in (".xml", ".onnx", ".tflite", ".pdmodel") else model.name
 
 
 def writer(result: Path) -> Path | None:

@@ -285,6 +285,8 @@ class Result(_Record):
     fp32_layers: list[Fp32Layer] | None = Field(None, description="AccuracyAware: the layers left in FP32")
     accuracy_aware: AccuracyAwareRecord | None = Field(None, description="AccuracyAware: how the search went")
     search: Search | None = Field(None, description="AccuracyAware: whether the search was cut short")
+    conversion: dict[str, str] | None = Field(None, description="A model given as ONNX, TFLite, Paddle or SavedModel: "
+                                              "`source`, the converted `ir` it was calibrated as, and the `route`")
     controls: dict[str, Any] | None = Field(None, description="Every [calibration] control in force, and "
                                             "`ignored_layers`: the layers the ignored scope kept in floating point")
     deployment: Deployment | None = Field(None, description="The deployment profile the figures and the promise "

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 from numpy.lib.format import open_memmap
 
-from . import deployment
+from . import conversion, deployment
 from .datasets import open_dataset
 from .inspection import inspect_model
 from .problems import CalibrationError, Cancelled, Problem
@@ -27,7 +27,7 @@ SPLITS = {"calibration": "dataset", "validation": "validation", "evaluation": "e
 
 def split_indices(spec: Spec, split: str):
     """(dataset, indices) of `split` exactly as calibrate feeds it."""
-    info = inspect_model(spec.model_path)
+    info = inspect_model(conversion.ir_of(spec))
     info = deployment.deployed(info, deployment.shapes(spec, info))
     role = SPLITS[split]
     if role == "validation" and spec.validation is None:  # validation defaults to all of [dataset]

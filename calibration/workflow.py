@@ -13,7 +13,7 @@ from typing import Callable
 
 import openvino as ov
 
-from . import deployment, eligibility, ignored_scope, machine, performance, stats
+from . import conversion, deployment, eligibility, ignored_scope, machine, performance, stats
 from .datasets import open_dataset
 from .evaluation import Evaluation, evaluate, output_index
 from .gate import within
@@ -67,13 +67,16 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
     step = _Progress(progress)
     started = time.time()
     step("checking")
-    if not spec.model_path.is_file():
-        raise CalibrationError(spec.problem(f"model not found: {spec.model_path}", "model",
+    source = spec.model_path
+    if not (source.is_file() or conversion.source_kind(source)):
+        raise CalibrationError(spec.problem(f"model not found: {source}", "model",
                                             rule="model-missing", fix="fix the model path"))
-    info = inspect_model(spec.model_path)
+    # A model that is not IR yet is converted once (cached by content); everything below reads the IR.
+    xml = conversion.ir_of(spec)
+    info = inspect_model(xml)
     problems = eligibility.errors(eligibility.model_problems(info) + eligibility.spec_problems(spec))
     _refuse(problems)
-    table = layer_table(spec.model_path)
+    table = layer_table(xml)
     _refuse(eligibility.errors(ignored_scope.problems(spec, table)))
     fixed = deployment.shapes(spec, info)
     own, info = info, deployment.deployed(info, fixed)  # samples are sized and checked for the deployed shape
@@ -91,8 +94,8 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
     core = ov.Core()
     problems += eligibility.device_problems(spec, core)
     _refuse(problems)
-    stem = model_stem(spec.model_path)
-    fp32 = deployment.reshape(read_model(core, str(spec.model_path)), fixed, spec)  # the INT8 model keeps it
+    stem = model_stem(source)
+    fp32 = deployment.reshape(read_model(core, str(xml)), fixed, spec)  # the INT8 model keeps it
 
     # Baseline first: it decodes every sample, so bad data fails before anything is written.
     step("baseline accuracy")
@@ -153,11 +156,12 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
             dataset={"kind": dataset.kind, "size": len(dataset), "subset": len(subset),
                      "subset_spec": spec.dataset.subset, "seed": spec.dataset.seed},
             **_accuracy_fields(spec, metric, base, q), **_speed_fields(spec, speed, layers, device_default),
-            model_size={"fp32": _pair_size(spec.model_path, info.bin_path),
+            model_size={"fp32": _pair_size(xml, info.bin_path),
                         "int8": _pair_size(tmp_xml, tmp_xml.with_suffix(".bin"))},
             output={k: str(v) for k, v in finals.items()}, settings=spec.inference.model_dump(),
             timing_s={"calibration": round(calibration_s, 3), "total": round(time.time() - started, 3)},
             versions=versions(), budget=_stated(budget, profile), deployment=profile, quantize_ops=quantize_ops,
+            conversion={"source": str(source), "ir": str(xml), "route": conversion.ROUTE} if xml != source else None,
             controls={**spec.calibration.model_dump(), "ignored_layers": sorted(ignored_scope.matched(spec, table))},
             **_accuracy_aware_fields(outcome))
         warnings = _warnings(spec, [base, q], outcome)

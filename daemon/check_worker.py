@@ -25,6 +25,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from int8wb.calibration import conversion
 from int8wb.calibration.checker import check_model, check_spec
 from int8wb.calibration.guarded import read_bytes
 from int8wb.calibration.inspection import INT8_ABLE_TYPES, inspect_model
@@ -58,6 +59,13 @@ def model(path: str, settled: bool, scanned: bool = True) -> dict:
 def hover(path: str) -> dict:
     """The hover text of one model: its facts and whether it can be calibrated."""
     xml = Path(path)
+    head = ""
+    if kind := conversion.source_kind(xml):  # read as the IR a calibration converted, if any
+        cached = conversion.cached_ir(xml)
+        head = f"{kind} model, calibrated as its conversion by {conversion.ROUTE}"
+        if cached is None:
+            return {"markdown": f"**{xml.name}**: {head} (done at the first calibration, then cached)"}
+        head, xml = f"{head} (cached: `{cached}`)\n\n", cached
     try:
         info = inspect_model(xml)
     except CalibrationError as exc:
@@ -73,7 +81,7 @@ def hover(path: str) -> dict:
             f"- layers: {info.layer_count} ({len(info.int8_layers)} INT8-able)",
             "- eligibility: " + ("✅ can be calibrated" if not errors else
                                  "❌ " + "; ".join(f"{p.rule}: {p.message}" for p in errors))]
-    return {"markdown": "\n".join(rows)}
+    return {"markdown": head + "\n".join(rows)}
 
 
 def line_lengths(path: str, text: str | None, problems: list[Problem]) -> dict[str, int]:

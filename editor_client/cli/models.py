@@ -17,7 +17,16 @@ from .console import err, out, print_table, progress_columns
 
 
 def cmd_inspect(args) -> int:
-    info = inspect_model(args.model)
+    from pathlib import Path
+
+    from int8wb.calibration import conversion
+
+    model = Path(args.model)
+    if conversion.source_kind(model):  # converted once (cached beside it), then read as the IR
+        model = conversion.converted_ir(model)
+        err.print(escape(f"{args.model}: {conversion.source_kind(Path(args.model))} model, inspected as its "
+                         f"conversion by {conversion.ROUTE}: {model}"))
+    info = inspect_model(model)
     if args.json:
         print(json.dumps(info.to_dict(), indent=2))
         return 0

@@ -57,6 +57,8 @@ export interface Result {
   accuracy_aware?: AccuracyAwareRecord | null;
   /** AccuracyAware: whether the search was cut short */
   search?: Search | null;
+  /** A model given as ONNX, TFLite, Paddle or SavedModel: `source`, the converted `ir` it was calibrated as, and the `route` */
+  conversion?: { [key: string]: string } | null;
   /** Every [calibration] control in force, and `ignored_layers`: the layers the ignored scope kept in floating point */
   controls?: { [key: string]: unknown } | null;
   /** The deployment profile the figures and the promise hold for (results since the profile exists) */

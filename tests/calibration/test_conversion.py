@@ -1,0 +1,84 @@
+"""A model given as ONNX is converted once with openvino.convert_model, cached by content under the spec's
+`.int8wb/converted/`, and calibrated as that IR; a broken file is its own located rule, never 'malformed XML'."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from int8wb.calibration import CalibrationError, load_spec
+from int8wb.calibration.checker import check_spec
+from int8wb.calibration.workflow import calibrate
+
+
+def onnx_net(path):
+    """conv-relu-conv-relu-global pool-gemm, as an exporter writes it."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32), "w1"),
+             numpy_helper.from_array((rng.standard_normal((16, 8, 3, 3)) * 0.3).astype(np.float32), "w2"),
+             numpy_helper.from_array(rng.standard_normal((16, 4)).astype(np.float32), "w3")]
+    nodes = [helper.make_node("Conv", ["image", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("GlobalAveragePool", ["r2"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("MatMul", ["f", "w3"], ["logits"])]
+    graph = helper.make_graph(nodes, "net", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.fixture
+def project(tmp_path):
+    onnx_net(tmp_path / "net.onnx")
+    rng = np.random.default_rng(1)
+    (tmp_path / "images").mkdir()
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "images" / f"{i}.png")
+    spec = tmp_path / "net.calibration.toml"
+    spec.write_text('model = "net.onnx"\n[dataset]\nkind = "images"\npath = "images"\n[accuracy]\n'
+                    'metric = "agreement"\n[inference]\nduration = 0.2\nrounds = 2\n')
+    return spec
+
+
+def test_an_onnx_model_is_converted_once_and_calibrated_as_its_ir(project):
+    found = check_spec(project)
+    assert [p.rule for p in found] == ["converted-model"] and found[0].severity == "info"
+    result = calibrate(load_spec(project))
+    conv = result["conversion"]
+    assert conv["source"] == str(project.parent / "net.onnx") and conv["route"] == "openvino.convert_model"
+    assert conv["ir"].startswith(str(project.parent / ".int8wb" / "converted")) and conv["ir"].endswith("model.xml")
+    assert result["model"] == conv["source"] and result["output"]["model"].endswith("calibrated/net.int8.xml")
+    assert result["int8_layer_count"] > 0
+    stamp = (project.parent / conv["ir"]).stat().st_mtime_ns
+    again = calibrate(load_spec(project))
+    assert again["conversion"]["ir"] == conv["ir"] and (project.parent / conv["ir"]).stat().st_mtime_ns == stamp
+    assert check_spec(project) == []  # now checked as the cached IR: an eligible FP32 model, static shape
+
+
+def test_inspect_converts_beside_the_file(project):
+    done = subprocess.run([sys.executable, "-m", "int8wb.editor_client.cli", "inspect", str(project.parent / "net.onnx"),
+                           "--json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    facts = json.loads(done.stdout)
+    assert facts["precision"] == "FP32" and facts["inputs"][0]["shape"] == [1, 3, 16, 16]
+    assert len(facts["int8_layers"]) == 3 and "openvino.convert_model" in done.stderr
+
+
+def test_a_broken_onnx_file_is_a_conversion_failure_with_a_fix(project):
+    (project.parent / "net.onnx").write_bytes(b"\x08\x07not really a protobuf" * 10)
+    with pytest.raises(CalibrationError) as info:
+        calibrate(load_spec(project))
+    [p] = info.value.problems
+    assert p.rule == "conversion-failed" and p.path == str(project.parent / "net.onnx")
+    assert "cannot convert this ONNX model" in p.message and "malformed XML" not in p.message and p.fix
+    assert not (project.parent / "calibrated").exists()
+    assert not list((project.parent / ".int8wb" / "converted").glob("*/model.xml"))  # no half entry cached
