@@ -112,7 +112,8 @@ class NpzFile:
             self.zip = zipfile.ZipFile(self.path)
             self.arrays = {info.filename[:-4]: NpzArray(self, info, info.filename[:-4])
                            for info in self.zip.infolist() if info.filename.endswith(".npy")}
-        except (OSError, EOFError, ValueError, zlib.error, zipfile.BadZipFile) as exc:
+        except (OSError, EOFError, ValueError, zlib.error, zipfile.BadZipFile,
+                RuntimeError, NotImplementedError) as exc:  # encrypted member; unknown compression
             raise NpzError(str(exc)) from None
 
     def data_start(self, info: zipfile.ZipInfo) -> int:
