@@ -1,7 +1,8 @@
 """The dataset kinds a spec can name, behind one interface: a list of samples that load lazily.
 
-Decoding is lazy (a folder can be larger than memory) but cached up to a budget, because
-the workflow reads the same samples for the FP32 baseline, calibration and the INT8 run.
+Decoding is lazy (a folder can be larger than memory). A dataset whose decoded samples all fit in
+a small budget is cached, because the workflow reads the same samples for the FP32 baseline,
+calibration and the INT8 run; a larger one streams, so memory does not grow with the dataset.
 """
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from .inspection import ModelInfo
+from .npz import NpzError, NpzFile
 from .preprocessing import IMAGE_SUFFIXES, ImagePreprocessor, check_shape
 from .problems import CalibrationError, Cancelled, Problem
 from .spec import DatasetSpec, Spec
 
-CACHE_BYTES = 1 << 30
+# Per dataset. Caching buys little once decoding is a small share of a sample's cost (large inputs)
+# and would hold what a large dataset cannot afford: see BENCHMARKS.md, "Peak memory".
+CACHE_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,8 @@ class Dataset:
         for info in self.model.inputs:
             check_shape(inputs[info.name], info, self.entries[index].source, self.model.path)
         size = sum(a.nbytes for a in inputs.values())
-        if self._cached_bytes + size <= CACHE_BYTES:
+        # All or nothing: a partly cached large dataset would hold the budget and save a few decodes.
+        if size * len(self) <= CACHE_BYTES and self._cached_bytes + size <= CACHE_BYTES:
             self._cache[index] = inputs
             self._cached_bytes += size
         return inputs
@@ -62,12 +67,12 @@ class Dataset:
         raise NotImplementedError
 
     def preload(self, indices: list[int], cancel=None) -> bool:
-        """Decodes `indices` into the cache up front when they fit: decoding between NNCF's
-        short inferences costs more than decoding in one go. False (nothing done) when they don't."""
+        """Decodes `indices` into the cache up front when the dataset is cached: decoding between
+        NNCF's short inferences costs more than decoding in one go. False (one sample decoded) when not."""
         if not indices:
             return True
-        first = self.load(indices[0])
-        if self._cached_bytes + sum(a.nbytes for a in first.values()) * (len(indices) - 1) > CACHE_BYTES:
+        self.load(indices[0])
+        if indices[0] not in self._cache:
             return False
         for i in indices[1:]:
             if cancel and cancel():
@@ -161,41 +166,46 @@ class ImageFolderDataset(_ImageDataset):
 
 class NpzDataset(Dataset):
     """Ready tensors: one array per model input (or `inputs` for a single-input model),
-    first axis = samples; optional integer `labels`."""
+    first axis = samples; optional integer `labels`. Read lazily (see `npz`): only the labels are
+    read whole; a compressed .npz is slower than a stored one when samples are read out of order."""
     kind = "npz"
 
     @classmethod
     def scan(cls, file: Path, spec, model, role):
         try:
-            arrays = dict(np.load(file, allow_pickle=False))
-        except (OSError, ValueError) as exc:
+            arrays = dict(NpzFile(file).arrays)
+            names = [t.name for t in model.inputs]
+            if len(names) == 1 and names[0] not in arrays and "inputs" in arrays:
+                arrays[names[0]] = arrays.pop("inputs")
+            missing = [n for n in names if n not in arrays]
+            if missing:
+                raise CalibrationError(Problem(
+                    f"no array for model input(s) {missing}; arrays present: {sorted(arrays)}",
+                    path=str(file), rule="dataset-format", fix="name the arrays after the model inputs"))
+            counts = {len(arrays[n]) for n in names}
+            labels = arrays["labels"].read() if "labels" in arrays else None
+            if labels is not None:
+                counts.add(len(labels))
+        except (NpzError, TypeError) as exc:  # TypeError: len() of scalar labels
             raise CalibrationError(Problem(f"cannot read the .npz: {exc}", path=str(file),
                                            rule="dataset-format")) from None
-        names = [t.name for t in model.inputs]
-        if len(names) == 1 and names[0] not in arrays and "inputs" in arrays:
-            arrays[names[0]] = arrays.pop("inputs")
-        missing = [n for n in names if n not in arrays]
-        if missing:
-            raise CalibrationError(Problem(
-                f"no array for model input(s) {missing}; arrays present: {sorted(arrays)}",
-                path=str(file), rule="dataset-format", fix="name the arrays after the model inputs"))
-        counts = {len(arrays[n]) for n in names}
-        labels = arrays.get("labels")
-        if labels is not None:
-            counts.add(len(labels))
         if len(counts) != 1:
             raise CalibrationError(Problem(f"arrays disagree on the sample count: {sorted(counts)}",
                                            path=str(file), rule="dataset-format"))
         n = counts.pop()
         ds = cls([Entry(f"{file}[{i}]", None if labels is None else int(labels[i])) for i in range(n)],
                  spec, model, role)
-        ds.arrays = {k: arrays[k] for k in names}
+        ds.file, ds.arrays = file, {k: arrays[k] for k in names}
         ds.annotated = labels is not None
         return ds
 
     def _load(self, index):
-        return {k: np.ascontiguousarray(a[index:index + 1], dtype=_dtype(self.model, k))
-                for k, a in self.arrays.items()}
+        try:
+            return {k: np.ascontiguousarray(a.rows(index, index + 1), dtype=_dtype(self.model, k))
+                    for k, a in self.arrays.items()}
+        except NpzError as exc:
+            raise CalibrationError(Problem(f"cannot read the .npz: {exc}", path=str(self.file),
+                                           rule="dataset-format")) from None
 
 
 class GeneratedDataset(Dataset):

@@ -163,7 +163,8 @@ def rank(core: ov.Core, fp32: ov.Model, quantized: ov.Model, biases: dict[str, n
     layer's own error says little about what it does downstream (depthwise convolutions with
     near-zero outputs have huge relative errors and no effect). One compile + a few inferences
     per group, against NNCF's full re-validation per quantizer group."""
-    inputs = [dataset.load(i) for i in samples]
+    loaded = {i: dataset.load(i) for i in sorted(samples)}  # in file order: a compressed npz streams forward
+    inputs = [loaded[i] for i in samples]
     reference = _outputs(core.compile_model(fp32, device, config_for("fp32_f32", device)), inputs)
 
     def distance(model: ov.Model) -> float:
