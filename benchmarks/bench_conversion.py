@@ -46,6 +46,7 @@ def main() -> None:
     for name, xml in routes(onnx).items():
         spec = load_spec(OCR / "ocr.calibration.toml")
         spec.model = str(xml)
+        spec.calibration.method = "default"  # the example itself runs AccuracyAware
         spec.output.dir = f"calibrated/routes/out-{xml.stem}"
         spec.inference.duration, spec.inference.rounds = 2.0, 4
         with contextlib.redirect_stdout(sys.stderr):

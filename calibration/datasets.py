@@ -166,8 +166,9 @@ class ImageFolderDataset(_ImageDataset):
 
 class NpzDataset(Dataset):
     """Ready tensors: one array per model input (or `inputs` for a single-input model),
-    first axis = samples; optional integer `labels`. Read lazily (see `npz`): only the labels are
-    read whole; a compressed .npz is slower than a stored one when samples are read out of order."""
+    first axis = samples; optional `labels` (integers, or text: a unicode array). Read lazily (see
+    `npz`): only the labels are read whole; a compressed .npz is slower than a stored one when samples
+    are read out of order."""
     kind = "npz"
 
     @classmethod
@@ -193,7 +194,7 @@ class NpzDataset(Dataset):
             raise CalibrationError(Problem(f"arrays disagree on the sample count: {sorted(counts)}",
                                            path=str(file), rule="dataset-format"))
         n = counts.pop()
-        ds = cls([Entry(f"{file}[{i}]", None if labels is None else int(labels[i])) for i in range(n)],
+        ds = cls([Entry(f"{file}[{i}]", None if labels is None else _label(labels[i])) for i in range(n)],
                  spec, model, role)
         ds.file, ds.arrays = file, {k: arrays[k] for k in names}
         ds.annotated = labels is not None
@@ -221,6 +222,15 @@ class GeneratedDataset(Dataset):
         rng = np.random.default_rng(self.table.seed + index)
         return {t.name: rng.standard_normal([max(d, 1) for d in t.shape]).astype(_dtype(self.model, t.name))
                 for t in self.model.inputs}
+
+
+def _label(value) -> int | str:
+    """An npz label as written: integers are classes, text (a unicode or bytes array) stays text."""
+    if isinstance(value, (np.str_, str)):
+        return str(value)
+    if isinstance(value, (np.bytes_, bytes)):
+        return bytes(value).decode("utf-8", "replace")
+    return int(value)
 
 
 def _dtype(model: ModelInfo, name: str):

@@ -33,7 +33,8 @@ class ImagePreprocessor:
         return np.asarray(values, dtype=np.float32)
 
     def __call__(self, path: str) -> np.ndarray:
-        arr, per_channel = self.pixels(path), (-1,)
+        arr, box = self._pixels(path)
+        per_channel = (-1,)
         if self.spec.layout == "NCHW":
             arr, per_channel = arr.transpose(2, 0, 1), (-1, 1, 1)
         # Reordered while still 8-bit, then converted in one pass and normalised in place: the same
@@ -42,21 +43,46 @@ class ImagePreprocessor:
         out[0] = arr
         out -= self.mean.reshape(per_channel)
         out /= self.scale.reshape(per_channel)
+        if box is not None and self.spec.pad_value == "mean":  # padding that normalises to exactly 0
+            top, left, h, w = box
+            hwc = out[0].transpose(1, 2, 0) if self.spec.layout == "NCHW" else out[0]  # a view either way
+            hwc[:top], hwc[top + h:], hwc[:, :left], hwc[:, left + w:] = 0.0, 0.0, 0.0, 0.0
         return out
 
     def pixels(self, path: str) -> np.ndarray:
-        """The decoded, resized image as uint8 [H, W, C] in the spec's channel order: what the
-        named library gives, bit for bit (`int8wb tensors` lets users compare with their code)."""
+        """The decoded, resized (and letterboxed) image as uint8 [H, W, C] in the spec's channel order:
+        what the named library gives, bit for bit (`int8wb tensors` lets users compare with their code)."""
+        return self._pixels(path)[0]
+
+    def _fit(self, height: int, width: int) -> tuple[int, int] | None:
+        """The size the image is resized to: the target, or within it at the same aspect (letterbox)."""
+        if not self.size:
+            return None
+        if not self.spec.letterbox:
+            return self.size
+        s = min(self.size[0] / height, self.size[1] / width)
+        return max(1, round(height * s)), max(1, round(width * s))
+
+    def _pixels(self, path: str) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
         try:
             arr = (_opencv if self.spec.interpolation.startswith("opencv") else _pillow)(
-                path, self.color == "GRAY", self.size, self.spec.interpolation)
+                path, self.color == "GRAY", self._fit, self.spec.interpolation)
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise CalibrationError(Problem(f"cannot decode the image: {exc}", path=path, rule="bad-image",
                                            fix="remove or replace the file")) from None
         if arr.ndim == 2:
             arr = arr[..., None]
         native = "BGR" if self.spec.interpolation.startswith("opencv") else "RGB"  # what each library decodes to
-        return arr[..., ::-1] if self.color != "GRAY" and self.color != native else arr
+        arr = arr[..., ::-1] if self.color != "GRAY" and self.color != native else arr
+        if not (self.spec.letterbox and self.size):
+            return arr, None
+        (height, width), (h, w) = self.size, arr.shape[:2]
+        top, left = ((height - h) // 2, (width - w) // 2) if self.spec.align == "center" else (0, 0)
+        fill = 0 if self.spec.pad_value == "mean" else self.spec.pad_value  # "mean": set to 0 once normalised
+        canvas = np.empty((height, width, arr.shape[2]), np.uint8)
+        canvas[...] = np.asarray(fill, np.uint8)
+        canvas[top:top + h, left:left + w] = arr
+        return canvas, (top, left, h, w)
 
 
 PILLOW_FILTERS = {"pillow-bilinear": Image.BILINEAR, "pillow-bicubic": Image.BICUBIC, "pillow-lanczos": Image.LANCZOS}
@@ -64,20 +90,22 @@ OPENCV_FLAGS = {"opencv-linear": "INTER_LINEAR", "opencv-area": "INTER_AREA", "o
                 "opencv-cubic": "INTER_CUBIC"}
 
 
-def _pillow(path: str, gray: bool, size: tuple | None, mode: str) -> np.ndarray:
+def _pillow(path: str, gray: bool, fit, mode: str) -> np.ndarray:
     with Image.open(path) as img:
         img = img.convert("L" if gray else "RGB")
+        size = fit(img.size[1], img.size[0])
         if size and img.size != (size[1], size[0]):
             img = img.resize((size[1], size[0]), PILLOW_FILTERS[mode])
         return np.asarray(img)
 
 
-def _opencv(path: str, gray: bool, size: tuple | None, mode: str) -> np.ndarray:
+def _opencv(path: str, gray: bool, fit, mode: str) -> np.ndarray:
     import cv2  # only where images are decoded: the language server never needs it
     # imdecode of the bytes rather than imread: non-ASCII names, and one error path for unreadable files.
     img = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError("OpenCV cannot decode it")
+    size = fit(*img.shape[:2])
     if size and img.shape[:2] != tuple(size):
         img = cv2.resize(img, (size[1], size[0]), interpolation=getattr(cv2, OPENCV_FLAGS[mode]))
     return img

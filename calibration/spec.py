@@ -84,6 +84,13 @@ class PreprocessingSpec(_Table):
         None, description="Channel order fed to the model; default GRAY for 1 channel, else RGB")
     mean: list[float] = Field([0.0], min_length=1, description="Subtracted per channel (pixel values 0..255)")
     scale: list[float] = Field([1.0], min_length=1, description="Divides per channel after the mean")
+    letterbox: bool = Field(False, description="Keep the aspect ratio: resize within `resize` (or the model input) "
+                                               "and pad the rest (detection and OCR models are trained so)")
+    pad_value: Annotated[int, Field(ge=0, le=255)] | Literal["mean"] = Field(
+        114, description="letterbox: the padding's pixel value (0..255, every channel), or \"mean\": padding that "
+                         "is exactly 0 once normalised (PaddleOCR pads normalised zeros)")
+    align: Literal["center", "top-left"] = Field("center", description="letterbox: where the image sits (YOLO: "
+                                                                        "center; PaddleOCR recognisers: top-left)")
     interpolation: Literal[INTERPOLATIONS] = Field(
         "opencv-linear", description="Resize implementation, bit-exact with the library it names: opencv-* decode "
         "with cv2.imdecode and resize with cv2.resize (INTER_LINEAR, INTER_AREA, INTER_NEAREST, INTER_CUBIC), "

@@ -133,3 +133,16 @@ def test_only_a_dataset_that_fits_the_budget_is_cached(tmp_path, model_xml, monk
     monkeypatch.setattr(datasets, "CACHE_BYTES", 3 * sample)  # three fit, but not the whole dataset
     large = open_dataset(spec, info)
     assert not large.preload([0, 2]) and large.load(0) is not large.load(0)
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_text_labels_stay_text(tmp_path, model_xml, save):
+    """An OCR or captioning set keeps its words: a unicode `labels` array gives str labels, as written."""
+    words = np.array(["cat", "dog house", "émigré"])
+    save(tmp_path / "d.npz", inputs=np.zeros((3, 3, 16, 16), np.float32), labels=words)
+    ds = open_dataset(spec_for(tmp_path, model_xml, 'kind = "npz"\npath = "d.npz"'), inspect_model(model_xml))
+    assert ds.annotated and [ds.label(i) for i in range(3)] == ["cat", "dog house", "émigré"]
+    assert all(type(ds.label(i)) is str for i in range(3))
+    np.savez(tmp_path / "d.npz", inputs=np.zeros((2, 3, 16, 16), np.float32), labels=np.array([3, 7]))
+    ds = open_dataset(spec_for(tmp_path, model_xml, 'kind = "npz"\npath = "d.npz"'), inspect_model(model_xml))
+    assert [ds.label(0), ds.label(1)] == [3, 7] and type(ds.label(0)) is int

@@ -89,3 +89,22 @@ def test_the_command_line_writes_a_split_and_never_replaces_a_file_unasked(tmp_p
                           capture_output=True, text=True, timeout=120)
     assert held.returncode == 1 and "no [evaluation] table" in held.stderr
     assert not (tmp_path / "e.npz").exists()
+
+
+@pytest.mark.parametrize("align", ["center", "top-left"])
+@pytest.mark.parametrize("pad", ["114", '"mean"'])
+def test_letterbox_keeps_the_aspect_and_pads(tmp_path, images, align, pad):
+    """a.png is 53×41: shrunk to 16×12 (same aspect) and padded to 16×16 as a detector's loader does."""
+    spec = spec_for(tmp_path, images, "opencv-linear", "RGB")
+    spec.write_text(spec.read_text() + f'letterbox = true\npad_value = {pad}\nalign = "{align}"\n')
+    write_tensors(load_spec(spec), "calibration", tmp_path / "l.npz")
+    got = np.load(tmp_path / "l.npz")["image"][0]
+    img = cv2.imread(str(images / "a.png"), cv2.IMREAD_COLOR)
+    inner = cv2.resize(img, (16, 12), interpolation=cv2.INTER_LINEAR)[..., ::-1]  # 41 * 16/53 = 12.4 -> 12
+    top = 2 if align == "center" else 0
+    canvas = np.full((16, 16, 3), 0 if pad == '"mean"' else 114, np.uint8)
+    canvas[top:top + 12] = inner
+    want = ((canvas.astype(np.float32) - MEAN) / SCALE).transpose(2, 0, 1)
+    if pad == '"mean"':
+        want[:, :top], want[:, top + 12:] = 0.0, 0.0
+    assert np.array_equal(got, want)
