@@ -239,6 +239,14 @@ class Deployment(_Record):
     float_precision: str = Field(description="How the INT8 model's floating-point layers ran")
 
 
+class Recommendation(_Record):
+    """Ship INT8 only when it beats, on evidence, the FP32 model as the device runs it by default."""
+    choice: Literal["int8", "keep-fp32"]
+    reason: str
+    speedup_vs_default: Ratio = Field(description="The evidence: INT8 throughput over FP32-as-run-by-default")
+    latency_ms: dict[Variant, float] = Field(description="Batch-1 median latency of both")
+
+
 class Result(_Record):
     """One calibration: FP32 against INT8 on accuracy, speed, size and per layer."""
     spec: str
@@ -260,6 +268,8 @@ class Result(_Record):
     no_interval: str | None = Field(None, description="Why the drops have no interval (drop_ci absent): "
                                     "\"the metric gives no per_sample()\"")
     heldout: HeldOut | None = None
+    recommendation: Recommendation | None = Field(None, description="int8 or keep-fp32, and why (results since "
+                                                  "the recommendation exists)")
     throughput: dict[Variant, float] = Field(description="Samples per second")
     latency_ms: dict[Variant, float] = Field(description="Median latency")
     speed: dict[Variant, Speed]
@@ -329,6 +339,7 @@ class Summary(_Record):
     notes: list[str]
     deployment: Deployment | None = Field(None, description="The profile the figures were measured on")
     fp32_layers: list[str] | None = Field(None, description="AccuracyAware: names of the layers left in FP32")
+    recommendation: Recommendation | None = None
 
 
 def json_schema() -> dict:

@@ -294,7 +294,8 @@ def _speed_fields(spec: Spec, speed: dict, layers: dict, device_default: str) ->
     int8_rows = [r for r in layers[INT8] if r["runtimePrecision"] in ("u8", "i8")]
     if not int8_rows:
         notes.append("No layer runs in INT8 on this device: the calibration brought no INT8 execution.")
-    return {"throughput": throughput,
+    return {"recommendation": recommend(spec, speedup["vs_default"], speed, device_default),
+            "throughput": throughput,
             "latency_ms": {k: round(v["latency_ms"]["median"], 3) for k, v in speed.items()},
             "speed": speed,
             "speedup": speedup, "machine": machine.describe(),
@@ -302,6 +303,22 @@ def _speed_fields(spec: Spec, speed: dict, layers: dict, device_default: str) ->
             "layer_summary": {k: performance.summarise(v) for k, v in layers.items()},
             "int8_layer_count": len(int8_rows),
             "notes": notes}
+
+
+def recommend(spec: Spec, vs_default: dict, speed: dict, device_default: str) -> dict:
+    """INT8 only when it is faster, on evidence, than the FP32 model as the device runs it by default
+    (bf16 on AMX CPUs): the model the user already has. Otherwise: keep the FP32 model."""
+    low, high = vs_default["ci"]
+    latency = {k: round(speed[k]["latency_ms"]["median"], 3) for k in (DEFAULT, INT8)}
+    against = f"FP32 as {spec.device} runs it by default ({device_default})"
+    if vs_default["verdict"] == "faster":
+        choice, reason = "int8", (f"INT8 is faster than {against}: {vs_default['value']:.2f}x its throughput "
+                                  f"(95 % interval {low:.2f}-{high:.2f}x)")
+    else:
+        what = "slower than" if vs_default["verdict"] == "slower" else "not measurably faster than"
+        choice, reason = "keep-fp32", (f"INT8 does not pay on this device: {what} {against}, {vs_default['value']:.2f}x "
+                                       f"its throughput (95 % interval {low:.2f}-{high:.2f}x); keep the FP32 model")
+    return {"choice": choice, "reason": reason, "speedup_vs_default": vs_default, "latency_ms": latency}
 
 
 def _accuracy_aware_fields(outcome) -> dict:

@@ -67,6 +67,9 @@ def job_line(job: dict) -> str:
             parts[0] += f" (95 % interval {ci[0] * 100:.2f} to {ci[1] * 100:.2f} pp)"
         if verdict and isinstance(speed, (int, float)):
             parts[1] += f" ({verdict})"
+        choice = (s.get("recommendation") or {}).get("choice") if isinstance(s.get("recommendation"), dict) else None
+        if choice:
+            parts.append("ship INT8" if choice == "int8" else "keep FP32: INT8 does not pay here")
         return "done: " + ", ".join(parts)
     return f"{job['state']}: {job.get('error') or ''}".strip()
 

@@ -41,6 +41,7 @@ def summarise(result: dict) -> dict:
         "report": (result.get("output") or {}).get("report"),
         "notes": result.get("notes", []),
         "deployment": result.get("deployment"),
+        "recommendation": result.get("recommendation"),
         "fp32_layers": [layer.get("name") for layer in result.get("fp32_layers") or [] if isinstance(layer, dict)],
     }
 

@@ -76,6 +76,9 @@ def cmd_calibrate(args) -> int:
     if args.layers:
         print_table("INT8 runtime layers", ("layer", "type", "outputPrecisions", "runtimePrecision", "time"),
                     layer_rows(typed), overflow="fold")
+    if typed.recommendation:
+        colour = "green" if typed.recommendation.choice == "int8" else "yellow"
+        out.print(f"[{colour}]recommendation: {typed.recommendation.choice}[/] — {escape(typed.recommendation.reason)}")
     if typed.deployment:
         out.print(escape(f"measured at the deployment profile: {describe(typed.deployment.model_dump())}"))
     inserted = f"quantize operations inserted: {typed.quantize_ops}; " if typed.quantize_ops is not None else ""

@@ -37,6 +37,11 @@ def test_counts_and_the_deployment_profile_are_recorded(result):
     assert res["deployment"]["shape"] == [[1, 1, 32, 32]] and res["deployment"]["model_shape"] == [[-1, 1, 32, 32]]
     assert res["deployment"]["interpolation"] == "pillow-bilinear"
     assert inspect_model(res["output"]["model"]).inputs[0].shape == [1, 1, 32, 32]
+    rec = res["recommendation"]
+    assert rec["speedup_vs_default"] == res["speedup"]["vs_default"]
+    assert rec["choice"] == ("int8" if res["speedup"]["vs_default"]["verdict"] == "faster" else "keep-fp32")
+    report = open(res["output"]["report"], encoding="utf-8").read()
+    assert 'data-section="recommendation"' in report and rec["reason"].split(":")[0] in report
 
 
 def test_int8_convolutions_run_u8_i8(result):

@@ -26,6 +26,8 @@ export interface Result {
   /** Why the drops have no interval (drop_ci absent): "the metric gives no per_sample()" */
   no_interval?: string | null;
   heldout?: HeldOut | null;
+  /** int8 or keep-fp32, and why (results since the recommendation exists) */
+  recommendation?: Recommendation | null;
   /** Samples per second */
   throughput: { [K in "fp32_f32" | "fp32_default" | "int8"]?: number };
   /** Median latency */
@@ -260,6 +262,16 @@ export interface Ratio {
   rounds?: number | null;
 }
 
+/** Ship INT8 only when it beats, on evidence, the FP32 model as the device runs it by default. */
+export interface Recommendation {
+  choice: "int8" | "keep-fp32";
+  reason: string;
+  /** The evidence: INT8 throughput over FP32-as-run-by-default */
+  speedup_vs_default: Ratio;
+  /** Batch-1 median latency of both */
+  latency_ms: { [K in "fp32_f32" | "fp32_default" | "int8"]?: number };
+}
+
 /** How AccuracyAware's search ended. */
 export interface Search {
   /** The validation cap stopped the give-back pass: the answer may keep more layers in FP32 than needed (not minimal) */
@@ -316,6 +328,7 @@ export interface Summary {
   deployment?: Deployment | null;
   /** AccuracyAware: names of the layers left in FP32 */
   fp32_layers?: string[] | null;
+  recommendation?: Recommendation | null;
 }
 
 export interface SummaryAccuracy {
