@@ -107,7 +107,8 @@ def _spec_problems(spec: Spec, trusted: bool, summaries: bool) -> list[Problem]:
             first = first or {name: a.shape for name, a in sample.items()}
             out += summary_problems(spec, ds, summaries)
         except CalibrationError as exc:
-            out += exc.problems
+            out += exc.problems + [_at_dataset_key(spec, role, p) for p in exc.problems
+                                   if p.path and Path(p.path) != spec.path]
     out += deployment.dynamic_warning(spec, own, first)
     accuracy_set = datasets.get("validation" if spec.validation else "dataset")
     if accuracy_set is not None:
@@ -117,6 +118,14 @@ def _spec_problems(spec: Spec, trusted: bool, summaries: bool) -> list[Problem]:
         out += eligibility.budget_problems(spec, len(accuracy_set.subset_indices()) if spec.validation
                                            else len(accuracy_set))
     return out
+
+
+def _at_dataset_key(spec: Spec, role: str, p: Problem) -> Problem:
+    """A problem of a dataset file (an image, a list line) also shown on the table's `path` line of the
+    spec: an editor shows the spec's diagnostics, not those of a .png nobody opens."""
+    where = Path(p.path).name + (f":{p.line}" if p.line else "")
+    located = spec.problem(f"{where}: {p.message}", role, "path", rule=p.rule, fix=p.fix)
+    return replace(located, severity=p.severity)
 
 
 def _at_model_key(spec: Spec, p: Problem) -> Problem:

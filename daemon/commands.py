@@ -71,7 +71,8 @@ def job_line(job: dict) -> str:
         if choice:
             parts.append("ship INT8" if choice == "int8" else "keep FP32: INT8 does not pay here")
         return "done: " + ", ".join(parts)
-    return f"{job['state']}: {job.get('error') or ''}".strip()
+    error = (job.get("error") or "").removeprefix(job["state"]).lstrip(";: ")  # not "cancelled: cancelled; ..."
+    return f"{job['state']}: {error}".strip().rstrip(":")
 
 
 # -- the commands ---------------------------------------------------------------------------------
@@ -216,11 +217,13 @@ class JobProgress:
         self.tokens: dict[str, str] = {}      # token -> job id
         self.job_tokens: dict[str, str] = {}  # job id -> token
         self.last_phase: dict[str, str] = {}
+        self.shown: set[str] = set()          # jobs queued here for a client without progress: end shown too
 
     async def start(self, job_id: str, title: str) -> None:
         ls = self.ls
-        if not ls.supports_progress():
-            ls.log(f"int8wb: {title}: job {job_id} queued")
+        if not ls.supports_progress():  # eglot 1.9, stock Neovim 0.7: a message the user sees, not only a log line
+            ls.show(f"int8wb: {title}: job {job_id} queued; the result is shown here when it ends")
+            self.shown.add(job_id)
             return
         token = f"int8wb/job/{job_id}"
         try:
@@ -250,7 +253,13 @@ class JobProgress:
                 self.tokens.pop(token, None)
                 ls.work_done_progress.tokens.pop(token, None)
             kind = types.MessageType.Info if job["state"] == "done" else types.MessageType.Warning
-            ls.log(f"int8wb: {name}: {message}", kind)
+            report = (job.get("summary") or {}).get("report")
+            text = f"int8wb: {name}: {message}" + (f"; report: {report}" if report and job["state"] == "done" else "")
+            if job_id in self.shown:  # nothing else tells these clients it ended
+                self.shown.discard(job_id)
+                ls.show(text, kind)
+            else:
+                ls.log(text, kind)
             self.last_phase.pop(job_id, None)
             ls.refresh_lenses()
             return

@@ -41,6 +41,7 @@ def _positive(kind):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="int8wb", description="INT8 calibration of OpenVINO IR models",
                                      epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"int8wb {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("calibrate", help="baseline FP32 → calibrate → compare, from a *.calibration.toml")
     p.add_argument("spec")
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--trust", action="store_true",
                    help="run the spec's custom metric (Python code from the workspace); also INT8WB_TRUST=1")
+    p.add_argument("--timeout", type=_positive(float), metavar="SECONDS",
+                   help="stop after this long (exit 1, nothing written)")
     p.set_defaults(func=cmd_calibrate)
     p = sub.add_parser("compare", help="speed, per-layer runtime and size of any two IR models (A vs B)",
                        description="Measures two models (e.g. FP32 vs INT8, or two INT8 variants) on the same random "
@@ -109,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     watch_arguments(p)
     p.set_defaults(func=cmd_watch)
     return parser
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("int8-workbench")
+    except PackageNotFoundError:
+        return "dev"
+
 
 def _terminate(signum, frame):
     raise KeyboardInterrupt  # SIGTERM (`timeout`, `kill`) cleans up exactly as Ctrl-C does

@@ -53,14 +53,35 @@ def cmd_calibrate(args) -> int:
     from int8wb.calibration.result import Result
     from int8wb.calibration.workflow import calibrate
 
+    import time
+
+    from int8wb.calibration import CalibrationError, Cancelled, Problem
+
     spec = load_spec(args.spec)
-    columns = progress_columns()
-    with Progress(*columns, console=err, transient=True, disable=args.quiet) as bar:
+    started = time.monotonic()
+    deadline = started + args.timeout if args.timeout else None
+    plain = not args.quiet and not err.is_terminal  # CI logs, nohup: lines, not a bar nobody sees
+    with Progress(*progress_columns(), console=err, transient=True, disable=args.quiet or plain) as bar:
         task = bar.add_task("starting", total=100)
+        lines = PlainProgress(started) if plain else None
+
+        def progress(pct: float, phase: str) -> None:
+            bar.update(task, completed=pct, description=phase)
+            if lines:
+                lines(pct, phase)
+
         # NNCF and OpenVINO print to stdout; keep stdout for our result alone.
-        with contextlib.redirect_stdout(sys.stderr):
-            result = calibrate(spec, progress=lambda pct, phase: bar.update(task, completed=pct, description=phase),
-                               trust_custom_metrics=trusted(args.trust, folder=spec.path.parent))
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                result = calibrate(spec, progress=progress,
+                                   trust_custom_metrics=trusted(args.trust, folder=spec.path.parent),
+                                   cancel=(lambda: time.monotonic() > deadline) if deadline else None)
+        except Cancelled:
+            if deadline is None or time.monotonic() <= deadline:
+                raise
+            raise CalibrationError(Problem(f"timed out after {args.timeout:g} s (--timeout); nothing was written",
+                                           path=str(spec.path), rule="timeout",
+                                           fix="raise --timeout, or calibrate on a smaller subset")) from None
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -89,6 +110,20 @@ def cmd_calibrate(args) -> int:
     for note in typed.notes:
         out.print(f"[yellow]note[/]: {escape(note)}")
     return 0
+
+class PlainProgress:
+    """Progress as plain lines on stderr when it is not a terminal: each new phase, and every 10 %."""
+
+    def __init__(self, started: float):
+        self.started, self.phase, self.step = started, None, -1
+
+    def __call__(self, pct: float, phase: str) -> None:
+        import time
+
+        if phase != self.phase or int(pct // 10) > self.step:
+            self.phase, self.step = phase, int(pct // 10)
+            print(f"int8wb: {pct:5.1f}% {phase} ({time.monotonic() - self.started:.0f} s)", file=sys.stderr, flush=True)
+
 
 def cmd_compare(args) -> int:
     from pathlib import Path

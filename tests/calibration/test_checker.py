@@ -1,5 +1,6 @@
 """One test per eligibility rule, on real files made here; the checker never raises."""
 import json
+from pathlib import Path
 import shutil
 import subprocess
 import sys
@@ -169,7 +170,13 @@ def test_dataset_missing_empty_and_subset(project):
 
 def test_input_shape_mismatch(project):
     project.write_text(project.read_text() + "\n[preprocessing]\nresize = [8, 8]\n")
-    assert rules(check_spec(project)) == {"input-shape-mismatch"}
+    found = check_spec(project)
+    assert rules(found) == {"input-shape-mismatch"}
+    # on the image (for whoever opens it) and on the spec's dataset path, where the editor shows it
+    on_image, on_spec = sorted(found, key=lambda p: p.path == str(project))
+    assert on_image.path.endswith(".png") and on_spec.path == str(project) and on_spec.key == "dataset.path"
+    assert project.read_text().splitlines()[on_spec.line - 1] == 'path = "data"'
+    assert on_spec.message.startswith(Path(on_image.path).name + ": sample shape") and on_spec.fix == on_image.fix
 
 
 def test_spec_errors_are_problems(project):

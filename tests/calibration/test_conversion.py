@@ -82,3 +82,15 @@ def test_a_broken_onnx_file_is_a_conversion_failure_with_a_fix(project):
     assert "cannot convert this ONNX model" in p.message and "malformed XML" not in p.message and p.fix
     assert not (project.parent / "calibrated").exists()
     assert not list((project.parent / ".int8wb" / "converted").glob("*/model.xml"))  # no half entry cached
+
+
+def test_the_editor_hover_reads_the_cached_conversion(project):
+    from int8wb.daemon.check_worker import hover
+
+    source = project.parent / "net.onnx"
+    before = hover(str(source))["markdown"]
+    assert before.startswith("**net.onnx**: ONNX model, calibrated as its conversion by openvino.convert_model")
+    assert "done at the first calibration" in before
+    calibrate(load_spec(project))
+    after = hover(str(source))["markdown"]
+    assert "(cached: `" in after and "- precision: FP32" in after and "can be calibrated" in after

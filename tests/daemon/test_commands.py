@@ -116,6 +116,9 @@ async def test_without_progress_support_jobs_log_messages(client: LanguageClient
     await wait_for(lambda: any("cancelled" in m.message and job_id in m.message or "cancelled:" in m.message
                                for m in client.log_messages), 5, what="log message")
     assert any(job_id in m.message and "%" in m.message for m in client.log_messages)
+    # what the user sees (eglot 1.9 keeps log messages in its events buffer): the queueing and the end
+    assert any(job_id in m.message and "queued" in m.message for m in client.messages)
+    await wait_for(lambda: any("cancelled" in m.message for m in client.messages), 5, what="the end, shown")
 
 
 def alive(pid: int) -> bool:

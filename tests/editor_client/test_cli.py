@@ -216,3 +216,27 @@ def test_table_names_in_problems_are_printed_not_taken_for_markup(tmp_path):
     assert spec.read_text() != text
     proc = run("calibrate", str(spec))
     assert proc.returncode == 1 and "needs labels but [validation] has none" in proc.stderr, proc.stderr
+
+
+def test_version():
+    proc = run("--version")
+    assert proc.returncode == 0 and re.fullmatch(r"int8wb \S+\n", proc.stdout)
+
+
+def test_progress_is_plain_lines_when_stderr_is_not_a_terminal_and_timeout_stops_a_run(tmp_path):
+    """CI logs and nohup get a line per phase and per 10 %; --timeout ends the run with exit 1, nothing written."""
+    from conftest import copy_example, tree
+
+    spec = copy_example(tmp_path)
+    proc = run("calibrate", str(spec))
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if re.match(r"int8wb: +\d+\.\d% \S", line)]
+    assert {"calibrating", "INT8 accuracy"} <= {re.sub(r"^int8wb: +[\d.]+% (.*) \(\d+ s\)$", r"\1", line)
+                                               for line in lines}
+    percents = [float(line.split("%")[0].split()[-1]) for line in lines]
+    assert percents == sorted(percents) and len(lines) >= 8 and "recommendation:" in proc.stdout
+    assert "layers that run INT8:" in proc.stdout and "quantize operations inserted:" in proc.stdout
+    before = tree(spec.parent)
+    late = run("calibrate", str(spec), "--timeout", "1")
+    assert late.returncode == 1 and "timed out after 1 s (--timeout); nothing was written" in late.stderr
+    assert tree(spec.parent) == before
