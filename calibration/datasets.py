@@ -164,6 +164,30 @@ class ImageFolderDataset(_ImageDataset):
                    spec, model, role)
 
 
+class SegmentationDataset(_ImageDataset):
+    """Semantic segmentation: `images/` and `masks/` in the folder, paired by file stem (a.jpg <-> a.png);
+    the label is the mask's path (the usage's metrics read it at the output's size)."""
+    kind, annotated = "segmentation", True
+
+    @classmethod
+    def scan(cls, root: Path, spec, model, role):
+        images, masks = root / "images", root / "masks"
+        if not (images.is_dir() and masks.is_dir()):
+            raise CalibrationError(spec.problem(f"a segmentation folder holds images/ and masks/: {root}", role,
+                                                "path", rule="dataset-format",
+                                                fix="put the pictures in images/ and their masks in masks/"))
+        by_stem = {m.stem: m for m in _images(masks)}
+        entries, missing = [], []
+        for image in _images(images):
+            mask = by_stem.get(image.stem)
+            (entries.append(Entry(str(image), str(mask))) if mask else missing.append(image.name))
+        if missing:
+            raise CalibrationError(spec.problem(f"{len(missing)} image(s) without a mask of the same name in masks/, "
+                                                f"e.g. {missing[0]}", role, "path", rule="dataset-format",
+                                                fix="give every image a mask (same stem, .png)"))
+        return cls(entries, spec, model, role)
+
+
 class NpzDataset(Dataset):
     """Ready tensors: one array per model input (or `inputs` for a single-input model),
     first axis = samples; optional `labels` (integers, or text: a unicode array). Read lazily (see
@@ -267,13 +291,13 @@ def open_dataset(spec: Spec, model: ModelInfo, role: str = "dataset") -> Dataset
         raise CalibrationError(spec.problem(f"kind {ds.kind!r} needs a path", role, "path",
                                             rule="dataset-missing"))
     path = spec.resolve(ds.path)
-    wants_dir = ds.kind in ("imagenet", "images")
+    wants_dir = ds.kind in ("imagenet", "images", "segmentation")
     if not (path.is_dir() if wants_dir else path.is_file()):
         what = "folder" if wants_dir else "file"
         raise CalibrationError(spec.problem(f"dataset {what} not found: {path}", role, "path",
                                             rule="dataset-missing", fix=f"point path at an existing {what}"))
     scanner = {"imagenet": ClassFolderDataset, "image_list": ImageListDataset,
-               "images": ImageFolderDataset, "npz": NpzDataset}[ds.kind]
+               "images": ImageFolderDataset, "npz": NpzDataset, "segmentation": SegmentationDataset}[ds.kind]
     try:
         dataset = scanner.scan(path, spec, model, role)
     except TooManyFiles as exc:

@@ -63,6 +63,7 @@ def spec_problems(spec: Spec, *, annotated: bool | None = None, metric_needs_lab
     if not devices.has_int8_path(spec.device):
         out.append(spec.problem(f"device {spec.device} has no INT8 calibration path", "device",
                                 rule="device-without-int8", fix='set device = "CPU"'))
+    out += _usage_problems(spec)
     if annotated is False and metric_needs_labels:
         where = "validation" if spec.validation else "dataset"
         if spec.calibration.method == "accuracy_aware":
@@ -78,6 +79,24 @@ def spec_problems(spec: Spec, *, annotated: bool | None = None, metric_needs_lab
                                     *keys, rule="unannotated-dataset",
                                     fix='use metric = "agreement", or an annotated dataset kind'))
     return out
+
+
+SEGMENTATION_METRICS = ("iou", "miou", "pixel_accuracy")
+
+
+def _usage_problems(spec: Spec) -> list[Problem]:
+    """A usage's metric needs its kind of annotation: masks for segmentation, classes for top-k."""
+    where = "validation" if spec.validation else "dataset"
+    kind, metric = getattr(spec, where).kind, spec.accuracy.metric
+    if metric in SEGMENTATION_METRICS and kind != "segmentation":
+        return [spec.problem(f"metric {metric!r} compares with masks, and [{where}] kind {kind!r} has none",
+                             where, "kind", rule="usage-dataset-mismatch",
+                             fix='use kind = "segmentation" (a folder with images/ and masks/)')]
+    if kind == "segmentation" and metric in ("top1", "topk"):
+        return [spec.problem(f"[{where}] holds masks, and metric {metric!r} compares classes",
+                             "accuracy", "metric", rule="usage-dataset-mismatch",
+                             fix='use metric = "miou", "iou" or "pixel_accuracy"')]
+    return []
 
 
 def output_problems(spec: Spec) -> list[Problem]:

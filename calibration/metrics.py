@@ -136,6 +136,10 @@ def make_metric(spec: "Spec", trusted: bool = False) -> Metric:
         from .custom_metrics import load_custom  # it builds on this module's Metric
 
         return load_custom(spec, trusted)
+    if acc.metric in ("iou", "miou", "pixel_accuracy"):
+        from .segmentation import Segmentation  # it builds on this module's Metric
+
+        return Segmentation(acc.metric, acc.threshold)
     metric = Agreement() if acc.metric == "agreement" else TopK(1 if acc.metric == "top1" else acc.k)
     return metric
 

@@ -100,7 +100,7 @@ FORMATS = {
     "x": lambda v: f"{v:.2f}×",                   # a ratio
     "size": lambda n: f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB",
 }
-PERCENT_METRICS = re.compile(r"top\d+|agreement")
+PERCENT_METRICS = re.compile(r"top\d+|agreement|iou|miou|pixel_accuracy")
 
 
 def pair_layers(fp32_rows: list[dict], int8_rows: list[dict], keys: tuple[str, str] = ("fp32", "int8"),

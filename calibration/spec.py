@@ -41,11 +41,12 @@ _Table = Table
 
 
 class DatasetSpec(_Table):
-    kind: Literal["imagenet", "image_list", "images", "npz", "generated"] = Field(
+    kind: Literal["imagenet", "image_list", "images", "npz", "generated", "segmentation"] = Field(
         description="imagenet: one sub-folder of images per class; image_list: a text file of "
                     "`path label` lines; images: an unannotated folder (Default method only); "
                     "npz: tensors named after the model inputs (or `inputs`) and optional `labels`; "
-                    "generated: random tensors, for speed only")
+                    "generated: random tensors, for speed only; segmentation: a folder with images/ and masks/ "
+                    "(class-index PNGs, paired by name)")
     path: PathText | None = Field(None, description="Folder or file, relative to the spec file (not for generated)")
     subset: Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*%\s*$")] = Field(
         "100%", description='Part of the dataset that feeds calibration: a percent ("25%") or a count (300)')
@@ -107,11 +108,14 @@ class PreprocessingSpec(_Table):
 
 
 class AccuracySpec(_Table):
-    metric: Literal["top1", "topk", "agreement", "custom"] = Field(
+    metric: Literal["top1", "topk", "agreement", "custom", "iou", "miou", "pixel_accuracy"] = Field(
         "top1", description="top1/topk: classification against labels; agreement: share of samples "
                             "whose top-1 class equals the FP32 model's (needs no labels); custom: "
-                            "a Python metric named by `custom` (runs only when the workspace trusts it)")
+                            "a Python metric named by `custom` (runs only when the workspace trusts it); iou, miou, "
+                            "pixel_accuracy: semantic segmentation against a segmentation dataset's masks")
     k: int = Field(5, ge=1, description="k of topk")
+    threshold: float = Field(0.5, description="iou, miou, pixel_accuracy on a one-channel output: the foreground "
+                                              "probability above which a pixel is foreground")
     output: str | None = Field(None, description="Model output holding the class scores; default the first")
     custom: Annotated[str, Field(pattern=r"^[^:]+:[A-Za-z_][A-Za-z0-9_]*$"), AfterValidator(_no_nul)] | None = Field(
         None,

@@ -1,0 +1,79 @@
+"""Semantic segmentation: image + mask pairs, and the metrics of the usage (IoU, mIoU, pixel accuracy).
+
+Masks are PNGs of class indices (a binary mask may be 0/255: anything above 0 is foreground), read
+with nearest-neighbour resizing to the output's size. The output is [1, C, H, W] class scores (argmax)
+or [1, 1, H, W] / [1, H, W] foreground probabilities (above `threshold`). Counts are summed over the
+dataset (corpus style), so a large object weighs as its pixels do:
+- `iou`: foreground intersection over union; per sample (intersection, union), so its interval is the
+  paired bootstrap of a ratio of sums;
+- `pixel_accuracy`: correct pixels over all pixels; per sample (correct, total), likewise;
+- `miou`: the mean over classes of each class's IoU: no per-sample statistic adds up to it, so the drop
+  has no interval (and AccuracyAware judges it as measured).
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from .metrics import Metric, Tallied
+
+
+def prediction(output: np.ndarray, threshold: float) -> np.ndarray:
+    """Class index per pixel [H, W] from a model output."""
+    out = np.asarray(output)
+    out = out[0] if out.ndim == 4 else out
+    if out.ndim == 3 and out.shape[0] > 1:
+        return np.argmax(out, axis=0)
+    return (out.reshape(out.shape[-2:]) > threshold).astype(np.int64)
+
+
+def read_mask(path: str, size: tuple[int, int], binary: bool) -> np.ndarray:
+    """The mask at `path` as class indices [H, W] of the output's `size` (nearest neighbour)."""
+    with Image.open(path) as img:
+        img = img.convert("L") if img.mode not in ("L", "P", "I", "I;16") else img
+        if img.size != (size[1], size[0]):
+            img = img.resize((size[1], size[0]), Image.NEAREST)
+        mask = np.asarray(img).astype(np.int64)
+    return (mask > 0).astype(np.int64) if binary else mask
+
+
+class Segmentation(Metric):
+    """One of the usage's metrics; `name` is iou, miou or pixel_accuracy."""
+
+    def __init__(self, name: str, threshold: float = 0.5):
+        self.name, self.threshold = name, threshold
+
+    def tally(self, samples: int) -> "SegmentationTally":
+        return SegmentationTally(self, samples)
+
+
+class SegmentationTally:
+    def __init__(self, metric: Segmentation, samples: int):
+        self.metric = metric
+        self.pairs = np.zeros((samples, 2), dtype=np.float64)  # iou, pixel_accuracy: per sample
+        self.inter: dict[int, float] = {}  # miou: per class, over the dataset
+        self.union: dict[int, float] = {}
+
+    def add(self, slot: int, output: np.ndarray, sample, reference) -> None:
+        pred = prediction(output, self.metric.threshold)
+        binary = not (np.asarray(output).ndim >= 3 and np.asarray(output).shape[-3] > 1)
+        mask = read_mask(str(sample.label), pred.shape, binary)
+        if self.metric.name == "pixel_accuracy":
+            self.pairs[slot] = (np.count_nonzero(pred == mask), mask.size)
+        elif self.metric.name == "iou":
+            p, m = pred > 0, mask > 0
+            self.pairs[slot] = (np.count_nonzero(p & m), np.count_nonzero(p | m))
+        else:
+            for c in np.union1d(np.unique(pred), np.unique(mask)):
+                p, m = pred == c, mask == c
+                self.inter[int(c)] = self.inter.get(int(c), 0.0) + np.count_nonzero(p & m)
+                self.union[int(c)] = self.union.get(int(c), 0.0) + np.count_nonzero(p | m)
+
+    def finish(self) -> Tallied:
+        n = len(self.pairs)
+        if self.metric.name == "miou":
+            ious = [self.inter[c] / self.union[c] for c in sorted(self.union) if self.union[c]]
+            return Tallied(float(np.mean(ious)) if ious else float("nan"), None, [None] * n)
+        total = self.pairs[:, 1].sum()
+        value = float(self.pairs[:, 0].sum() / total) if total else float("nan")
+        return Tallied(value, self.pairs, [None] * n)
