@@ -151,6 +151,14 @@ def did_open(ls: Int8Server, params: types.DidOpenTextDocumentParams) -> None:
     if uri.endswith(SPEC_SUFFIX):
         ls.diagnostics.begin(uri)  # a check of the file on disk under way must not publish now
         ls.diagnostics.schedule_document(uri, 0.0)
+    elif uri.endswith(".xml") and (path := path_of(uri)) is not None:
+        # eglot keeps only the diagnostics of open buffers: a model's are sent again when it is opened
+        # (or checked now if none were published: a model that came before the workspace was watched).
+        if key_of(uri) in ls.diagnostics.published:
+            _, diagnostics = ls.diagnostics.published[key_of(uri)]
+            ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics))
+        else:
+            ls.watching.schedule(path, 0.0)
 
 
 def did_change(ls: Int8Server, params: types.DidChangeTextDocumentParams) -> None:

@@ -167,3 +167,17 @@ async def test_the_layers_accuracy_aware_left_in_fp32_are_pinned_by_a_code_actio
     pinned = folder / "pinned.calibration.toml"
     pinned.write_text(fixed)
     assert load_spec(pinned).calibration.ignored_scope.names == kept  # a valid spec that keeps them float
+
+
+@pytest.mark.asyncio
+async def test_opening_a_model_sends_its_diagnostics_again(client: LanguageClient, workspace: Path):
+    """eglot shows the diagnostics of open buffers only: a model's problems come again on didOpen."""
+    from daemon_helpers import model_pair
+
+    xml = model_pair(workspace / "half", "net", fp16=True)
+    uri = xml.as_uri()
+    await wait_for(lambda: "not-fp32" in codes(client, xml), 20, what="the model's diagnostics")
+    client.diagnostics.pop(uri)
+    client.text_document_did_open(types.DidOpenTextDocumentParams(
+        text_document=types.TextDocumentItem(uri=uri, language_id="xml", version=1, text=xml.read_text())))
+    await wait_for(lambda: "not-fp32" in codes(client, xml), 10, what="the diagnostics sent again on open")
