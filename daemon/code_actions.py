@@ -19,19 +19,17 @@ FIXES = {  # rule -> (key regex, replacement value, title)
     "device-without-int8": (r"device", '"CPU"', 'Set device = "CPU"'),
     "device-missing": (r"device", '"CPU"', 'Set device = "CPU"'),
 }
-OPTIONS = types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix, types.CodeActionKind.Source])
+OPTIONS = types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix])
 
 
-def code_actions(ls: Int8Server, params: types.CodeActionParams) -> list[types.CodeAction]:
+def code_actions(ls: Int8Server, params: types.CodeActionParams) -> list[types.CodeAction | types.Command]:
     uri = params.text_document.uri
     doc = document(ls, uri)
     if not uri.endswith(SPEC_SUFFIX) or doc is None:
         return []
     lines = doc.source.splitlines()
     # Reachable in every client (eglot 1.9 has no code lens): calibrate the saved spec.
-    actions = [types.CodeAction(title="Calibrate with int8wb", kind=types.CodeActionKind.Source,
-                                command=types.Command(title="Calibrate with int8wb", command="int8wb.calibrate",
-                                                      arguments=[uri]))]
+    actions: list = [types.Command(title="Calibrate with int8wb", command="int8wb.calibrate", arguments=[uri])]
     actions += layers.pin_action(ls, uri, lines)
     for diag in params.context.diagnostics:
         if str(diag.code) == "dynamic-shape" and diag.source in (SOURCE, None):
