@@ -18,7 +18,6 @@ from int8wb.daemon.paths import document, path_of, resolved
 if TYPE_CHECKING:
     from int8wb.daemon.server import Int8Server
 
-OPTIONS = types.CompletionOptions(trigger_characters=['"', "'"])
 HEADER = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]")
 SCOPE = "calibration.ignored_scope"
 KEY = re.compile(r"^\s*(names|types|patterns|subgraphs)\s*=")

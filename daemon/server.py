@@ -8,6 +8,7 @@ Each feature lives in a small module and never sees JSON-RPC; this file wires th
 - paths.py         URIs and paths made safe (symlink loops, NULs, untitled buffers)
 - commands.py      the int8wb.* commands and the progress of the jobs they queue
 - lens.py, hover.py, code_actions.py   what the editor shows on a spec file
+- completion.py    spec keys and values from the spec's schema; layer names (layers.py) in the ignored scope
 - layers.py        layer names in [calibration.ignored_scope]: completion, hover, "pin" quick fix
 Problems come from `calibration.checker` and model facts from `calibration.inspection`, both run in
 checker processes; jobs from `calibration.jobs` (worker subprocesses). Nothing here imports openvino
@@ -30,7 +31,7 @@ from pygls.lsp.server import LanguageServer
 
 from int8wb.calibration.jobs import STORE_DIR, JobStore, Runner, Slots
 from int8wb.calibration.trust import trusted
-from int8wb.daemon import code_actions, commands, diagnostics, hover, layers, lens, watching
+from int8wb.daemon import code_actions, commands, completion, diagnostics, hover, lens, watching
 from int8wb.daemon.checking import Checker
 from int8wb.daemon.commands import CommandError, JobProgress
 from int8wb.daemon.config import Settings
@@ -237,7 +238,7 @@ FEATURES = [  # (LSP method, handler, options); `async` handlers are the ones th
     (types.TEXT_DOCUMENT_CODE_LENS, lens.code_lens, None),
     (types.TEXT_DOCUMENT_HOVER, hover.hover, None),
     (types.TEXT_DOCUMENT_CODE_ACTION, code_actions.code_actions, code_actions.OPTIONS),
-    (types.TEXT_DOCUMENT_COMPLETION, layers.completion, layers.OPTIONS),
+    (types.TEXT_DOCUMENT_COMPLETION, completion.completion, completion.OPTIONS),
 ]
 COMMANDS = {  # workspace/executeCommand name -> handler(ls, *arguments)
     "int8wb.calibrate": commands.calibrate,

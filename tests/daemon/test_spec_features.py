@@ -184,3 +184,30 @@ async def test_opening_a_model_sends_its_diagnostics_again(client: LanguageClien
     client.text_document_did_open(types.DidOpenTextDocumentParams(
         text_document=types.TextDocumentItem(uri=uri, language_id="xml", version=1, text=xml.read_text())))
     await wait_for(lambda: "not-fp32" in codes(client, xml), 10, what="the diagnostics sent again on open")
+
+
+@pytest.mark.asyncio
+async def test_spec_keys_and_values_complete_from_the_schema(client: LanguageClient, workspace: Path):
+    spec = spec_of(workspace)
+    uri = spec.as_uri()
+    text = spec.read_text() + '\n[calibration.activations]\n\n[preprocessing.x]\n'
+    lines = text.splitlines()
+    client.text_document_did_open(types.DidOpenTextDocumentParams(
+        text_document=types.TextDocumentItem(uri=uri, language_id="toml", version=1, text=text)))
+
+    async def complete(line: int, col: int) -> dict:
+        found = await client.text_document_completion_async(types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line, col)))
+        return {i.label: i for i in (found.items if found else [])}
+
+    method = lines.index('method = "default"')
+    values = await complete(method, len("method = "))
+    assert set(values) == {"default", "accuracy_aware", "weights_only"} and values["default"].insert_text == '"default"'
+    assert "INT8" in values["weights_only"].documentation
+    inside = await complete(method, len('method = "'))
+    assert inside["accuracy_aware"].insert_text == "accuracy_aware"
+    keys = await complete(lines.index("[calibration.activations]") + 1, 0)
+    assert set(keys) == {"range_estimator", "per_channel"} and keys["range_estimator"].insert_text == "range_estimator = "
+    top = await complete(method + 1, 0)  # in [calibration]: the keys not written yet, no sub-tables
+    assert "max_drop" in top and "method" not in top and "ignored_scope" not in top
+    assert await complete(len(lines), 0) == {}  # below [preprocessing.x]: no table of the spec
