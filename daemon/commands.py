@@ -204,7 +204,8 @@ def status(ls: Int8Server, *args) -> dict:
             "untrusted": [str(r) for r, entry in ls.roots.items() if not entry.get("trusted")],
             "openvino_loaded": "openvino" in sys.modules, "nncf_loaded": "nncf" in sys.modules,
             "threads": threading.active_count(), "published": len(ls.diagnostics.published),
-            "checks": ls.checker.pending + ls.watching.pending, "checks_done": dict(ls.checker.counts)}
+            "checks": ls.checker.pending + ls.watching.pending, "checks_done": dict(ls.checker.counts),
+            "settings": {"debounceSeconds": ls.settings.debounce_s, "rescanSeconds": ls.settings.rescan_s}}
 
 
 # -- job progress ---------------------------------------------------------------------------------

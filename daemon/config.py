@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from int8wb.calibration.trust import trusted
 
@@ -32,6 +32,27 @@ class Settings:
                    check_workers=_read("INT8WB_CHECK_WORKERS", int, cls.check_workers),
                    check_s=_read("INT8WB_CHECK_SECONDS", float, cls.check_s),
                    check_memory_mb=_read("INT8WB_CHECK_MEMORY_MB", int, cls.check_memory_mb))
+
+
+LIVE = {"debounceSeconds": "debounce_s", "rescanSeconds": "rescan_s"}  # what an editor may change while we run
+
+
+def with_options(settings: Settings, options) -> tuple[Settings, list[str]]:
+    """`settings` with the editor's `int8wb` section applied (initializationOptions, workspace/configuration,
+    didChangeConfiguration), and what was refused, in words. The environment stays the fallback."""
+    if not isinstance(options, dict):
+        return settings, [] if options is None else [f"int8wb settings must be an object, got {type(options).__name__}"]
+    changes, refused = {}, []
+    for key, value in options.items():
+        field = LIVE.get(key)
+        if field is None:
+            refused.append(f"int8wb.{key} is not a setting that can change while the server runs "
+                           f"(live: {', '.join(LIVE)}; the others come from the environment at start)")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+            refused.append(f"int8wb.{key} must be a number of seconds in (0, 3600], got {value!r}")
+        else:
+            changes[field] = float(value)
+    return replace(settings, **changes), refused
 
 
 def _read(name: str, kind: Callable[[str], float], default: float):

@@ -34,7 +34,7 @@ from int8wb.calibration.trust import trusted
 from int8wb.daemon import code_actions, commands, completion, diagnostics, hover, lens, watching
 from int8wb.daemon.checking import Checker
 from int8wb.daemon.commands import CommandError, JobProgress
-from int8wb.daemon.config import Settings
+from int8wb.daemon.config import Settings, with_options
 from int8wb.daemon.diagnostics import Diagnostics
 from int8wb.daemon.paths import path_of, resolved
 from int8wb.daemon.watching import Watching
@@ -55,6 +55,7 @@ class Int8Server(LanguageServer):
         self.diagnostics = Diagnostics(self)
         self.job_progress = JobProgress(self)
         self.hover_cache: dict[tuple, str] = {}
+        self.initialization_options = None  # the client's, from initialize (the `int8wb` section is ours)
         self.layer_cache: dict[tuple, dict] = {}  # (model, signature) -> its layer table (layers.py)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -191,6 +192,10 @@ class Int8Server(LanguageServer):
 
 
 # -- lifecycle handlers ---------------------------------------------------------------------------
+def initialize(ls: Int8Server, params: types.InitializeParams) -> None:
+    ls.initialization_options = params.initialization_options  # applied once the client is initialized
+
+
 async def initialized(ls: Int8Server, params: types.InitializedParams) -> None:
     ls.loop = asyncio.get_running_loop()
     folders = [p for f in ls.workspace.folders.values() if (p := path_of(f.uri)) is not None]
@@ -203,6 +208,34 @@ async def initialized(ls: Int8Server, params: types.InitializedParams) -> None:
             ls.show(f"int8wb: cannot open {folder}: {type(exc).__name__}: {exc}", types.MessageType.Warning)
     await ls.watching.ask_client_to_watch()
     ls.watching.start_rescans()
+    await pull_configuration(ls)
+
+
+def apply_settings(ls: Int8Server, options) -> None:
+    """The editor's `int8wb` settings, applied at once (the watcher reads them at each use)."""
+    ls.settings, refused = with_options(ls.settings, options)
+    ls.watching.settings = ls.settings
+    for why in refused:
+        ls.show(f"int8wb: {why}", types.MessageType.Warning)
+
+
+async def pull_configuration(ls: Int8Server) -> None:
+    """initializationOptions first, then the client's `int8wb` section if it serves workspace/configuration."""
+    if isinstance(ls.initialization_options, dict):
+        apply_settings(ls, ls.initialization_options.get("int8wb"))
+    workspace = ls.client_capabilities.workspace
+    if workspace and workspace.configuration:
+        try:
+            [section] = await asyncio.wait_for(ls.workspace_configuration_async(
+                types.ConfigurationParams(items=[types.ConfigurationItem(section="int8wb")])), 5)
+        except Exception:  # noqa: BLE001  (a client that cannot answer keeps the environment's settings)
+            return
+        apply_settings(ls, section)
+
+
+def configuration_changed(ls: Int8Server, params: types.DidChangeConfigurationParams) -> None:
+    settings = params.settings
+    apply_settings(ls, settings.get("int8wb") if isinstance(settings, dict) else None)
 
 
 async def shutdown(ls: Int8Server, params: None) -> None:
@@ -225,10 +258,12 @@ def folders_changed(ls: Int8Server, params: types.DidChangeWorkspaceFoldersParam
 
 # -- the one registration table -------------------------------------------------------------------
 FEATURES = [  # (LSP method, handler, options); `async` handlers are the ones that wait on threads
+    (types.INITIALIZE, initialize, None),
     (types.INITIALIZED, initialized, None),
     (types.SHUTDOWN, shutdown, None),
     (types.EXIT, exit_, None),
     (types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS, folders_changed, None),
+    (types.WORKSPACE_DID_CHANGE_CONFIGURATION, configuration_changed, None),
     (types.WORKSPACE_DID_CHANGE_WATCHED_FILES, watching.watched_files, None),
     (types.TEXT_DOCUMENT_DID_OPEN, diagnostics.did_open, None),
     (types.TEXT_DOCUMENT_DID_CHANGE, diagnostics.did_change, None),

@@ -34,3 +34,16 @@ def test_a_bad_setting_names_its_variable(env):
     env.setenv("INT8WB_RESCAN_SECONDS", "soon")
     with pytest.raises(ValueError, match="INT8WB_RESCAN_SECONDS='soon': expected a number"):
         Settings.from_env()
+
+
+def test_editor_settings_apply_live_ones_and_say_why_others_are_refused():
+    from int8wb.daemon.config import with_options
+
+    base = Settings()
+    new, refused = with_options(base, {"debounceSeconds": 0.5, "rescanSeconds": 5})
+    assert (new.debounce_s, new.rescan_s, refused) == (0.5, 5.0, [])
+    new, refused = with_options(base, {"debounceSeconds": "fast", "maxJobs": 3, "rescanSeconds": True})
+    assert new == base and len(refused) == 3
+    assert "debounceSeconds must be a number of seconds" in refused[0] and "maxJobs is not a setting" in refused[1]
+    assert with_options(base, None) == (base, [])
+    assert with_options(base, [1])[1] == ["int8wb settings must be an object, got list"]

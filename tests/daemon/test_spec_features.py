@@ -211,3 +211,16 @@ async def test_spec_keys_and_values_complete_from_the_schema(client: LanguageCli
     top = await complete(method + 1, 0)  # in [calibration]: the keys not written yet, no sub-tables
     assert "max_drop" in top and "method" not in top and "ignored_scope" not in top
     assert await complete(len(lines), 0) == {}  # below [preprocessing.x]: no table of the spec
+
+
+@pytest.mark.asyncio
+async def test_settings_change_live(client: LanguageClient, workspace: Path):
+    from daemon_helpers import command
+
+    before = (await command(client, "int8wb.status"))["settings"]
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"int8wb": {"debounceSeconds": 0.4, "rescanSeconds": 7, "maxJobs": 2}}))
+    await wait_for(lambda: any("maxJobs is not a setting" in m.message for m in client.messages), 5,
+                   what="the refused setting, shown")
+    after = (await command(client, "int8wb.status"))["settings"]
+    assert after == {"debounceSeconds": 0.4, "rescanSeconds": 7.0} != before
