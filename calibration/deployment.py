@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .inspection import ModelInfo
+from .inspection import ModelInfo, pretty_shape as pretty
 from .problems import CalibrationError, Problem
 from .spec import Spec
 
@@ -94,7 +94,3 @@ def dynamic_warning(spec: Spec, info: ModelInfo, sample_shapes: dict[str, tuple]
         f"the model has dynamic input dimensions ({dynamic}): accuracy, the drop and speed are measured at the "
         "dynamic shape only, and OpenVINO compiles a fixed shape differently (INT8 accuracy moves with it)",
         "model", rule="dynamic-shape", severity="warning", fix=fix)]
-
-
-def pretty(shape: list[int]) -> str:
-    return "[" + ",".join("?" if d < 0 else str(d) for d in shape) + "]"

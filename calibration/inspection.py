@@ -33,6 +33,11 @@ class TensorInfo:
     line: int | None = None
 
 
+def pretty_shape(shape: list[int]) -> str:
+    """[?,3,640,640]: a shape as the IR means it, -1 shown as ?."""
+    return "[" + ",".join("?" if d < 0 else str(d) for d in shape) + "]"
+
+
 @dataclass
 class Layer:
     id: str

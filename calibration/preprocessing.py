@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .inspection import TensorInfo
+from .inspection import TensorInfo, pretty_shape
 from .problems import CalibrationError, Problem
 from .spec import PreprocessingSpec
 
@@ -116,8 +116,8 @@ def check_shape(tensor: np.ndarray, model_input: TensorInfo, source: str, model_
     want = model_input.shape
     ok = len(want) == tensor.ndim and all(w < 0 or w == g for w, g in zip(want, tensor.shape))
     if not ok:
-        pretty = ",".join("?" if d < 0 else str(d) for d in want)
+        pretty = pretty_shape(want)
         raise CalibrationError(Problem(
-            f"sample shape {list(tensor.shape)} does not fit input '{model_input.name}' [{pretty}] of {model_path}",
+            f"sample shape {list(tensor.shape)} does not fit input '{model_input.name}' {pretty} of {model_path}",
             path=source, rule="input-shape-mismatch",
             fix="set [preprocessing] resize/layout/color to match the model input"))

@@ -76,7 +76,7 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
     info = inspect_model(xml)
     problems = eligibility.errors(eligibility.model_problems(info) + eligibility.spec_problems(spec))
     _refuse(problems)
-    table = layer_table(xml)
+    table = [] if spec.calibration.ignored_scope.empty() else layer_table(xml)  # only to check the names
     _refuse(eligibility.errors(ignored_scope.problems(spec, table)))
     fixed = deployment.shapes(spec, info)
     own, info = info, deployment.deployed(info, fixed)  # samples are sized and checked for the deployed shape

@@ -28,7 +28,7 @@ from pathlib import Path
 from int8wb.calibration import conversion
 from int8wb.calibration.checker import check_model, check_spec
 from int8wb.calibration.guarded import read_bytes
-from int8wb.calibration.inspection import INT8_ABLE_TYPES, inspect_model
+from int8wb.calibration.inspection import INT8_ABLE_TYPES, inspect_model, pretty_shape
 from int8wb.calibration.layer_table import layer_table
 from int8wb.calibration.model_files import arrival
 from int8wb.calibration.problems import CalibrationError, Problem
@@ -73,7 +73,7 @@ def hover(path: str) -> dict:
     except Exception as exc:  # noqa: BLE001  (OSError, or whatever else a hostile file provokes)
         return {"markdown": f"**{xml.name}**: cannot read it: {exc}"}
     errors = [p for p in check_model(xml) if p.severity == "error"]
-    shape = lambda t: "[" + ",".join("?" if d < 0 else str(d) for d in t.shape) + "]"  # noqa: E731
+    shape = lambda t: pretty_shape(t.shape)  # noqa: E731
     rows = [f"**{info.name}** (`{xml.name}`)", "",
             f"- IR version: {info.ir_version}",
             f"- precision: {info.precision}" + (" (FP16-compressed weights)" if info.fp16_compressed_weights else ""),

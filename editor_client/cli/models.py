@@ -11,6 +11,7 @@ from rich.table import Table
 
 from int8wb.calibration import inspect_model, load_spec
 from int8wb.calibration.deployment import describe
+from int8wb.calibration.inspection import pretty_shape
 from int8wb.calibration.trust import trusted
 
 from .console import err, out, print_table, progress_columns
@@ -31,7 +32,7 @@ def cmd_inspect(args) -> int:
         print(json.dumps(info.to_dict(), indent=2))
         return 0
     table = Table(title=f"{info.name}  ({info.path})", show_header=False)
-    shape = lambda t: "[" + ",".join("?" if d < 0 else str(d) for d in t.shape) + "]"  # noqa: E731
+    shape = lambda t: pretty_shape(t.shape)  # noqa: E731
     rows = [
         ("IR version", str(info.ir_version)),
         ("precision", info.precision + (" (FP16-compressed weights)" if info.fp16_compressed_weights else "")),
