@@ -1,14 +1,16 @@
 """Accuracy of a compiled model on a dataset, per sample, with all infer requests busy.
 
-OpenVINO's callbacks only copy each output into a reorder buffer keyed by the sample's slot; the
-calling thread scores the buffer's contiguous slots in dataset order while it submits, and the rest at
-the end. So every metric (built-in or a user's, per sample or dataset level) runs on one thread, in
-order, on an output of its own that it may keep, and a metric that raises ends the run with a located
-problem instead of escaping a callback (which aborts the process).
+The requests take samples in turn (sample k goes to request k mod R), so the oldest request in flight
+is always the next sample to score: the calling thread waits for it, copies its output and scores it,
+then gives the request the next sample. Every metric (built-in or a user's, per sample or dataset
+level) thus runs on one thread, in dataset order, on an output of its own that it may keep. No Python
+callback is handed to OpenVINO: a callback's last reference can be dropped on an OpenVINO thread,
+which then needs the interpreter lock while this thread, freeing the compiled model, waits for that
+thread to end (a deadlock seen after a raising metric). A failed inference raises from `wait()` and is
+reported with its sample; a metric that raises ends the run with a located problem.
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,9 +23,6 @@ from .metrics import Metric, metric_error
 from .problems import Cancelled, CalibrationError, Problem
 
 Progress = Callable[[float], None]
-
-WINDOW = 4        # outputs submitted but not yet scored, per infer request: the reorder buffer's bound
-WAIT_S = 1.0      # then the queue is drained: a failed inference never calls back, so its slot never comes
 
 
 @dataclass
@@ -50,80 +49,64 @@ def output_index(compiled: ov.CompiledModel, name: str | None, spec_problem) -> 
     raise CalibrationError(spec_problem(f"the model has no output {name!r} (outputs: {', '.join(names)})"))
 
 
-class Reorder:
-    """Outputs by slot, filled by the callbacks and taken in slot order by the calling thread."""
-
-    def __init__(self):
-        self.ready: dict[int, np.ndarray | BaseException] = {}
-        self.arrived = threading.Condition()
-
-    def put(self, slot: int, value) -> None:
-        with self.arrived:
-            self.ready[slot] = value
-            self.arrived.notify()
-
-    def take(self, slot: int, wait: float = 0.0):
-        """The output of `slot` (None when it has not come within `wait` seconds)."""
-        with self.arrived:
-            if wait:
-                self.arrived.wait_for(lambda: slot in self.ready, wait)
-            return self.ready.pop(slot, None)
-
-
 def evaluate(compiled: ov.CompiledModel, dataset: Dataset, indices: list[int], metric: Metric, *,
              output: int = 0, references: list | None = None, progress: Progress | None = None,
              cancel: Callable[[], bool] | None = None) -> Evaluation:
     """Runs every sample once; `references` (from the FP32 run) feed label-free metrics."""
     n = len(indices)
     tally = metric.tally(n)
-    buffer = Reorder()
-    scored = [0]  # slots scored so far: the next one to score
-
-    def on_done(request: ov.InferRequest, slot: int) -> None:
-        try:  # a copy: the request's buffer is overwritten by its next inference
-            buffer.put(slot, np.array(request.get_output_tensor(output).data, copy=True))
-        except BaseException as exc:  # noqa: BLE001  (escaping an OpenVINO callback, it aborts the process)
-            buffer.put(slot, exc)
-
-    def score(until: int) -> None:
-        """Scores the contiguous ready slots; waits for those below `until`."""
-        while scored[0] < n:
-            slot = scored[0]
-            out = buffer.take(slot, WAIT_S if slot < until else 0.0)
-            if out is None and slot < until:
-                queue.wait_all()
-                out = buffer.take(slot)
-            if out is None:
-                return
-            source = dataset.entries[indices[slot]].source
-            if isinstance(out, BaseException):
-                raise CalibrationError(Problem(f"cannot read the output of sample {source}: {out}"))
-            try:
-                tally.add(slot, out, sample_of(dataset, indices[slot]),
-                          references[slot] if references is not None else None)
-            except Exception as exc:  # noqa: BLE001  (the metric's own error, located in its file)
-                raise CalibrationError(metric_error(metric, exc, f"on sample {source}")) from None
-            scored[0] += 1
-            if progress and scored[0] % step == 0:
-                progress(scored[0] / n)
-
-    queue = ov.AsyncInferQueue(compiled)
-    queue.set_callback(on_done)
-    window = WINDOW * len(queue)
+    requests = [compiled.create_infer_request() for _ in range(in_flight(compiled))]
     step = max(1, n // 50)
+
+    def finish(slot: int) -> None:
+        """Waits for `slot`'s inference and scores it (slots finish in order)."""
+        request, source = requests[slot % len(requests)], dataset.entries[indices[slot]].source
+        try:
+            request.wait()
+            out = np.array(request.get_output_tensor(output).data, copy=True)  # the request is reused
+        except RuntimeError as exc:
+            raise CalibrationError(Problem(f"inference failed on sample {source}: {exc}")) from None
+        try:
+            tally.add(slot, out, sample_of(dataset, indices[slot]),
+                      references[slot] if references is not None else None)
+        except Exception as exc:  # noqa: BLE001  (the metric's own error, located in its file)
+            raise CalibrationError(metric_error(metric, exc, f"on sample {source}")) from None
+        if progress and (slot + 1) % step == 0:
+            progress((slot + 1) / n)
+
+    started = 0
     try:
         for slot, i in enumerate(indices):
             if cancel and cancel():
                 raise Cancelled()
-            score(slot - window + 1)
-            # share_inputs=False: the queue must not keep a view of a cached sample it may overwrite.
-            queue.start_async(dataset.load(i), userdata=slot, share_inputs=False)
-    finally:
-        queue.wait_all()
-    score(n)
-    if scored[0] != n:  # an inference that failed is reported by OpenVINO only as a log line
-        raise CalibrationError(Problem(f"inference finished {scored[0]} of {n} samples"))
+            if slot >= len(requests):
+                finish(slot - len(requests))
+            # share_inputs=False: the request must not keep a view of a cached sample that may be overwritten.
+            requests[slot % len(requests)].start_async(dataset.load(i), share_inputs=False)
+            started = slot + 1
+        for slot in range(max(0, n - len(requests)), n):
+            finish(slot)
+    except BaseException:
+        quiesce(requests[:started])
+        raise
     tallied = tally.finish()
     if progress:
         progress(1.0)
     return Evaluation(tallied.accuracy, tallied.scores, tallied.references, tallied.warnings)
+
+
+def in_flight(compiled: ov.CompiledModel) -> int:
+    """How many requests keep the device busy (the plugin's own figure)."""
+    try:
+        return max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+    except RuntimeError:  # a plugin that does not say
+        return 2
+
+
+def quiesce(requests: list[ov.InferRequest]) -> None:
+    """Lets the requests still running end before the error travels up (they read our inputs)."""
+    for request in requests:
+        try:
+            request.wait()
+        except RuntimeError:  # its failure is not the error being reported
+            pass

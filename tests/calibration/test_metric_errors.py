@@ -11,6 +11,8 @@ import sys
 import pytest
 
 from int8wb.calibration import CalibrationError, load_spec
+from int8wb.calibration.jobs import protocol
+from int8wb.calibration.jobs.protocol import Calibrate, Failure
 from int8wb.calibration.workflow import calibrate
 from conftest import copy_example
 
@@ -48,3 +50,35 @@ def test_the_command_line_exits_1_with_one_line(raising):
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert f"error: {raising.parent / 'boom.py'}:6: metric 'score' raised ValueError: boom on sample" in proc.stderr
     assert "Traceback" not in proc.stderr and "terminate called" not in proc.stderr
+
+
+LATE = '''import numpy as np
+class Corpus:
+    def __init__(self):
+        self.right = []
+    def update(self, output, sample):
+        self.right.append(float(int(np.argmax(output)) == sample.label))
+    def compute(self):
+        raise RuntimeError("corpus too small")
+'''
+
+
+def test_the_worker_ends_after_a_metric_that_raises_at_the_end(tmp_path):
+    """Freeing the compiled model after the error once deadlocked a worker now and then (an OpenVINO
+    thread held the last reference to a Python callback and waited for the interpreter lock): its job
+    stayed "running" for ever. Eight workers, each must answer and exit."""
+    spec = copy_example(tmp_path)
+    (spec.parent / "corpus.py").write_text(LATE)
+    spec.write_text(spec.read_text().replace('metric = "top1"', 'metric = "custom"\ncustom = "corpus.py:Corpus"', 1))
+    argv = protocol.command(sys.executable, Calibrate(str(spec), True))
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp_path)
+             for _ in range(8)]
+    try:
+        for proc in procs:
+            out, _ = proc.communicate(timeout=120)
+            assert proc.returncode == 1
+            (failure,) = [m for m in protocol.messages(out.splitlines()) if isinstance(m, Failure)]
+            assert "metric 'Corpus' raised RuntimeError: corpus too small in compute()" in failure.error
+    finally:
+        for proc in procs:
+            proc.kill()
