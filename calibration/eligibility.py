@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from . import devices, stats, trust
-from .output_names import model_stem, output_paths, taken_by
+from .output_names import SET_ASIDE, model_stem, output_paths, taken_by
 from .inspection import ModelInfo
 from .problems import Problem
 from .spec import Spec
@@ -126,8 +126,8 @@ def _collisions(spec: Spec) -> list[Problem]:
     if Path(os.path.realpath(names["model"])) == Path(os.path.realpath(spec.model_path)):
         return [spec.problem("the output would overwrite the original model", "output", "dir",
                              rule="output-overwrites-model", fix='choose another output dir (e.g. dir = "calibrated")')]
-    for over_budget in (False, True):
-        result = output_paths(spec.output_dir, stem, over_budget)["result"]
+    for aside in (None, *SET_ASIDE):
+        result = output_paths(spec.output_dir, stem, aside)["result"]
         other = taken_by(spec.path, result)
         if other is not None:
             return [spec.problem(f"{result.name} in {spec.output.dir!r} holds the result of another spec, "

@@ -16,8 +16,13 @@ from pathlib import Path
 from .guarded import TEXT_LIMIT, read_bytes, read_text
 
 
-def output_paths(folder: Path, model_stem: str, over_budget: bool = False) -> dict[str, Path]:
-    stem = f"{model_stem}.int8" + (".over-budget" if over_budget else "")
+SET_ASIDE = ("over-budget", "not-faster")  # why a set is not the answer; its names say so
+
+
+def output_paths(folder: Path, model_stem: str, aside: str | None = None) -> dict[str, Path]:
+    """The names of the output set: the answer's, or one set aside (`aside` in SET_ASIDE)."""
+    assert aside is None or aside in SET_ASIDE
+    stem = f"{model_stem}.int8" + (f".{aside}" if aside else "")
     return {"model": folder / f"{stem}.xml", "weights": folder / f"{stem}.bin",
             "result": folder / f"{stem}.json", "report": folder / f"{stem}.report.html"}
 

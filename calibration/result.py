@@ -243,6 +243,8 @@ class Recommendation(_Record):
     """Ship INT8 only when it beats, on evidence, the FP32 model as the device runs it by default."""
     choice: Literal["int8", "keep-fp32"]
     reason: str
+    answer: bool = Field(True, description="Whether the INT8 model was written as the answer (<model>.int8.*); "
+                                           "false: set aside as <model>.int8.not-faster.* ([calibration] only_if_faster)")
     speedup_vs_default: Ratio = Field(description="The evidence: INT8 throughput over FP32-as-run-by-default")
     latency_ms: dict[Variant, float] = Field(description="Batch-1 median latency of both")
 

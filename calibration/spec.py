@@ -170,6 +170,10 @@ class CalibrationSpec(_Table):
         0.95, ge=0, lt=1, description="accuracy_aware: a candidate is accepted only when its drop is within "
         "max_drop with this confidence (one-sided upper bound of a paired bootstrap over the validation "
         "samples), so the answer does not fit the validation set's luck; 0: on the measured drop alone")
+    only_if_faster: bool = Field(
+        True, description="The INT8 model is the answer only when it is measurably faster than the FP32 model as "
+        "the device runs it by default (bf16 on many CPUs); otherwise it is set aside as <model>.int8.not-faster.* "
+        "and the result recommends keeping FP32. false: the INT8 model is the answer either way")
 
 
 class InferenceSpec(_Table):

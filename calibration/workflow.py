@@ -145,8 +145,10 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
                                             sample)}
 
         met = budget is None or budget.met
-        finals = output_paths(spec.output_dir, stem, over_budget=not met)
         device_default = default_precision(core, spec.device)
+        speed_fields = _speed_fields(spec, speed, layers, device_default)
+        aside = "over-budget" if not met else None if speed_fields["recommendation"]["answer"] else "not-faster"
+        finals = output_paths(spec.output_dir, stem, aside)
         profile = deployment.profile(spec, own, fixed,
                                      dataset.kind in ("imagenet", "image_list", "images"), device_default)
         typed = Result(
@@ -155,7 +157,7 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
             preset=spec.calibration.preset,
             dataset={"kind": dataset.kind, "size": len(dataset), "subset": len(subset),
                      "subset_spec": spec.dataset.subset, "seed": spec.dataset.seed},
-            **_accuracy_fields(spec, metric, base, q), **_speed_fields(spec, speed, layers, device_default),
+            **_accuracy_fields(spec, metric, base, q), **speed_fields,
             model_size={"fp32": _pair_size(xml, info.bin_path),
                         "int8": _pair_size(tmp_xml, tmp_xml.with_suffix(".bin"))},
             output={k: str(v) for k, v in finals.items()}, settings=spec.inference.model_dump(),
@@ -318,7 +320,12 @@ def recommend(spec: Spec, vs_default: dict, speed: dict, device_default: str) ->
         what = "slower than" if vs_default["verdict"] == "slower" else "not measurably faster than"
         choice, reason = "keep-fp32", (f"INT8 does not pay on this device: {what} {against}, {vs_default['value']:.2f}x "
                                        f"its throughput (95 % interval {low:.2f}-{high:.2f}x); keep the FP32 model")
-    return {"choice": choice, "reason": reason, "speedup_vs_default": vs_default, "latency_ms": latency}
+        if spec.calibration.only_if_faster:
+            reason += ("; the INT8 model is set aside as .int8.not-faster (write it as the answer anyway: "
+                       "[calibration] only_if_faster = false)")
+    answer = choice == "int8" or not spec.calibration.only_if_faster
+    return {"choice": choice, "reason": reason, "answer": answer, "speedup_vs_default": vs_default,
+            "latency_ms": latency}
 
 
 def _accuracy_aware_fields(outcome) -> dict:

@@ -67,9 +67,10 @@ def job_line(job: dict) -> str:
             parts[0] += f" (95 % interval {ci[0] * 100:.2f} to {ci[1] * 100:.2f} pp)"
         if verdict and isinstance(speed, (int, float)):
             parts[1] += f" ({verdict})"
-        choice = (s.get("recommendation") or {}).get("choice") if isinstance(s.get("recommendation"), dict) else None
-        if choice:
-            parts.append("ship INT8" if choice == "int8" else "keep FP32: INT8 does not pay here")
+        rec = s.get("recommendation") if isinstance(s.get("recommendation"), dict) else {}
+        if rec.get("choice"):
+            parts.append("ship INT8" if rec["choice"] == "int8" else "keep FP32: INT8 does not pay here" + (
+                " (INT8 model set aside as .int8.not-faster)" if rec.get("answer") is False else ""))
         return "done: " + ", ".join(parts)
     error = (job.get("error") or "").removeprefix(job["state"]).lstrip(";: ")  # not "cancelled: cancelled; ..."
     return f"{job['state']}: {error}".strip().rstrip(":")

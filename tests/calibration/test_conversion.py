@@ -45,7 +45,7 @@ def project(tmp_path):
         Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "images" / f"{i}.png")
     spec = tmp_path / "net.calibration.toml"
     spec.write_text('model = "net.onnx"\n[dataset]\nkind = "images"\npath = "images"\n[accuracy]\n'
-                    'metric = "agreement"\n[inference]\nduration = 0.2\nrounds = 2\n')
+                    'metric = "agreement"\n[calibration]\nonly_if_faster = false\n[inference]\nduration = 0.2\nrounds = 2\n')
     return spec
 
 

@@ -29,3 +29,38 @@ def test_int8_only_when_faster_on_evidence(int8, base, choice, words):
     assert r["speedup_vs_default"] == vs and r["latency_ms"]["int8"] > 0
     assert (choice == "keep-fp32") == ("keep the FP32 model" in r["reason"])
     Recommendation.model_validate(r)  # the result's typed record
+
+
+@pytest.mark.parametrize("only_if_faster", [True, False])
+def test_a_model_that_does_not_pay_is_not_the_answer_unless_asked(only_if_faster):
+    s = speed([150, 148, 152, 149, 151], [200, 205, 198, 202, 200])
+    spec = Spec.model_validate({"model": "m.xml", "dataset": {"kind": "generated"},
+                                "calibration": {"only_if_faster": only_if_faster}})
+    r = recommend(spec, performance.speedup(s, "int8", "fp32_default"), s, "bf16")
+    assert r["choice"] == "keep-fp32" and r["answer"] is (not only_if_faster)
+    assert ("set aside as .int8.not-faster" in r["reason"]) is only_if_faster
+    fast = speed([300, 310, 295, 305, 300], [200, 205, 198, 202, 200])
+    assert recommend(spec, performance.speedup(fast, "int8", "fp32_default"), fast, "bf16")["answer"] is True
+
+
+def test_calibrate_sets_a_slower_model_aside_under_names_that_say_so(example, monkeypatch):
+    """Given a measurement that finds INT8 slower than FP32 as run (patched: speed itself is tested
+    elsewhere), nothing is written under the answer's names."""
+    from int8wb.calibration import load_spec, workflow
+
+    text = example.read_text()
+    example.write_text(text.replace("only_if_faster = false", "only_if_faster = true"))
+    real = performance.speedup
+
+    def slower(speed, a, b):
+        got = real(speed, a, b)
+        return {**got, "value": 0.8, "ci": [0.7, 0.9], "verdict": "slower"} if b == "fp32_default" else got
+
+    monkeypatch.setattr(workflow.performance, "speedup", slower)
+    result = workflow.calibrate(load_spec(example))
+    out = example.parent / "calibrated"
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "model.int8.not-faster.bin", "model.int8.not-faster.json", "model.int8.not-faster.report.html",
+        "model.int8.not-faster.xml"]
+    assert result["recommendation"]["choice"] == "keep-fp32" and result["recommendation"]["answer"] is False
+    assert result["output"]["model"] == str(out / "model.int8.not-faster.xml")

@@ -266,6 +266,8 @@ export interface Ratio {
 export interface Recommendation {
   choice: "int8" | "keep-fp32";
   reason: string;
+  /** Whether the INT8 model was written as the answer (<model>.int8.*); false: set aside as <model>.int8.not-faster.* ([calibration] only_if_faster) */
+  answer?: boolean;
   /** The evidence: INT8 throughput over FP32-as-run-by-default */
   speedup_vs_default: Ratio;
   /** Batch-1 median latency of both */

@@ -45,6 +45,9 @@ POLICY = """\
 kind = "npz"
 path = "../data.npz"
 
+[calibration]
+only_if_faster = false
+
 [inference]
 duration = 0.05
 

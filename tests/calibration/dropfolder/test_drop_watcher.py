@@ -110,7 +110,7 @@ def test_digits_example_end_to_end_and_int8wb_jobs(tmp_path):
         '[dataset]\nkind = "imagenet"\npath = "../data/calibration"\nsubset = 100\n'
         '[validation]\nkind = "imagenet"\npath = "../data/test"\nsubset = 200\n'
         '[preprocessing]\nresize = [32, 32]\ncolor = "GRAY"\nscale = [255.0]\n'
-        '[inference]\nduration = 0.2\n[drop]\nsettle = 0.2\n')
+        '[calibration]\nonly_if_faster = false\n[inference]\nduration = 0.2\n[drop]\nsettle = 0.2\n')
     shutil.copy(EXAMPLE / "model.xml", inbox / "digits.xml")
     shutil.copy(EXAMPLE / "model.bin", inbox / "digits.bin")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
