@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Callable
 
-import nncf
 import numpy as np
 import openvino as ov
 from openvino._offline_transformations import compress_quantize_weights_transformation
@@ -32,7 +31,7 @@ from .. import devices, stats
 from ..datasets import Dataset
 from ..evaluation import Evaluation, evaluate
 from ..gate import within
-from .nncf import Feed, nncf_settings, quiet
+from .nncf import Feed, nncf_settings, quantize
 from ..metrics import Metric, degradation
 from ..problems import Cancelled
 from ..runtime import INT8, config_for
@@ -199,8 +198,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     int8_config = config_for(INT8, spec.device, spec.inference.int8_float_precision)
 
     feed = Feed(dataset, subset, lambda f: say(0.4 * f), cancel)
-    quantized = quiet(nncf.quantize, fp32, nncf.Dataset(feed),
-                      **nncf_settings(spec, len(subset), compress_weights=False))
+    quantized = quantize(fp32, feed, **nncf_settings(spec, len(subset), compress_weights=False))
     probes: list[dict] = []
     repeats = [0]  # validations asked for a layer set already measured, answered from memory
     biases = corrected_biases(fp32, quantized)

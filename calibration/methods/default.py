@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-import nncf
 import openvino as ov
 
 from ..datasets import Dataset
 from ..spec import Spec
-from .nncf import Feed, nncf_settings, quiet
+from .nncf import Feed, nncf_settings, quantize
 
 
 def quantize_default(model: ov.Model, spec: Spec, dataset: Dataset, indices: list[int],
@@ -17,4 +16,4 @@ def quantize_default(model: ov.Model, spec: Spec, dataset: Dataset, indices: lis
     """Every INT8-able layer quantized: NNCF post-training quantization over the subset."""
     dataset.preload(indices, cancel)
     feed = Feed(dataset, indices, progress, cancel)
-    return quiet(nncf.quantize, model, nncf.Dataset(feed), **nncf_settings(spec, len(indices)))
+    return quantize(model, feed, **nncf_settings(spec, len(indices)))

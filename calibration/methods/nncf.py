@@ -83,6 +83,14 @@ def ignored_scope(spec: Spec):
                              validate=False)
 
 
+def quantize(model, feed: Feed, **settings):
+    """nncf.quantize over `feed`, silenced, its statistics collected with requests in flight."""
+    from .statistics import in_flight
+
+    with in_flight():
+        return quiet(nncf.quantize, model, nncf.Dataset(feed), **settings)
+
+
 def quiet(fn, *args, **kwargs):
     """Runs an NNCF call with its progress bars (drawn on rich's global console) silenced:
     callers get our progress instead, and stdout stays clean for --json."""
