@@ -27,6 +27,19 @@ def output_paths(folder: Path, model_stem: str, aside: str | None = None) -> dic
             "result": folder / f"{stem}.json", "report": folder / f"{stem}.report.html"}
 
 
+def superseded(folder: Path, model_stem: str, spec_path: Path, kept: str | None) -> list[Path]:
+    """The files of this spec's other sets (the answer, or one set aside) that a new set `kept`
+    replaces: a model set aside now must not leave an older answer standing as if it were current."""
+    found = []
+    for aside in (None, *SET_ASIDE):
+        if aside == kept:
+            continue
+        names = output_paths(folder, model_stem, aside)
+        if names["result"].is_file() and same_file(writer(names["result"]), spec_path):
+            found.extend(p for p in names.values() if p.is_file())
+    return found
+
+
 def model_stem(model: Path) -> str:
     """`det` of det.xml, det.onnx, det.tflite, det.pdmodel (a SavedModel folder keeps its name)."""
     suffix = Path(model.name).suffix.lower()
@@ -40,6 +53,13 @@ def writer(result: Path) -> Path | None:
         return Path(data["spec"]) if isinstance(data, dict) and isinstance(data.get("spec"), str) else None
     except (OSError, ValueError, RecursionError):
         return None
+
+
+def same_file(a: Path | None, b: Path) -> bool:
+    try:
+        return a is not None and (a == b or os.path.samefile(a, b))
+    except OSError:
+        return False
 
 
 def taken_by(spec_path: Path, result: Path) -> Path | None:

@@ -22,7 +22,7 @@ from .layer_table import layer_table
 from .methods import accepts, calibrate_accuracy_aware, compress_weights, quantize_default
 from .metrics import degradation, make_metric
 from .output import Staging, mark
-from .output_names import model_stem, output_paths
+from .output_names import model_stem, output_paths, superseded
 from .problems import Cancelled, CalibrationError, Problem
 from .report import render_html
 from .result import AccuracyAwareBudget, AccuracyAwareRecord, Result
@@ -178,6 +178,8 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
     except BaseException:
         staging.discard()
         raise
+    for old in superseded(spec.output_dir, stem, spec.path, aside):
+        old.unlink(missing_ok=True)
     step("per-layer profile", 1.0)
     if not met:
         unit = "" if spec.calibration.drop_type == "absolute" else " (relative)"
