@@ -218,13 +218,15 @@ class JobProgress:
         self.tokens: dict[str, str] = {}      # token -> job id
         self.job_tokens: dict[str, str] = {}  # job id -> token
         self.last_phase: dict[str, str] = {}
-        self.shown: set[str] = set()          # jobs queued here for a client without progress: end shown too
+        self.shown: set[str] = set()          # jobs queued from the editor: their end is shown, not only logged
 
     async def start(self, job_id: str, title: str) -> None:
         ls = self.ls
-        if not ls.supports_progress():  # eglot 1.9, stock Neovim 0.7: a message the user sees, not only a log line
+        # The end is a message for every client: progress ends silently in stock Neovim (it only keeps
+        # $/progress for statusline plugins) and in VS Code its notification closes with the message.
+        self.shown.add(job_id)
+        if not ls.supports_progress():  # eglot 1.9: a message the user sees, not only a log line
             ls.show(f"int8wb: {title}: job {job_id} queued; the result is shown here when it ends")
-            self.shown.add(job_id)
             return
         token = f"int8wb/job/{job_id}"
         try:
@@ -256,7 +258,7 @@ class JobProgress:
             kind = types.MessageType.Info if job["state"] == "done" else types.MessageType.Warning
             report = (job.get("summary") or {}).get("report")
             text = f"int8wb: {name}: {message}" + (f"; report: {report}" if report and job["state"] == "done" else "")
-            if job_id in self.shown:  # nothing else tells these clients it ended
+            if job_id in self.shown:
                 self.shown.discard(job_id)
                 ls.show(text, kind)
             else:
