@@ -8,6 +8,7 @@ Each feature lives in a small module and never sees JSON-RPC; this file wires th
 - paths.py         URIs and paths made safe (symlink loops, NULs, untitled buffers)
 - commands.py      the int8wb.* commands and the progress of the jobs they queue
 - lens.py, hover.py, code_actions.py   what the editor shows on a spec file
+- markup.py         hovers as Markdown, or plain text for clients that do not read it
 - completion.py    spec keys and values from the spec's schema; layer names (layers.py) in the ignored scope
 - layers.py        layer names in [calibration.ignored_scope]: completion, hover, "pin" quick fix
 Problems come from `calibration.checker` and model facts from `calibration.inspection`, both run in

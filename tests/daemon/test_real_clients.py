@@ -1,8 +1,9 @@
 """Real editors against the daemon over stdio: headless Neovim 0.7 and batch Emacs with eglot 1.9 load
 the configuration snippets of docs/editors.md word for word (README.md carries the same blocks), then
 the drivers in real_clients/ do what a user does: open a spec with a problem (its diagnostic arrives),
-pick "Calibrate with int8wb" from the code actions (the job runs to its end and its result is shown),
-open the report (answered at once), change a live setting, and shut down (the server exits 0).
+hover the model line (eglot, without markdown-mode, gets plain text), pick "Calibrate with int8wb" from
+the code actions (the job runs to its end and its result is shown), open the report (answered at once),
+change a live setting, and shut down (the server and all it started are gone).
 Each skips only when its editor is not installed; the CI (.ci/run) installs both."""
 from __future__ import annotations
 
@@ -176,6 +177,7 @@ def test_emacs_eglot_with_the_documented_snippet(tmp_path):
     result, stderr = session(tmp_path, emacs_argv(tmp_path), {"init.el": snippet("elisp")})
     assert "error" not in result and "timeout" not in result, result
     assert result["managed"] and result["same_server"], result
+    assert result["hover_kind"] == "plaintext" and "IR version" in result["hover"] and "**" not in result["hover"]
     assert_used_as_documented(result, tmp_path / "ws")
     assert "shutdown_error" not in result, result  # answered in time; jsonrpc 1.0.14 then kills the process
     assert "Traceback" not in result["stderr"], result["stderr"]

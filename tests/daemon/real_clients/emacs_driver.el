@@ -55,6 +55,13 @@
     (find-file good)
     (int8wb-test-wait (lambda () (eglot-managed-p)) 10)
     (int8wb-test-put :same_server (eq server (eglot-current-server)))
+    ;; a hover on the model line, in the format eglot asked for (plaintext: no markdown-mode here)
+    (goto-char (point-min))
+    (re-search-forward "^model")
+    (let ((contents (plist-get (jsonrpc-request server :textDocument/hover (eglot--TextDocumentPositionParams))
+                               :contents)))
+      (int8wb-test-put :hover_kind (plist-get contents :kind))
+      (int8wb-test-put :hover (plist-get contents :value)))
     (let ((titles nil) (last-nonmenu-event ?\r))  ; as from the keyboard: a completing-read, not a popup
       (cl-letf (((symbol-function 'completing-read)
                  (lambda (_prompt items &rest _)
