@@ -18,7 +18,7 @@ from .inspection import inspect_model
 from .model_files import sniff, walk
 from .metrics import custom_metric_file, needs_labels
 from .problems import CalibrationError, Problem
-from .spec import SPEC_SUFFIX, Spec, load_spec
+from .spec import SPEC_SUFFIX, Spec, load_spec, read_toml, spec_from_data
 
 
 def check_model(path: str | os.PathLike, *, scanned: bool = False) -> list[Problem]:
@@ -48,18 +48,53 @@ def check_spec(path: str | os.PathLike, text: str | None = None, trusted: bool |
     """Problems of one spec (the editor's buffer when `text` is given), all located in the spec.
     `trusted`: whether a custom metric may run (default: the INT8WB_TRUST switch), as calibrate asks;
     `summaries`: also an info finding per dataset table (samples, sizes, channels)."""
+    trusted = trust.trusted() if trusted is None else trusted
     try:
         spec = load_spec(path, text)
     except CalibrationError as exc:
-        return exc.problems
+        return exc.problems + _past_type_errors(path, text, exc.problems, trusted, summaries)
     except Exception as exc:  # noqa: BLE001
         return [_internal(path, exc)]
+    return _problems_of(spec, trusted, summaries)
+
+
+def _problems_of(spec: Spec, trusted: bool, summaries: bool) -> list[Problem]:
     try:
-        return _spec_problems(spec, trust.trusted() if trusted is None else trusted, summaries)
+        return _spec_problems(spec, trusted, summaries)
     except CalibrationError as exc:
         return exc.problems
     except Exception as exc:  # noqa: BLE001
         return [_internal(spec.path, exc)]
+
+
+def _past_type_errors(path, text: str | None, errors: list[Problem], trusted: bool, summaries: bool) -> list[Problem]:
+    """The problems a spec with type errors (a wrong value, an unknown key) will show once they are
+    fixed, found now: the spec as read without the keys in error, where it validates without them
+    (their defaults stand in); none where a key in error is required, or the text is not TOML."""
+    if not errors or any(p.rule != "spec" or not p.key for p in errors):
+        return []
+    try:
+        text, data = read_toml(Path(path).resolve(), text, "spec")
+        for p in errors:
+            _drop(data, p.key.split("."))
+        spec = spec_from_data(data, path, text)
+    except CalibrationError:
+        return []
+    except Exception as exc:  # noqa: BLE001
+        return [_internal(path, exc)]
+    in_error = tuple(p.key for p in errors)
+    return [p for p in _problems_of(spec, trusted, summaries)
+            if not (p.key and (p.key in in_error or p.key.startswith(tuple(k + "." for k in in_error))))]
+
+
+def _drop(table: dict, keys: list[str]) -> None:
+    """Removes `keys` (a located problem's path) from the tables, at the deepest table it reaches."""
+    for i, key in enumerate(keys):
+        value = table.get(key)
+        if i == len(keys) - 1 or not isinstance(value, dict):
+            table.pop(key, None)
+            return
+        table = value
 
 
 def _spec_problems(spec: Spec, trusted: bool, summaries: bool) -> list[Problem]:

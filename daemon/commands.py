@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 from pygls.uris import from_fs_path
 
-from int8wb.calibration.jobs import FINAL, STORE_DIR, Runner, compare_in_worker
-from int8wb.calibration.problems import CalibrationError
+from int8wb.calibration.jobs import FINAL, STORE_DIR, Runner
 from int8wb.calibration.spec import SPEC_SUFFIX
 from int8wb.calibration.guarded import read_text
 from int8wb.daemon.paths import document, exists, path_of, resolved, uri_of
 
 if TYPE_CHECKING:
+    from int8wb.daemon.comparing import Comparisons
     from int8wb.daemon.server import Int8Server
 
 SHOW_DOCUMENT_S = 10.0  # an editor that said it opens documents but does not answer: the path goes in a message
@@ -47,7 +47,10 @@ def first(args: tuple, what: str) -> Any:
     return args[0]
 
 
-def find_job(ls: Int8Server, job_id: str) -> tuple[dict, Runner] | None:
+def find_job(ls: Int8Server, job_id: str) -> tuple[dict, Runner | Comparisons] | None:
+    """The job (a calibration of a workspace folder, or the daemon's comparison) and what cancels it."""
+    if job_id in ls.comparisons.rows:
+        return dict(ls.comparisons.rows[job_id]), ls.comparisons
     for entry in ls.roots.values():
         job = entry["store"].get(job_id) if entry["store"] else None
         if job is not None:
@@ -58,6 +61,10 @@ def find_job(ls: Int8Server, job_id: str) -> tuple[dict, Runner] | None:
 def job_line(job: dict) -> str:
     """One line for a job's outcome: "done: drop 0.12 pp, 2.31x vs FP32 default" or "failed: why"."""
     s = job.get("summary") or {}
+    if job["state"] == "done" and job.get("kind") == "compare":
+        ratio = (s.get("speedup") or {}).get("b_vs_a")
+        return "done: " + "; ".join([f"B has {ratio:.2f}x A's throughput" if isinstance(ratio, (int, float))
+                                     else "throughput ratio ?", *(s.get("notes") or [])])
     if job["state"] == "done":
         drop = s.get("drop")
         speed, ci, verdict = s.get("speedup_vs_default"), s.get("drop_ci"), s.get("speedup_verdict")
@@ -125,13 +132,14 @@ def cancel(ls: Int8Server, *args) -> dict:
 
 def jobs(ls: Int8Server, *args) -> list[dict]:
     """(): every job of every workspace folder, newest first."""
-    rows = [j for e in ls.roots.values() if e["store"] for j in e["store"].list()]
+    rows = [j for e in ls.roots.values() if e["store"] for j in e["store"].list()] + ls.comparisons.list()
     return sorted(rows, key=lambda j: j["created"], reverse=True)
 
 
-async def compare(ls: Int8Server, *args) -> dict:
+async def compare(ls: Int8Server, *args) -> dict | str:
     """(spec URI): the spec's last calibration result. (model A URI, model B URI[, {device, batch,
-    duration}]): any two IR models measured side by side, with an HTML report."""
+    duration}]): queues any two IR models to be measured side by side, with an HTML report; returns
+    the job id (comparing.py)."""
     if len(args) < 2:
         spec = path_arg(first(args, "spec URI"))
         store = ls.store_for(spec)
@@ -140,24 +148,17 @@ async def compare(ls: Int8Server, *args) -> dict:
             raise CommandError(f"no calibration result yet for {spec.name}; run int8wb.calibrate")
         return {"job": job["id"], "finished": job["finished"], **(job["summary"] or {})}
     a, b = path_arg(args[0]), path_arg(args[1])
-    options = args[2] if len(args) > 2 and isinstance(args[2], dict) else {}
+    given = args[2] if len(args) > 2 and isinstance(args[2], dict) else {}
     for model in (a, b):
         if model.suffix != ".xml" or not model.is_file():
             raise CommandError(f"not an IR model (.xml): {model}")
-    report = ls.root_of(a) / STORE_DIR / "compare" / f"{a.stem}-vs-{b.stem}.html"
-    ls.log(f"int8wb: comparing {a.name} and {b.name}")
-    return await measure_pair(a, b, options, report)
-
-
-async def measure_pair(a: Path, b: Path, options: dict, report: Path) -> dict:
-    """Two models measured side by side in a job worker (the typed worker protocol), so OpenVINO
-    never loads in the daemon."""
     try:
-        return await asyncio.to_thread(compare_in_worker, a, b, report, device=str(options.get("device", "CPU")),
-                                       batch=int(options.get("batch", 1)),
-                                       duration=float(options.get("duration", 3.0)))
-    except CalibrationError as exc:
-        raise CommandError(f"cannot compare {a.name} and {b.name}: {exc}") from exc
+        options = {"device": str(given.get("device", "CPU")), "batch": int(given.get("batch", 1)),
+                   "duration": float(given.get("duration", 3.0))}
+    except (TypeError, ValueError) as exc:
+        raise CommandError(f"bad comparison options {given!r}: {exc}") from exc
+    report = ls.root_of(a) / STORE_DIR / "compare" / f"{a.stem}-vs-{b.stem}.html"
+    return await ls.comparisons.start(a, b, options, report)
 
 
 async def check(ls: Int8Server, *args) -> list[dict]:
@@ -219,13 +220,15 @@ class JobProgress:
         self.tokens: dict[str, str] = {}      # token -> job id
         self.job_tokens: dict[str, str] = {}  # job id -> token
         self.last_phase: dict[str, str] = {}
-        self.shown: set[str] = set()          # jobs queued here for a client without progress: end shown too
+        self.shown: set[str] = set()          # jobs queued from the editor: their end is shown, not only logged
 
     async def start(self, job_id: str, title: str) -> None:
         ls = self.ls
-        if not ls.supports_progress():  # eglot 1.9, stock Neovim 0.7: a message the user sees, not only a log line
+        # The end is a message for every client: progress ends silently in stock Neovim (it only keeps
+        # $/progress for statusline plugins) and in VS Code its notification closes with the message.
+        self.shown.add(job_id)
+        if not ls.supports_progress():  # eglot 1.9: a message the user sees, not only a log line
             ls.show(f"int8wb: {title}: job {job_id} queued; the result is shown here when it ends")
-            self.shown.add(job_id)
             return
         token = f"int8wb/job/{job_id}"
         try:
@@ -246,7 +249,7 @@ class JobProgress:
         ls = self.ls
         job_id = job["id"]
         token = self.job_tokens.get(job_id)
-        name = Path(job["spec"]).name
+        name = job.get("title") or Path(job["spec"]).name
         if job["state"] in FINAL:
             message = job_line(job)
             if token is not None:
@@ -257,7 +260,7 @@ class JobProgress:
             kind = types.MessageType.Info if job["state"] == "done" else types.MessageType.Warning
             report = (job.get("summary") or {}).get("report")
             text = f"int8wb: {name}: {message}" + (f"; report: {report}" if report and job["state"] == "done" else "")
-            if job_id in self.shown:  # nothing else tells these clients it ended
+            if job_id in self.shown:
                 self.shown.discard(job_id)
                 ls.show(text, kind)
             else:

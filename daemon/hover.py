@@ -1,5 +1,6 @@
 """Hover on a spec's `model = "..."` line: the model's facts and whether it can be calibrated; on a
-`max_drop = ...` line: the last result's drop with its 95 % interval against that budget.
+`max_drop = ...` line: the last result's drop with its 95 % interval against that budget. Written in
+Markdown; markup.py gives them to the client in the format it reads.
 
 The facts are read by a checker process (checking.py) and remembered per (model, signature): a hover
 on a model that did not change answers from memory, without waiting for any check under way."""
@@ -15,6 +16,7 @@ from int8wb.calibration.deployment import describe
 from int8wb.calibration.model_files import signature
 from int8wb.calibration.spec import SPEC_SUFFIX
 from int8wb.daemon import layers
+from int8wb.daemon.markup import hover_of
 from int8wb.daemon.paths import document, path_of, resolved
 
 if TYPE_CHECKING:
@@ -52,8 +54,7 @@ async def hover(ls: Int8Server, params: types.HoverParams) -> types.Hover | None
             if len(ls.hover_cache) > CACHE_SIZE:
                 ls.hover_cache.clear()
             ls.hover_cache[key] = text
-    return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text),
-                       range=types.Range(start=types.Position(n, 0), end=types.Position(n, len(line))))
+    return hover_of(ls, text, n, len(line))
 
 
 def _last_drop(ls: Int8Server, spec, n: int, line: str) -> types.Hover | None:
@@ -74,8 +75,7 @@ def _last_drop(ls: Int8Server, spec, n: int, line: str) -> types.Hover | None:
                      "undecided": ": the data cannot tell whether it is within this budget (more samples decide it)"}[verdict]
     if isinstance(s.get("deployment"), dict):  # the verdict holds for the profile it was measured on
         text += f"\n\nMeasured at: {describe(s['deployment'])}"
-    return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text),
-                       range=types.Range(start=types.Position(n, 0), end=types.Position(n, len(line))))
+    return hover_of(ls, text, n, len(line))
 
 
 def _line(text: str, n: int) -> str | None:

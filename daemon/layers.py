@@ -13,6 +13,7 @@ from lsprotocol import types
 
 from int8wb.calibration.model_files import signature
 from int8wb.calibration.spec import SPEC_SUFFIX
+from int8wb.daemon.markup import hover_of
 from int8wb.daemon.paths import document, path_of, resolved
 
 if TYPE_CHECKING:
@@ -112,8 +113,7 @@ async def hover(ls: Int8Server, spec, text: str, n: int, col: int) -> types.Hove
                  f"**{word}**: {row[1]}, output {' '.join(row[3]) or '?'}, line {row[2]} of the model's XML; "
                  + ("INT8-able: quantized unless kept here" if row[1] in able else
                     "not INT8-able itself (its inputs may still be quantized for its consumers)"))
-    return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=value),
-                       range=types.Range(start=types.Position(n, 0), end=types.Position(n, len(lines[n]))))
+    return hover_of(ls, value, n, len(lines[n]))
 
 
 def pin_action(ls: Int8Server, uri: str, lines: list[str]) -> list[types.CodeAction]:

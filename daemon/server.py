@@ -7,7 +7,9 @@ Each feature lives in a small module and never sees JSON-RPC; this file wires th
 - diagnostics.py   engine problems -> published diagnostics (spec buffers and files, IR models)
 - paths.py         URIs and paths made safe (symlink loops, NULs, untitled buffers)
 - commands.py      the int8wb.* commands and the progress of the jobs they queue
+- comparing.py     two-model comparisons, run as jobs of the daemon
 - lens.py, hover.py, code_actions.py   what the editor shows on a spec file
+- markup.py         hovers as Markdown, or plain text for clients that do not read it
 - completion.py    spec keys and values from the spec's schema; layer names (layers.py) in the ignored scope
 - layers.py        layer names in [calibration.ignored_scope]: completion, hover, "pin" quick fix
 Problems come from `calibration.checker` and model facts from `calibration.inspection`, both run in
@@ -33,6 +35,7 @@ from int8wb.calibration.jobs import STORE_DIR, JobStore, Runner, Slots
 from int8wb.calibration.trust import trusted
 from int8wb.daemon import code_actions, commands, completion, diagnostics, hover, lens, watching
 from int8wb.daemon.checking import Checker
+from int8wb.daemon.comparing import Comparisons
 from int8wb.daemon.commands import CommandError, JobProgress
 from int8wb.daemon.config import Settings, with_options
 from int8wb.daemon.diagnostics import Diagnostics
@@ -54,6 +57,7 @@ class Int8Server(LanguageServer):
         self.watching = Watching(self)
         self.diagnostics = Diagnostics(self)
         self.job_progress = JobProgress(self)
+        self.comparisons = Comparisons(self)  # int8wb.compare of two models: the daemon's own jobs
         self.hover_cache: dict[tuple, str] = {}
         self.initialization_options = None  # the client's, from initialize (the `int8wb` section is ours)
         self.layer_cache: dict[tuple, dict] = {}  # (model, signature) -> its layer table (layers.py)
@@ -183,6 +187,7 @@ class Int8Server(LanguageServer):
         self.diagnostics.forget_folder(root)
 
     def stop_all(self) -> None:
+        self.comparisons.stop_all()
         for entry in self.roots.values():
             if entry.get("drop") is not None:
                 entry["drop"].stop()

@@ -333,11 +333,12 @@ class Runner:
 def compare_in_worker(a: str | os.PathLike, b: str | os.PathLike, html: str | os.PathLike | None = None, *,
                       device: str = "CPU", batch: int = 1, duration: float = 3.0, strict_f32: bool = True,
                       progress: Callable[[float, str | None], None] | None = None,
-                      python: str | None = None) -> dict:
+                      python: str | None = None, started: Callable[[Callable[[], None]], None] | None = None) -> dict:
     """Measures IR models `a` and `b` side by side in a worker process and returns the comparison
     (`comparison.compare_models`' plain data); with `html`, the report is written there too and its
     path is the result's "report". Blocks until the worker ends (call it from a thread in an event
-    loop); `progress(percent, phase)` is called on this thread. Raises CalibrationError with the
+    loop); `progress(percent, phase)` is called on this thread, `started(stop)` once the worker runs
+    (`stop()`, from any thread, ends it and all it started at once). Raises CalibrationError with the
     worker's problems, or with why the worker died."""
     request = Compare(str(Path(a).resolve()), str(Path(b).resolve()), str(Path(html).resolve()) if html else None,
                       device, int(batch), float(duration), strict_f32)
@@ -345,6 +346,8 @@ def compare_in_worker(a: str | os.PathLike, b: str | os.PathLike, html: str | os
         # no store here: the system's temporary folder, never the caller's folder or our source tree
         proc = spawn(python or sys.executable, request, log, tempfile.gettempdir())
         assert proc.stdout is not None
+        if started is not None:
+            started(lambda: proc.returncode is None and kill_group(proc.pid, signal.SIGKILL))
         try:
             outcome = protocol.answer(proc.stdout, lambda msg: progress and progress(msg.percent, msg.phase))
             code = proc.wait()

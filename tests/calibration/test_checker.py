@@ -192,6 +192,23 @@ def test_model_missing(project):
     assert rules(check_spec(project)) == {"model-missing"}
 
 
+def test_type_errors_do_not_hide_the_spec_s_other_problems(project):
+    """A wrong value or an unknown key, and a missing model and dataset folder: all reported at once,
+    each where it is written; nothing said of the keys in error beyond their own problem."""
+    edit(project, 'model = "model.xml"', 'model = "gone.xml"\ndevice = 5')
+    edit(project, 'path = "data"', 'path = "nowhere"\nsede = 1')
+    found = {(p.rule, p.key) for p in check_spec(project) if p.severity == "error"}
+    assert found == {("spec", "device"), ("spec", "dataset.sede"), ("model-missing", "model")}
+    edit(project, 'model = "gone.xml"', 'model = "model.xml"')
+    found = {(p.rule, p.key) for p in check_spec(project) if p.severity == "error"}
+    assert ("spec", "device") in found and ("spec", "dataset.sede") in found
+    assert any(rule.startswith("dataset") and key == "dataset.path" for rule, key in found), found
+    # a required key in error: nothing else can be read (no guess at a model)
+    edit(project, 'model = "model.xml"', 'model = 5')
+    assert {(p.rule, p.key) for p in check_spec(project)} == {("spec", "model"), ("spec", "device"),
+                                                               ("spec", "dataset.sede")}
+
+
 def test_cli_check_json_and_exit_status(project):
     edit(project, 'kind = "imagenet"\npath = "data"', 'kind = "generated"')
     cmd = [sys.executable, "-m", "int8wb.editor_client.cli", "check", str(project.parent), "--json"]

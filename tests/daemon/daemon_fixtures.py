@@ -30,8 +30,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER, server_env=server_env()), params=list(CLIENTS))
 async def client(request, lsp_client: LanguageClient, workspace: Path):
-    name = request.param if isinstance(request.param, str) else request.param[0]
-    progress = None if isinstance(request.param, str) else request.param[1]
+    # a recorded client's name, or (name, progress[, hover formats]) for a variant of it
+    name, progress, hover = (request.param, None, None) if isinstance(request.param, str) else (*request.param, None)[:3]
     lsp_client.registrations = []
     lsp_client.feature(types.CLIENT_REGISTER_CAPABILITY)(lambda params: lsp_client.registrations.extend(
         params.registrations))
@@ -41,7 +41,7 @@ async def client(request, lsp_client: LanguageClient, workspace: Path):
         lsp_client.lens_refreshes += 1
 
     lsp_client.feature(types.WORKSPACE_CODE_LENS_REFRESH)(_refresh)
-    await lsp_client.initialize_session(initialize_params(name, workspace, progress=progress))
+    await lsp_client.initialize_session(initialize_params(name, workspace, progress=progress, hover=hover))
     lsp_client.name = name
     yield
     await lsp_client.shutdown_session()

@@ -30,17 +30,20 @@ def server_env(**extra: str) -> dict:
     return env
 
 
-def capabilities(name: str, *, progress: bool | None = None) -> types.ClientCapabilities:
+def capabilities(name: str, *, progress: bool | None = None, hover: list[str] | None = None) -> types.ClientCapabilities:
     raw = json.loads((HERE / "lsp_clients" / CLIENTS[name]).read_text())["capabilities"]
     if progress is not None:  # a client that does (not) announce window.workDoneProgress
         raw.setdefault("window", {})["workDoneProgress"] = progress
+    if hover is not None:  # the hover formats it reads (eglot without markdown-mode: plaintext only)
+        raw.setdefault("textDocument", {}).setdefault("hover", {})["contentFormat"] = hover
     return get_converter().structure(raw, types.ClientCapabilities)
 
 
-def initialize_params(name: str, workspace: Path, *, progress: bool | None = None) -> types.InitializeParams:
+def initialize_params(name: str, workspace: Path, *, progress: bool | None = None,
+                      hover: list[str] | None = None) -> types.InitializeParams:
     uri = workspace.as_uri()
     return types.InitializeParams(
-        capabilities=capabilities(name, progress=progress), root_uri=uri, root_path=str(workspace),
+        capabilities=capabilities(name, progress=progress, hover=hover), root_uri=uri, root_path=str(workspace),
         workspace_folders=[types.WorkspaceFolder(uri=uri, name=workspace.name)],
         client_info=types.ClientInfo(name=name))
 
@@ -111,3 +114,12 @@ def spec_of(ws: Path) -> Path:
 
 def codes(client, path: Path) -> list[str]:
     return [d.code for d in client.diagnostics.get(path.as_uri(), [])]
+
+
+def open_spec(client, ws: Path, extra: str) -> tuple[str, list[str]]:
+    """Opens the example spec in `client` with `extra` appended (unsaved); returns its URI and lines."""
+    spec = spec_of(ws)
+    text = spec.read_text() + extra
+    client.text_document_did_open(types.DidOpenTextDocumentParams(
+        text_document=types.TextDocumentItem(uri=spec.as_uri(), language_id="toml", version=1, text=text)))
+    return spec.as_uri(), text.splitlines()

@@ -1,5 +1,6 @@
 """commands.py (and lens.py) end to end: calibrate with work-done progress or log messages, the code
-lenses and int8wb.compare of the result, cancel, a worker killed from outside, and errors."""
+lenses, int8wb.compare of the result and of two models (a job, comparing.py), cancel, a worker killed
+from outside, and errors."""
 from __future__ import annotations
 
 import os
@@ -12,7 +13,7 @@ from lsprotocol import types
 from pytest_lsp import LanguageClient
 
 from daemon_fixtures import client, workspace  # noqa: F401  (fixtures)
-from daemon_helpers import command, spec_of, wait_for, wait_job
+from daemon_helpers import command, job, spec_of, wait_for, wait_job
 
 
 @pytest.mark.asyncio
@@ -66,10 +67,28 @@ async def test_calibrate_progress_lens_cancel_and_kill(client: LanguageClient, w
 
     # any two models side by side (here FP32 vs the INT8 just made), measured in a child process
     int8 = next(out.glob("*.int8.xml"))
-    pair = await command(client, "int8wb.compare", (spec.parent / "model.xml").as_uri(), int8.as_uri(),
-                         {"duration": 0.3})
+    # as a job: its id at once, then its progress and its end, listed with the calibrations
+    pair_id = await command(client, "int8wb.compare", (spec.parent / "model.xml").as_uri(), int8.as_uri(),
+                            {"duration": 0.3})
+    row = await wait_job(client, pair_id, ("done", "failed", "cancelled"), 60)
+    assert row["state"] == "done" and row["title"] == f"model.xml vs {int8.name}", row
+    pair = row["summary"]
     assert pair["models"]["a"]["name"] == "model.xml" and pair["models"]["b"]["quantized"] is True
     assert Path(pair["report"]).is_file() and (await command(client, "int8wb.status"))["openvino_loaded"] is False
+    ended = [m.message for m in client.messages if f"model.xml vs {int8.name}" in m.message]  # shown, not only logged
+    assert any("done: B has " in m and "x A's throughput" in m and pair["report"] in m for m in ended), ended
+    # cancelled, it ends at once (its worker has stopped when the row says so)
+    pair_id = await command(client, "int8wb.compare", (spec.parent / "model.xml").as_uri(), int8.as_uri(),
+                            {"duration": 60})
+
+    async def measuring():  # its worker is up and timing the models
+        return ((await job(client, pair_id))["phase"] or "").startswith("speed")
+
+    await wait_for(measuring, 30, what="the comparison measuring")
+    assert (await command(client, "int8wb.cancel", pair_id))["cancelled"] is True
+    t0 = time.monotonic()
+    assert (await wait_job(client, pair_id, ("cancelled", "failed", "done"), 10))["state"] == "cancelled"
+    assert time.monotonic() - t0 < 5
 
     # cancel stops a running job at once; nothing new is written
     job_id = await command(client, "int8wb.calibrate", uri)

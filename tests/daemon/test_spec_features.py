@@ -9,7 +9,7 @@ from lsprotocol import types
 from pytest_lsp import LanguageClient
 
 from daemon_fixtures import client, workspace  # noqa: F401  (fixtures)
-from daemon_helpers import codes, spec_of, wait_for
+from daemon_helpers import codes, open_spec, spec_of, wait_for
 
 
 @pytest.mark.asyncio
@@ -188,12 +188,7 @@ async def test_opening_a_model_sends_its_diagnostics_again(client: LanguageClien
 
 @pytest.mark.asyncio
 async def test_spec_keys_and_values_complete_from_the_schema(client: LanguageClient, workspace: Path):
-    spec = spec_of(workspace)
-    uri = spec.as_uri()
-    text = spec.read_text() + '\n[calibration.activations]\n\n[preprocessing.x]\n'
-    lines = text.splitlines()
-    client.text_document_did_open(types.DidOpenTextDocumentParams(
-        text_document=types.TextDocumentItem(uri=uri, language_id="toml", version=1, text=text)))
+    uri, lines = open_spec(client, workspace, '\n[calibration.activations]\n\n[preprocessing.x]\n')
 
     async def complete(line: int, col: int) -> dict:
         found = await client.text_document_completion_async(types.CompletionParams(
@@ -224,3 +219,22 @@ async def test_settings_change_live(client: LanguageClient, workspace: Path):
                    what="the refused setting, shown")
     after = (await command(client, "int8wb.status"))["settings"]
     assert after == {"debounceSeconds": 0.4, "rescanSeconds": 7.0} != before
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("client", [("emacs", None, ["plaintext"])], indirect=True, ids=["plaintext-client"])
+async def test_hovers_are_plain_text_for_a_client_without_markdown(client: LanguageClient, workspace: Path):
+    """eglot without markdown-mode reads plaintext only: the model's facts and a layer type come as
+    plain text, with no Markdown marks (the recorded clients, which read Markdown, get it above)."""
+    uri, lines = open_spec(client, workspace, '\n[calibration.ignored_scope]\ntypes = ["Convolution"]\n')
+
+    async def hover_at(line: int, character: int) -> types.MarkupContent:
+        found = await client.text_document_hover_async(types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line, character)))
+        return found.contents
+
+    model = await hover_at(next(i for i, l in enumerate(lines) if l.startswith("model")), 3)
+    assert model.kind == types.MarkupKind.PlainText and "IR version" in model.value and "(model.xml)" in model.value
+    layer = await hover_at(lines.index('types = ["Convolution"]'), len('types = ["C'))
+    assert layer.kind == types.MarkupKind.PlainText and layer.value.startswith("Convolution: ")
+    assert "**" not in model.value + layer.value and "`" not in model.value + layer.value

@@ -3,8 +3,13 @@
  * Diagnostics, code lens, hover, quick fixes and work-done progress come from the server through
  * vscode-languageclient; this file adds palette commands, the "INT8 jobs" tree and a status-bar item.
  */
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
 import * as vscode from "vscode";
 import {
+  CloseAction,
+  ErrorAction,
+  ErrorHandler,
   ExecuteCommandRequest,
   LanguageClient,
   LanguageClientOptions,
@@ -13,7 +18,8 @@ import {
   State,
 } from "vscode-languageclient/node";
 
-import { describeJob, isActive, JobRow, serverLaunch, specName, stateIcon, statusText } from "./launch";
+import type { Launch } from "./launch";
+import { describeJob, isActive, JobRow, probe, serverLaunch, specName, startError, stateIcon, statusText } from "./launch";
 import type { Summary } from "./result";
 
 const SPEC_SUFFIX = ".calibration.toml";
@@ -23,7 +29,8 @@ let jobs: JobsProvider | undefined;
 function settings() {
   const c = vscode.workspace.getConfiguration("int8wb");
   return {
-    pythonPath: c.get<string>("pythonPath", "python3"),
+    int8wbPath: c.get<string>("path", ""),
+    pythonPath: c.get<string>("pythonPath", ""),
     serverArgs: c.get<string[]>("serverArgs", []),
     maxJobs: c.get<number>("maxJobs", 1),
     trustCustomMetrics: vscode.workspace.isTrusted && c.get<boolean>("trustCustomMetrics", false),
@@ -31,9 +38,39 @@ function settings() {
   };
 }
 
-function createClient(output: vscode.OutputChannel): LanguageClient {
+/** (Re)starts the server from the current settings; when it cannot start, says so once, with the fix. */
+async function startServer(): Promise<void> {
+  const old = client;
+  client = undefined;
+  await old?.dispose().catch(() => undefined);
   const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-  const launch = serverLaunch(settings(), process.env, root);
+  const launch = serverLaunch(settings(), process.env, root, { trusted: vscode.workspace.isTrusted, exists: fs.existsSync });
+  const problem = probe(launch, spawnSync);
+  if (problem) {
+    void vscode.window.showErrorMessage(startError(launch, problem));
+    return;
+  }
+  const next = createClient(output!, launch, root);
+  client = next;
+  try {
+    await next.start();
+  } catch (err) {
+    client = undefined;
+    void vscode.window.showErrorMessage(startError(launch, `failed: ${err instanceof Error ? err.message : String(err)}`));
+  }
+  await jobs?.refresh();
+}
+
+function createClient(output: vscode.OutputChannel, launch: Launch, root: string | undefined): LanguageClient {
+  // Until the server has started, a failure is ours to report (one message with the fix, no restarts);
+  // afterwards vscode-languageclient's own handling (restart a crashed server) applies.
+  let running = false;
+  let defaults: ErrorHandler | undefined;
+  const errorHandler: ErrorHandler = {
+    error: (error, message, count) => running && defaults ? defaults.error(error, message, count)
+      : { action: ErrorAction.Shutdown, handled: true },
+    closed: () => running && defaults ? defaults.closed() : { action: CloseAction.DoNotRestart, handled: true },
+  };
   const serverOptions: ServerOptions = {
     command: launch.command,
     args: launch.args,
@@ -50,6 +87,8 @@ function createClient(output: vscode.OutputChannel): LanguageClient {
     },
     outputChannel: output,
     revealOutputChannelOn: RevealOutputChannelOn.Never,
+    errorHandler,
+    initializationFailedHandler: () => false,
     middleware: {
       // Server commands run from code lenses (▶ Calibrate, cancel) change jobs too: refresh the view,
       // which keeps polling while a job is queued or running. ($/progress itself is left to the
@@ -61,7 +100,12 @@ function createClient(output: vscode.OutputChannel): LanguageClient {
       },
     },
   };
-  return new LanguageClient("int8wb", "int8-workbench", serverOptions, clientOptions);
+  const made = new LanguageClient("int8wb", "int8-workbench", serverOptions, clientOptions);
+  defaults = made.createDefaultErrorHandler();
+  made.onDidChangeState((e) => {
+    if (e.newState === State.Running) running = true;
+  });
+  return made;
 }
 
 async function request<T>(command: string, ...args: unknown[]): Promise<T> {
@@ -256,17 +300,12 @@ const commands: Record<string, (...args: any[]) => Promise<unknown>> = {
       return;
     }
     const [a, b] = models;
+    // A job of the server: its progress and its result are the server's notifications; its row in the
+    // jobs view opens the report.
+    const id = await request<string>("int8wb.compare", a.toString(), b.toString());
     const name = (u: vscode.Uri) => vscode.workspace.asRelativePath(u);
-    const r = await vscode.window.withProgress(
-      { location: vscode.ProgressLocation.Notification, title: `int8wb: comparing ${name(a)} and ${name(b)}` },
-      () => request<{ speedup?: { b_vs_a?: number }; report?: string; notes?: string[] }>(
-        "int8wb.compare", a.toString(), b.toString()),
-    );
-    const parts = [`B ${name(b)} vs A ${name(a)}`];
-    if (typeof r.speedup?.b_vs_a === "number") parts.push(`${r.speedup.b_vs_a.toFixed(2)}x throughput`);
-    parts.push(...(r.notes ?? []));
-    const choice = await vscode.window.showInformationMessage(parts.join(" · "), ...(r.report ? ["Open report"] : []));
-    if (choice && r.report) await openReport(r.report);
+    void vscode.window.setStatusBarMessage(`int8wb: job ${id} compares ${name(a)} and ${name(b)}`, 4000);
+    await jobs?.refresh();
   },
   "int8wb.checkWorkspace": async () => {
     const files = await vscode.workspace.findFiles(`**/*{${SPEC_SUFFIX},.xml}`, "**/{node_modules,.int8wb,.git}/**", 2000);
@@ -307,17 +346,13 @@ const commands: Record<string, (...args: any[]) => Promise<unknown>> = {
     }
     await openReport(report);
   },
-  "int8wb.restartServer": async () => {
-    await client?.restart();
-    await jobs?.refresh();
-  },
+  "int8wb.restartServer": async () => startServer(),
 };
 
 let output: vscode.OutputChannel | undefined;
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   output = vscode.window.createOutputChannel("int8-workbench");
-  client = createClient(output);
   jobs = new JobsProvider();
   const view = vscode.window.createTreeView("int8wb.jobs", { treeDataProvider: jobs });
   context.subscriptions.push(
@@ -332,30 +367,17 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     context.subscriptions.push(vscode.commands.registerCommand(name, guard(fn)));
   }
   context.subscriptions.push(
-    client.onDidChangeState((e) => {
-      if (e.newState === State.Running) void jobs?.refresh();
-    }),
     vscode.workspace.onDidChangeConfiguration(async (e) => {
       if (e.affectsConfiguration("int8wb") && !e.affectsConfiguration("int8wb.pollSeconds")) {
         const choice = await vscode.window.showInformationMessage(
           "int8wb: restart the language server to apply the new settings?",
           "Restart",
         );
-        if (choice === "Restart") {
-          await client?.dispose();
-          client = createClient(output!);
-          await client.start();
-        }
+        if (choice === "Restart") await startServer();
       }
     }),
   );
-  try {
-    await client.start();
-  } catch (err) {
-    void vscode.window.showErrorMessage(
-      `int8wb: cannot start the language server with "${settings().pythonPath} -m int8wb.daemon" (set int8wb.pythonPath): ${err}`,
-    );
-  }
+  await startServer();
 }
 
 export async function deactivate(): Promise<void> {

@@ -4,7 +4,9 @@ import { createRequire } from "node:module";
 import { test } from "node:test";
 
 const require = createRequire(import.meta.url);
-const { serverLaunch, describeJob, statusText, stateIcon, isActive } = require("../dist/launch.js");
+const { serverLaunch, describeJob, statusText, stateIcon, isActive, specName, probe } = require("../dist/launch.js");
+const { spawnSync } = require("node:child_process");
+const fs = require("node:fs");
 
 test("the server is <python> -m int8wb.daemon with the settings as environment", () => {
   const launch = serverLaunch({ pythonPath: ".venv/bin/python", serverArgs: ["--x"], maxJobs: 3, trustCustomMetrics: true },
@@ -38,4 +40,25 @@ test("job rows read as one line each, and the status bar shows the running one",
   assert.equal(statusText([done, failed]), undefined);
   assert.equal(stateIcon("running"), "sync~spin");
   assert.ok(isActive(queued) && !isActive(done));
+});
+
+test("a comparison of two models reads as its pair and B's throughput over A's", () => {
+  const row = { id: "compare-1", kind: "compare", title: "model.xml vs model.int8.xml", spec: "/ws/model.int8.xml",
+    state: "done", percent: 100, phase: "done", created: 1, started: 1, finished: 2, error: null,
+    summary: { speedup: { b_vs_a: 1.618 }, report: "/ws/.int8wb/compare/model-vs-model.int8.html" } };
+  assert.equal(specName(row), "model.xml vs model.int8.xml");
+  assert.equal(describeJob(row), "B has 1.62x A's throughput");
+});
+
+test("the probe runs the real program: missing, without int8-workbench, and installed", () => {
+  const launch = (command, source = "int8wb.pythonPath") => ({ command, args: [], env: process.env, source });
+  assert.equal(probe(launch("/nonexistent/bin/python"), spawnSync), "failed: no such program");
+  assert.match(probe(launch(process.execPath), spawnSync), /^failed: it exited with \d+/); // node is no Python
+  const bare = "/usr/bin/python3"; // the system's Python, without int8-workbench
+  if (fs.existsSync(bare) && spawnSync(bare, ["-I", "-c", "import int8wb"]).status !== 0) {
+    assert.equal(probe(launch(bare), spawnSync), "failed: int8-workbench is not installed in that Python");
+  }
+  if (process.env.INT8WB_PYTHON) { // set by tests/editor_client/test_vscode_extension.py: the project's own
+    assert.equal(probe(launch(process.env.INT8WB_PYTHON), spawnSync), undefined);
+  }
 });
