@@ -75,13 +75,17 @@ def spec_problems(spec: Spec, *, annotated: bool | None = None, metric_needs_lab
         else:
             # A defaulted metric has no line: point at the dataset's kind, the other half of the conflict.
             keys = ("accuracy", "metric") if spec.written("accuracy", "metric") else (where, "kind")
-            out.append(spec.problem(f"metric {spec.accuracy.metric!r} needs labels but [{where}] has none",
-                                    *keys, rule="unannotated-dataset",
-                                    fix='use metric = "agreement", or an annotated dataset kind'))
+            boxes = spec.accuracy.metric in DETECTION_METRICS
+            out.append(spec.problem(f"metric {spec.accuracy.metric!r} needs {'boxes' if boxes else 'labels'} but "
+                                    f"[{where}] has none", *keys, rule="unannotated-dataset",
+                                    fix="give the images their boxes: a COCO JSON's annotations, or VOC <object> "
+                                        "entries" if boxes else 'use metric = "agreement", or an annotated '
+                                                                'dataset kind'))
     return out
 
 
 SEGMENTATION_METRICS = ("iou", "miou", "pixel_accuracy")
+DETECTION_METRICS = ("coco_map", "voc_map50")
 
 
 def _usage_problems(spec: Spec) -> list[Problem]:
@@ -92,6 +96,15 @@ def _usage_problems(spec: Spec) -> list[Problem]:
         return [spec.problem(f"metric {metric!r} compares with masks, and [{where}] kind {kind!r} has none",
                              where, "kind", rule="usage-dataset-mismatch",
                              fix='use kind = "segmentation" (a folder with images/ and masks/)')]
+    if metric in DETECTION_METRICS and kind not in ("coco", "voc"):
+        return [spec.problem(f"metric {metric!r} compares with boxes, and [{where}] kind {kind!r} has none",
+                             where, "kind", rule="usage-dataset-mismatch",
+                             fix='use kind = "coco" (images and an instances JSON) or "voc" (images and '
+                                 'Pascal VOC XML files), with annotations = ...')]
+    if kind in ("coco", "voc") and metric in ("top1", "topk", *SEGMENTATION_METRICS):
+        return [spec.problem(f"[{where}] holds boxes, and metric {metric!r} compares "
+                             f"{'classes' if metric in ('top1', 'topk') else 'masks'}", "accuracy", "metric",
+                             rule="usage-dataset-mismatch", fix='use metric = "coco_map" or "voc_map50"')]
     if kind == "segmentation" and metric in ("top1", "topk"):
         return [spec.problem(f"[{where}] holds masks, and metric {metric!r} compares classes",
                              "accuracy", "metric", rule="usage-dataset-mismatch",

@@ -1,0 +1,238 @@
+"""Object detection: decoders on hand-built outputs, mAP checked against hand-computed cases, and tiny
+SSD- and YOLO-style detectors calibrated end to end on COCO and VOC datasets."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from int8wb.calibration import CalibrationError, load_spec
+from int8wb.calibration.annotations import Boxes
+from int8wb.calibration.checker import check_spec
+from int8wb.calibration.decoders import Detections, decode, to_original
+from int8wb.calibration.detection import Detection, mean_average_precision
+from int8wb.calibration.spec import AccuracySpec
+from int8wb.calibration.workflow import calibrate
+from conftest import save
+from detectors import coco_json, pictures, ssd_net, voc_xml, yolo_net
+
+
+def image(boxes, classes=None, size=(100, 200), ignore=None, input_size=None, placement=(1.0, 1.0, 0, 0)):
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    n = len(boxes)
+    return Boxes(0, size, boxes, np.asarray(classes if classes is not None else [0] * n, np.int64),
+                 np.asarray(ignore if ignore is not None else [False] * n, bool), input_size or size, placement)
+
+
+def found(boxes, scores, classes=None) -> Detections:
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return Detections(boxes, np.asarray(scores, np.float64),
+                      np.asarray(classes if classes is not None else [0] * len(boxes), np.int64))
+
+
+def both(truth, dets) -> tuple[float, float]:
+    return (mean_average_precision(truth, dets, "coco_map", 100),
+            mean_average_precision(truth, dets, "voc_map50", 100))
+
+
+# --- metric: hand-computed cases -------------------------------------------------------------------
+
+def test_perfect_boxes_score_one():
+    truth = [image([[10, 10, 50, 40]]), image([[0, 0, 20, 20], [100, 50, 180, 90]], [0, 1])]
+    dets = [found([[10, 10, 50, 40]], [0.9]), found([[100, 50, 180, 90], [0, 0, 20, 20]], [0.8, 0.7], [1, 0])]
+    assert both(truth, dets) == (pytest.approx(1.0), pytest.approx(1.0))
+
+
+def test_one_of_two_objects_missed():
+    # recall reaches 0.5 at precision 1: 51 of COCO's 101 recall points (0, 0.01 .. 0.50) score 1
+    truth = [image([[10, 10, 50, 40]]), image([[60, 20, 90, 70]])]
+    dets = [found([[10, 10, 50, 40]], [0.9]), found([], [])]
+    assert both(truth, dets) == (pytest.approx(51 / 101), pytest.approx(51 / 101))
+
+
+def test_a_shifted_box_counts_only_at_the_iou_thresholds_it_reaches():
+    truth = [image([[0, 0, 10, 10]])]
+    # shifted by 2: intersection 80, union 120, IoU 0.667: a hit at 0.50, 0.55, 0.60, 0.65 of the ten
+    assert both(truth, [found([[2, 0, 12, 10]], [0.9])]) == (pytest.approx(0.4), pytest.approx(1.0))
+    # shifted by 4: IoU 60 / 140 = 0.43, below 0.5: a miss and a false positive
+    assert both(truth, [found([[4, 0, 14, 10]], [0.9])]) == (pytest.approx(0.0), pytest.approx(0.0))
+
+
+def test_a_false_positive_ranked_first_halves_the_precision():
+    # ranked: wrong (precision 0), right (recall 1 at precision 1/2): every recall point scores 1/2
+    truth = [image([[0, 0, 10, 10]])]
+    dets = [found([[50, 50, 60, 60], [0, 0, 10, 10]], [0.9, 0.8])]
+    assert both(truth, dets) == (pytest.approx(0.5), pytest.approx(0.5))
+    # ranked the other way round, the false positive comes after full recall: no cost
+    assert both(truth, [found([[50, 50, 60, 60], [0, 0, 10, 10]], [0.7, 0.8])])[1] == pytest.approx(1.0)
+
+
+def test_the_wrong_class_is_a_miss_and_crowd_objects_are_neither_hit_nor_miss():
+    truth = [image([[0, 0, 10, 10]], [1])]
+    assert both(truth, [found([[0, 0, 10, 10]], [0.9], [0])])[1] == pytest.approx(0.0)
+    truth = [image([[0, 0, 10, 10], [50, 50, 90, 90]], [0, 0], ignore=[False, True])]
+    assert both(truth, [found([[0, 0, 10, 10]], [0.9])]) == (pytest.approx(1.0), pytest.approx(1.0))
+
+
+def test_no_box_found_scores_zero_and_no_box_to_find_is_nan():
+    assert both([image([[0, 0, 10, 10]])], [found([], [])]) == (0.0, 0.0)
+    assert np.isnan(mean_average_precision([image([])], [found([[0, 0, 5, 5]], [0.5])], "coco_map", 100))
+
+
+def test_max_detections_keeps_the_best_boxes_of_an_image():
+    truth = [image([[0, 0, 10, 10]])]
+    dets = [found([[50, 50, 60, 60], [0, 0, 10, 10]], [0.9, 0.8])]
+    assert mean_average_precision(truth, dets, "voc_map50", 1) == pytest.approx(0.0)  # the right box was 2nd
+
+
+# --- decoders on hand-built outputs ----------------------------------------------------------------
+
+def controls(**keys) -> AccuracySpec:
+    return AccuracySpec(metric="coco_map", **keys)
+
+
+def test_ssd_reads_rows_until_the_padding_and_drops_the_background():
+    rows = np.array([[0, 1, 0.9, 0.1, 0.2, 0.5, 0.6],
+                     [0, 0, 0.99, 0.0, 0.0, 1.0, 1.0],     # label 0: the background with label_offset 1
+                     [0, 2, 0.0005, 0.1, 0.1, 0.2, 0.2],   # below the default score threshold 0.001
+                     [-1, 0, 0, 0, 0, 0, 0],
+                     [0, 1, 0.9, 0.0, 0.0, 0.1, 0.1]], np.float32)  # after the padding: not a box
+    got = decode(rows[None, None], controls(decoder="ssd", label_offset=1), image([]))
+    np.testing.assert_allclose(got.boxes, [[20, 20, 100, 60]], atol=1e-4)
+    assert got.classes.tolist() == [0] and got.scores.tolist() == pytest.approx([0.9])
+
+
+def test_yolo_keeps_each_anchors_best_class_and_suppresses_overlaps_within_a_class():
+    anchors = np.array([[50, 50, 20, 20, 0.9, 0.1],    # kept
+                        [52, 50, 20, 20, 0.8, 0.0],    # IoU 0.82 with the first, same class: suppressed
+                        [52, 50, 20, 20, 0.0, 0.7],    # same place, other class: kept
+                        [150, 50, 20, 20, 0.6, 0.0],   # elsewhere: kept
+                        [150, 80, 20, 20, 0.0005, 0]],  # below the threshold
+                       np.float32).T[None]             # [1, 4 + 2, 5]
+    got = decode(anchors, controls(decoder="yolo"), image([]))
+    np.testing.assert_allclose(got.boxes, [[40, 40, 60, 60], [42, 40, 62, 60], [140, 40, 160, 60]], atol=1e-4)
+    assert got.classes.tolist() == [0, 1, 0] and got.scores.tolist() == pytest.approx([0.9, 0.7, 0.6])
+    loose = decode(anchors, controls(decoder="yolo", nms_iou=0.9, score_threshold=0.0001), image([]))
+    assert len(loose.boxes) == 5
+
+
+def test_db_makes_regions_into_grown_boxes_and_drops_small_and_faint_ones():
+    prob = np.zeros((1, 1, 40, 60), np.float32)
+    prob[0, 0, 10:20, 5:35] = 0.9    # 30 x 10: grown by 300 * 1.5 / 80 = 5.625 on every side
+    prob[0, 0, 30:32, 50:52] = 0.9   # 2 x 2: below min_size 3
+    prob[0, 0, 30:38, 10:30] = 0.4   # text by binary_threshold 0.3, but its mean 0.4 is below 0.6
+    got = decode(prob, controls(decoder="db"), image([], size=(40, 60)))
+    np.testing.assert_allclose(got.boxes, [[0, 4.375, 40.625, 25.625]], atol=1e-4)  # x1 clipped to the image
+    assert got.scores.tolist() == pytest.approx([0.9]) and got.classes.tolist() == [0]
+    # a map at half the input's size: boxes are scaled to the input, then to the image
+    got = decode(prob, controls(decoder="db", unclip_ratio=0), image([], size=(80, 120)))
+    np.testing.assert_allclose(got.boxes, [[10, 20, 70, 40]], atol=1e-4)
+
+
+def test_boxes_are_mapped_back_through_the_letterbox():
+    # a 64x48 picture letterboxed into 32x32: halved, 4 rows of padding above
+    picture = image([], size=(48, 64), input_size=(32, 32), placement=(0.5, 0.5, 4, 0))
+    assert to_original(np.array([[0, 4, 32, 28], [3, 5, 7, 9], [-2, 0, 40, 40]]), picture).tolist() == \
+        [[0, 0, 64, 48], [6, 2, 14, 10], [0, 0, 64, 48]]
+
+
+def test_a_sample_without_boxes_is_a_located_metric_error():
+    class Plain:
+        label = 3
+    tally = Detection("coco_map", controls(decoder="yolo")).tally(1)
+    with pytest.raises(ValueError, match="compares boxes"):
+        tally.add(0, np.zeros((1, 6, 2), np.float32), Plain(), None)
+
+
+# --- end to end ------------------------------------------------------------------------------------
+
+SPEC = """model = "det.xml"
+[dataset]
+kind = "coco"
+path = "images"
+annotations = "instances.json"
+[preprocessing]
+letterbox = true
+[accuracy]
+metric = "coco_map"
+decoder = "yolo"
+[inference]
+duration = 0.2
+rounds = 2
+"""
+
+
+@pytest.fixture
+def coco_project(tmp_path):
+    save(yolo_net(), tmp_path / "det.xml")
+    coco_json(tmp_path / "instances.json", pictures(tmp_path / "images", 16))
+    spec = tmp_path / "det.calibration.toml"
+    spec.write_text(SPEC)
+    return spec
+
+
+# The box arithmetic of a detection head stays in floating point, as NNCF's YOLO examples keep it:
+# quantized, the edges (0..32 input pixels) would move by up to a quantization step.
+HEAD_IN_FLOAT = '[calibration.ignored_scope]\ntypes = ["Multiply", "Subtract", "Add"]\n'
+
+
+def test_a_yolo_detector_on_coco_is_calibrated_and_its_boxes_map_back_exactly(coco_project):
+    coco_project.write_text(coco_project.read_text() + HEAD_IN_FLOAT)
+    assert check_spec(coco_project) == []
+    res = calibrate(load_spec(coco_project))
+    assert res["metric"] == "coco_map" and res["fp32"]["accuracy"] == pytest.approx(1.0)
+    assert res["int8"]["accuracy"] == pytest.approx(1.0) and res["drop"] == pytest.approx(0.0)
+    assert res["drop_ci"] is None  # mAP has no per-image scores
+
+
+def test_a_quantized_head_moves_the_boxes_and_the_drop_shows_it(coco_project):
+    res = calibrate(load_spec(coco_project))
+    assert res["fp32"]["accuracy"] == pytest.approx(1.0) and res["int8"]["accuracy"] < 0.9
+    assert res["drop"] == pytest.approx(res["fp32"]["accuracy"] - res["int8"]["accuracy"], abs=1e-6)
+
+
+def test_an_ssd_detector_on_voc_is_calibrated_with_the_classes_in_the_models_order(tmp_path):
+    save(ssd_net(), tmp_path / "det.xml")
+    voc_xml(tmp_path / "xml", pictures(tmp_path / "images", 12, seed=1))
+    spec = tmp_path / "det.calibration.toml"
+    spec.write_text(SPEC.replace('kind = "coco"', 'kind = "voc"\nclasses = ["red", "green"]')
+                    .replace('"instances.json"', '"xml"').replace('"coco_map"', '"voc_map50"')
+                    .replace('"yolo"', '"ssd"\nlabel_offset = 1') + HEAD_IN_FLOAT.replace(', "Add"', ""))
+    assert check_spec(spec) == []
+    res = calibrate(load_spec(spec))
+    assert res["metric"] == "voc_map50" and res["fp32"]["accuracy"] == pytest.approx(1.0)
+    assert res["int8"]["accuracy"] == pytest.approx(1.0)
+    # without `classes`, VOC's sorted names make green class 0: every box has the wrong class
+    spec.write_text(spec.read_text().replace('classes = ["red", "green"]\n', ""))
+    from int8wb.calibration.datasets import open_dataset
+    from int8wb.calibration.inspection import inspect_model
+    loaded = load_spec(spec)
+    assert open_dataset(loaded, inspect_model(str(tmp_path / "det.xml"))).classes == ["green", "red"]
+
+
+def test_a_detection_usage_without_boxes_is_refused_with_a_fix(coco_project):
+    text = coco_project.read_text()
+    coco_project.write_text(text.replace('kind = "coco"', 'kind = "images"').replace('annotations = "instances.json"\n', ""))
+    [p] = [p for p in check_spec(coco_project) if p.rule == "usage-dataset-mismatch"]
+    assert p.key == "dataset.kind" and "coco" in p.fix
+    with pytest.raises(CalibrationError):
+        calibrate(load_spec(coco_project))
+    # a COCO file with images but no annotations at all
+    json_file = coco_project.parent / "instances.json"
+    json_file.write_text(json_file.read_text().split(', "annotations"')[0] + ', "categories": []}')
+    coco_project.write_text(text)
+    [p] = check_spec(coco_project)
+    assert p.rule == "unannotated-dataset" and "boxes" in p.message and "annotations" in p.fix
+    # a COCO dataset without its annotations file
+    coco_project.write_text(text.replace('annotations = "instances.json"\n', ""))
+    [p] = check_spec(coco_project)
+    assert p.rule == "dataset-missing" and p.key == "dataset.kind" and "annotations" in p.fix
+
+
+def test_a_detection_metric_needs_a_decoder_and_boxes_need_a_detection_metric(coco_project):
+    text = coco_project.read_text()
+    coco_project.write_text(text.replace('decoder = "yolo"\n', ""))
+    [p] = check_spec(coco_project)
+    assert p.key == "accuracy" and 'decoder = "ssd", "yolo" or "db"' in p.message
+    coco_project.write_text(text.replace('metric = "coco_map"\ndecoder = "yolo"', 'metric = "top1"'))
+    [p] = check_spec(coco_project)
+    assert p.rule == "usage-dataset-mismatch" and p.key == "accuracy.metric" and "coco_map" in p.fix
