@@ -181,13 +181,15 @@ def test_a_yolo_detector_on_coco_is_calibrated_and_its_boxes_map_back_exactly(co
     res = calibrate(load_spec(coco_project))
     assert res["metric"] == "coco_map" and res["fp32"]["accuracy"] == pytest.approx(1.0)
     assert res["int8"]["accuracy"] == pytest.approx(1.0) and res["drop"] == pytest.approx(0.0)
-    assert res["drop_ci"] is None  # mAP has no per-image scores
+    assert res["drop_ci"] == [0.0, 0.0] and "no_interval" not in res  # the same boxes on every resample
 
 
 def test_a_quantized_head_moves_the_boxes_and_the_drop_shows_it(coco_project):
     res = calibrate(load_spec(coco_project))
     assert res["fp32"]["accuracy"] == pytest.approx(1.0) and res["int8"]["accuracy"] < 0.9
     assert res["drop"] == pytest.approx(res["fp32"]["accuracy"] - res["int8"]["accuracy"], abs=1e-6)
+    low, high = res["drop_ci"]
+    assert 0 < low <= res["drop"] <= high  # a bootstrap over the images, paired
 
 
 def test_an_ssd_detector_on_voc_is_calibrated_with_the_classes_in_the_models_order(tmp_path):
@@ -236,3 +238,61 @@ def test_a_detection_metric_needs_a_decoder_and_boxes_need_a_detection_metric(co
     coco_project.write_text(text.replace('metric = "coco_map"\ndecoder = "yolo"', 'metric = "top1"'))
     [p] = check_spec(coco_project)
     assert p.rule == "usage-dataset-mismatch" and p.key == "accuracy.metric" and "coco_map" in p.fix
+
+
+# --- the bootstrap over images ---------------------------------------------------------------------
+
+def random_pass(rng, images: int, classes: int = 3):
+    truth, dets = [], []
+    for _ in range(images):
+        n = int(rng.integers(0, 5))
+        xy = rng.uniform(0, 80, (n, 2))
+        boxes = np.hstack([xy, xy + rng.uniform(5, 30, (n, 2))])
+        truth.append(image(boxes, rng.integers(0, classes, n), ignore=rng.random(n) < 0.1))
+        keep = rng.random(n) < 0.8  # some found, moved a little, a few with the wrong class; some noise
+        moved = boxes[keep] + rng.normal(0, 2, (int(keep.sum()), 4))
+        noise = np.hstack([rng.uniform(0, 80, (2, 2))] * 2) + [0, 0, 10, 10]
+        labels = np.where(rng.random(int(keep.sum())) < 0.9, truth[-1].classes[keep], 0)
+        dets.append(found(np.vstack([moved, noise]), rng.random(int(keep.sum()) + 2),
+                          np.concatenate([labels, rng.integers(0, classes, 2)])))
+    return truth, dets
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_resampled_ap_of_the_whole_pass_is_pycocotools_own(seed):
+    from int8wb.calibration.detection import match_boxes
+    truth, dets = random_pass(np.random.default_rng(seed), 12)
+    matches = match_boxes(truth, dets, 100)
+    for name in ("coco_map", "voc_map50"):
+        assert matches.resampled(np.ones(12, np.int64), name) == pytest.approx(matches.value(name), abs=1e-12)
+        assert 0 < matches.value(name) < 1
+    # an image taken twice weighs twice: the same as a pass that holds it twice
+    counts = np.array([2, 1, 0, 1] * 3)
+    twice = [(t, d) for t, d, c in zip(truth, dets, counts) for _ in range(c)]
+    again = match_boxes([t for t, _ in twice], [d for _, d in twice], 100)
+    assert matches.resampled(counts, "coco_map") == pytest.approx(again.value("coco_map"), abs=1e-9)
+
+
+def test_the_drop_has_a_paired_interval_over_images():
+    from int8wb.calibration.stats import paired_drop_ci
+    rng = np.random.default_rng(5)
+    truth, dets = random_pass(rng, 30)
+    worse = [found(d.boxes + rng.normal(0, 3, d.boxes.shape), d.scores, d.classes) for d in dets]
+
+    def tallied(found_boxes):
+        tally = Detection("coco_map", controls(decoder="yolo")).tally(len(truth))
+        tally.truth, tally.found = list(truth), list(found_boxes)
+        return tally.finish()
+    fp32, int8 = tallied(dets), tallied(worse)
+    drop = fp32.accuracy - int8.accuracy
+    low, high = paired_drop_ci(fp32.scores, int8.scores, resamples=300)
+    assert drop > 0.05 and low < drop < high and low > 0  # moved boxes: a drop the images vouch for
+    assert paired_drop_ci(fp32.scores, tallied(dets).scores, resamples=300) == (0.0, 0.0)
+
+
+def test_accuracy_aware_keeps_the_box_arithmetic_in_float_to_meet_its_budget(coco_project):
+    coco_project.write_text(coco_project.read_text() + '[calibration]\nmethod = "accuracy_aware"\nmax_drop = 0.01\n')
+    res = calibrate(load_spec(coco_project))
+    assert res["budget"]["met"] and res["int8"]["accuracy"] == pytest.approx(1.0)
+    assert res["drop_ci"] == [0.0, 0.0] and res["fp32_layers"]  # some of the head went back to FP32
+    assert res["budget"]["bound"] == pytest.approx(0.0)  # bounded by the bootstrap over images
