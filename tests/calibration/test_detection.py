@@ -170,8 +170,8 @@ def coco_project(tmp_path):
     return spec
 
 
-# The box arithmetic of a detection head stays in floating point, as NNCF's YOLO examples keep it:
-# quantized, the edges (0..32 input pixels) would move by up to a quantization step.
+# The box arithmetic of a detection head stays in floating point: quantized, the edges (0..32 input
+# pixels) would move by up to a quantization step.
 HEAD_IN_FLOAT = '[calibration.ignored_scope]\ntypes = ["Multiply", "Subtract", "Add"]\n'
 
 
