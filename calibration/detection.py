@@ -127,16 +127,15 @@ class Matches:
 
     def resampled(self, counts: np.ndarray, name: str) -> float:
         """The figure over the images taken `counts` times each (a bootstrap resample)."""
-        aps = []
+        aps, thresholds = [], slice(None) if name == "coco_map" else slice(0, 1)  # voc_map50: IoU 0.50 alone
         for to_find, image, tp, fp in self.per_class:
             total = float(counts @ to_find)
             if not total:
                 continue
             weight = counts[image].astype(np.float64)
             keep = weight > 0
-            tps, fps = np.cumsum(tp[:, keep] * weight[keep], 1), np.cumsum(fp[:, keep] * weight[keep], 1)
-            if name != "coco_map":
-                tps, fps = tps[:1], fps[:1]
+            tps = np.cumsum(tp[thresholds][:, keep] * weight[keep], 1)
+            fps = np.cumsum(fp[thresholds][:, keep] * weight[keep], 1)
             if not tps.shape[1]:
                 aps.append(0.0)
                 continue
