@@ -97,27 +97,37 @@ def match_boxes(truth: list[Boxes], found: list[Detections], max_detections: int
 
 
 class Matches:
-    """The boxes of one pass as pycocotools matched them, per class: enough to recompute the AP of any
-    multiset of the images (a bootstrap resample) as COCOeval.accumulate() would."""
+    """The boxes of one pass as pycocotools matched them: enough to recompute the AP of any multiset of
+    the images (a bootstrap resample) as COCOeval.accumulate() would, for every class at once. The
+    found boxes are laid out class after class, each class's best first (accumulate()'s ranking)."""
 
     def __init__(self, evaluation, images: int):
         p = evaluation.params
         self.precision = evaluation.eval["precision"][:, :, :, 0, 0]  # [IoU threshold, recall, class]; area "all"
         self.recall_points = np.asarray(p.recThrs)
-        self.per_class = []
-        stride = len(p.areaRng) * images  # evalImgs: class by class, area by area, image by image
-        for k in range(len(p.catIds)):
+        classes, stride = len(p.catIds), len(p.areaRng) * images  # evalImgs: class, area, image
+        self.to_find = np.zeros((classes, images))
+        parts = []
+        for k in range(classes):
             rows = [(i, e) for i, e in enumerate(evaluation.evalImgs[k * stride:k * stride + images]) if e]
-            to_find = np.zeros(images)
             for i, e in rows:
-                to_find[i] = np.count_nonzero(np.asarray(e["gtIgnore"]) == 0)
-            image = np.concatenate([np.full(len(e["dtScores"]), i) for i, e in rows] or [[]]).astype(np.int64)
-            score = np.concatenate([e["dtScores"] for _, e in rows] or [[]])
-            hit = np.concatenate([e["dtMatches"] != 0 for _, e in rows] or [np.zeros((len(p.iouThrs), 0), bool)], 1)
-            counted = ~np.concatenate([e["dtIgnore"].astype(bool) for _, e in rows]
-                                      or [np.zeros((len(p.iouThrs), 0), bool)], 1)
-            order = np.argsort(-score, kind="mergesort")  # as accumulate() ranks them
-            self.per_class.append((to_find, image[order], (hit & counted)[:, order], (~hit & counted)[:, order]))
+                self.to_find[k, i] = np.count_nonzero(np.asarray(e["gtIgnore"]) == 0)
+            if rows:
+                image = np.concatenate([np.full(len(e["dtScores"]), i) for i, e in rows]).astype(np.int64)
+                hit = np.concatenate([e["dtMatches"] != 0 for _, e in rows], 1)
+                counted = ~np.concatenate([e["dtIgnore"].astype(bool) for _, e in rows], 1)
+                order = np.argsort(-np.concatenate([e["dtScores"] for _, e in rows]), kind="mergesort")
+                # Boxes ranked below a class's last hit only lower precision past its final recall,
+                # on any resample: they never count, and most low-scored boxes are such.
+                hits = np.flatnonzero((hit & counted)[:, order].any(0))
+                order = order[:hits[-1] + 1 if hits.size else 0]
+                parts.append((np.full(len(order), k), image[order], (hit & counted)[:, order],
+                              (~hit & counted)[:, order]))
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((len(p.iouThrs), 0), bool))
+        self.cls, self.image, tp, fp = (np.concatenate(x, axis=-1) for x in zip(*parts)) if parts else (*empty, empty[2])
+        self.tp, self.fp = tp.astype(np.float64), fp.astype(np.float64)
+        self.starts = np.searchsorted(self.cls, np.arange(classes))
+        self.ends = np.searchsorted(self.cls, np.arange(classes), side="right")
 
     def value(self, name: str) -> float:
         """The pass's figure, as pycocotools accumulated it."""
@@ -126,25 +136,33 @@ class Matches:
         return float(counted.mean()) if counted.size else float("nan")
 
     def resampled(self, counts: np.ndarray, name: str) -> float:
-        """The figure over the images taken `counts` times each (a bootstrap resample)."""
-        aps, thresholds = [], slice(None) if name == "coco_map" else slice(0, 1)  # voc_map50: IoU 0.50 alone
-        for to_find, image, tp, fp in self.per_class:
-            total = float(counts @ to_find)
-            if not total:
-                continue
-            weight = counts[image].astype(np.float64)
-            keep = weight > 0
-            tps = np.cumsum(tp[thresholds][:, keep] * weight[keep], 1)
-            fps = np.cumsum(fp[thresholds][:, keep] * weight[keep], 1)
-            if not tps.shape[1]:
-                aps.append(0.0)
-                continue
-            recall, precision = tps / total, tps / (tps + fps + np.spacing(1))
-            precision = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]  # the envelope
-            at = np.stack([np.searchsorted(r, self.recall_points, side="left") for r in recall])
-            picked = np.take_along_axis(precision, np.minimum(at, precision.shape[1] - 1), 1)
-            aps.append(float(np.where(at < precision.shape[1], picked, 0.0).mean()))
-        return float(np.mean(aps)) if aps else float("nan")
+        """The figure over the images taken `counts` times each (a bootstrap resample). Counts stay
+        integers in floating point, so recall compares with COCO's recall points exactly as there."""
+        totals = self.to_find @ counts                         # boxes to find, per class
+        if not totals.any():
+            return float("nan")
+        thresholds = slice(None) if name == "coco_map" else slice(0, 1)  # voc_map50: IoU 0.50 alone
+        weight = counts[self.image].astype(np.float64)         # an image taken twice counts twice
+        classes, points = len(totals), len(self.recall_points)
+        ap = np.zeros((len(self.tp[thresholds]), classes))
+        if len(self.cls):
+            tps, fps = (np.cumsum(a[thresholds] * weight, 1) for a in (self.tp, self.fp))
+            tps, fps = (c - np.hstack([np.zeros((len(c), 1)), c])[:, self.starts][:, self.cls] for c in (tps, fps))
+            total = totals[self.cls]
+            recall = np.where(total > 0, tps / np.maximum(total, 1), 0.0)
+            precision = tps / (tps + fps + np.spacing(1))
+            # The envelope (max to the right) within each class: an offset per class keeps it from
+            # reaching across (rounding moves a value by 1e-14 at most, and no comparison depends on it).
+            offset = 2.0 * (classes - 1 - self.cls)
+            envelope = np.maximum.accumulate((precision + offset)[:, ::-1], 1)[:, ::-1] - offset
+            # The first point of each class reaching each recall point: an exact integer search.
+            key = self.cls * (points + 1) + np.searchsorted(self.recall_points, recall, side="right")
+            wanted = (np.arange(classes)[:, None] * (points + 1) + np.arange(points)).ravel()
+            for t, row in enumerate(key):
+                at = np.searchsorted(row, wanted, side="right").reshape(classes, points)
+                found = at < self.ends[:, None]
+                ap[t] = np.where(found, envelope[t][np.minimum(at, len(row) - 1)], 0.0).mean(1)
+        return float(ap[:, totals > 0].mean())
 
 
 def _xywh(box) -> list[float]:
