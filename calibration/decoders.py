@@ -33,6 +33,9 @@ class Detections:
 def decode(output: np.ndarray, controls: DetectionControls, image: Boxes) -> Detections:
     """The boxes of one output, in `image`'s original pixels, best `max_detections` first."""
     out = np.asarray(output, dtype=np.float32)
+    if not _fits(controls.decoder, out.shape):
+        raise ValueError(f"decoder {controls.decoder!r} reads {SHAPES[controls.decoder]}; the output is "
+                         f"{list(out.shape)} (set [accuracy] output to the model output it means)")
     threshold = controls.score_threshold
     threshold = DEFAULT_SCORE[controls.decoder] if threshold is None else threshold
     if controls.decoder == "ssd":
@@ -44,6 +47,17 @@ def decode(output: np.ndarray, controls: DetectionControls, image: Boxes) -> Det
                    controls.min_size)
     best = np.argsort(-found.scores, kind="stable")[:controls.max_detections]
     return Detections(to_original(found.boxes[best], image), found.scores[best], found.classes[best])
+
+
+SHAPES = {"ssd": "[1, 1, N, 7]", "yolo": "[1, 4 + C, anchors]", "db": "[1, 1, H, W]"}
+
+
+def _fits(decoder: str, shape: tuple) -> bool:
+    if decoder == "ssd":
+        return len(shape) >= 1 and shape[-1] == 7
+    if decoder == "yolo":
+        return len(shape) >= 2 and shape[-2] > 4 and int(np.prod(shape[:-2])) == 1
+    return len(shape) >= 2 and int(np.prod(shape[:-2])) == 1
 
 
 def to_original(boxes: np.ndarray, image: Boxes) -> np.ndarray:

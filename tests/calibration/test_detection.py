@@ -135,6 +135,34 @@ def test_boxes_are_mapped_back_through_the_letterbox():
         [[0, 0, 64, 48], [6, 2, 14, 10], [0, 0, 64, 48]]
 
 
+@pytest.mark.parametrize("prep, expect", [
+    ({"letterbox": True, "align": "center"}, (19 / 30, 32 / 50, 6, 0)),     # 30x50 -> 19x32, 6 rows above
+    ({"letterbox": True, "align": "top-left"}, (19 / 30, 32 / 50, 0, 0)),
+    ({"letterbox": False}, (32 / 30, 32 / 50, 0, 0)),                        # stretched, no padding
+    ({"letterbox": True, "resize": [16, 40]}, (16 / 30, 27 / 50, 0, 6)),     # 16x27 in 16x40, 6 columns left
+])
+def test_the_placement_is_where_the_preprocessing_puts_the_image(tmp_path, prep, expect):
+    from PIL import Image as PILImage
+    from int8wb.calibration.inspection import TensorInfo
+    from int8wb.calibration.preprocessing import ImagePreprocessor
+    from int8wb.calibration.spec import PreprocessingSpec
+    PILImage.new("RGB", (50, 30), (0, 255, 0)).save(tmp_path / "g.png")
+    pre = ImagePreprocessor(PreprocessingSpec(pad_value=0, **prep), TensorInfo("x", [1, 3, 32, 32], "f32"))
+    scale_y, scale_x, top, left = placement = pre.placement(30, 50)
+    assert placement == pytest.approx(expect)
+    green = pre.pixels(str(tmp_path / "g.png"))[..., 1] > 0
+    rows, cols = np.flatnonzero(green.any(1)), np.flatnonzero(green.any(0))
+    assert (rows[0], cols[0], rows[-1] + 1, cols[-1] + 1) == \
+        (top, left, top + round(30 * scale_y), left + round(50 * scale_x))
+
+
+@pytest.mark.parametrize("decoder, shape", [("ssd", (1, 1, 5, 6)), ("yolo", (1, 4, 10)), ("yolo", (2, 6, 10)),
+                                            ("db", (1, 2, 8, 8))])
+def test_an_output_the_decoder_cannot_read_is_named(decoder, shape):
+    with pytest.raises(ValueError, match=rf"decoder '{decoder}' reads .*; the output is {list(shape)}".replace("[", r"\[")):
+        decode(np.zeros(shape, np.float32), controls(decoder=decoder), image([]))
+
+
 def test_a_sample_without_boxes_is_a_located_metric_error():
     class Plain:
         label = 3
@@ -296,3 +324,12 @@ def test_accuracy_aware_keeps_the_box_arithmetic_in_float_to_meet_its_budget(coc
     assert res["budget"]["met"] and res["int8"]["accuracy"] == pytest.approx(1.0)
     assert res["drop_ci"] == [0.0, 0.0] and res["fp32_layers"]  # some of the head went back to FP32
     assert res["budget"]["bound"] == pytest.approx(0.0)  # bounded by the bootstrap over images
+
+
+def test_the_wrong_decoder_ends_the_run_with_the_output_named(coco_project):
+    coco_project.write_text(coco_project.read_text().replace('decoder = "yolo"', 'decoder = "ssd"'))
+    with pytest.raises(CalibrationError) as caught:
+        calibrate(load_spec(coco_project))
+    [p] = caught.value.problems
+    assert p.rule == "metric-error" and "reads [1, 1, N, 7]; the output is [1, 6, 2]" in p.message
+    assert "p0.png" in p.message and not (coco_project.parent / "calibrated").exists()
