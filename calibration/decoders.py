@@ -33,7 +33,7 @@ class Detections:
 def decode(output: np.ndarray, controls: DetectionControls, image: Boxes) -> Detections:
     """The boxes of one output, in `image`'s original pixels, best `max_detections` first."""
     out = np.asarray(output, dtype=np.float32)
-    if not _fits(controls.decoder, out.shape):
+    if not fits(controls.decoder, out.shape):
         raise ValueError(f"decoder {controls.decoder!r} reads {SHAPES[controls.decoder]}; the output is "
                          f"{list(out.shape)} (set [accuracy] output to the model output it means)")
     threshold = controls.score_threshold
@@ -52,12 +52,15 @@ def decode(output: np.ndarray, controls: DetectionControls, image: Boxes) -> Det
 SHAPES = {"ssd": "[1, 1, N, 7]", "yolo": "[1, 4 + C, anchors]", "db": "[1, 1, H, W]"}
 
 
-def _fits(decoder: str, shape: tuple) -> bool:
+def fits(decoder: str, shape) -> bool:
+    """Whether `decoder` can read an output of `shape` (-1: a dimension not known before running)."""
+    shape = list(shape)
+    single = all(d in (1, -1) for d in shape[:-2])  # one image's output
     if decoder == "ssd":
-        return len(shape) >= 1 and shape[-1] == 7
+        return len(shape) >= 1 and shape[-1] in (7, -1)
     if decoder == "yolo":
-        return len(shape) >= 2 and shape[-2] > 4 and int(np.prod(shape[:-2])) == 1
-    return len(shape) >= 2 and int(np.prod(shape[:-2])) == 1
+        return len(shape) >= 2 and single and (shape[-2] > 4 or shape[-2] == -1)
+    return len(shape) >= 2 and single
 
 
 def to_original(boxes: np.ndarray, image: Boxes) -> np.ndarray:

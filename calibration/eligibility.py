@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import devices, stats, trust
 from .output_names import model_stem, output_paths, taken_by
-from .inspection import ModelInfo
+from .inspection import ModelInfo, pretty_shape
 from .problems import Problem
 from .spec import Spec
 
@@ -110,6 +110,22 @@ def _usage_problems(spec: Spec) -> list[Problem]:
                              "accuracy", "metric", rule="usage-dataset-mismatch",
                              fix='use metric = "miou", "iou" or "pixel_accuracy"')]
     return []
+
+
+def decoder_problems(spec: Spec, info: ModelInfo) -> list[Problem]:
+    """A detection decoder that cannot read the model output it is given (its shape in the IR)."""
+    acc = spec.accuracy
+    if not acc.decoder or not info.outputs:
+        return []
+    from .decoders import SHAPES, fits  # numpy comes with it: only for a spec that decodes boxes
+
+    named = [t for t in info.outputs if acc.output is None or t.name == acc.output]
+    if not named or fits(acc.decoder, named[0].shape):
+        return []
+    keys = ("accuracy", "decoder") if spec.written("accuracy", "decoder") else ("accuracy",)
+    return [spec.problem(f"decoder {acc.decoder!r} reads {SHAPES[acc.decoder]}; output {named[0].name!r} is "
+                         f"{pretty_shape(named[0].shape)}", *keys, rule="decoder-output-mismatch",
+                         fix="choose the decoder of the model's head, or set [accuracy] output to the output it reads")]
 
 
 def output_problems(spec: Spec) -> list[Problem]:

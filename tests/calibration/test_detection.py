@@ -326,10 +326,26 @@ def test_accuracy_aware_keeps_the_box_arithmetic_in_float_to_meet_its_budget(coc
     assert res["budget"]["bound"] == pytest.approx(0.0)  # bounded by the bootstrap over images
 
 
-def test_the_wrong_decoder_ends_the_run_with_the_output_named(coco_project):
+def test_the_wrong_decoder_is_found_before_anything_runs(coco_project):
     coco_project.write_text(coco_project.read_text().replace('decoder = "yolo"', 'decoder = "ssd"'))
+    [p] = check_spec(coco_project)
+    assert (p.rule, p.key) == ("decoder-output-mismatch", "accuracy.decoder") and "[1,6,2]" in p.message
     with pytest.raises(CalibrationError) as caught:
         calibrate(load_spec(coco_project))
+    assert [p.rule for p in caught.value.problems] == ["decoder-output-mismatch"]
+    assert not (coco_project.parent / "calibrated").exists()
+
+
+def test_an_output_only_known_when_running_is_checked_then(coco_project):
+    import openvino as ov
+    from int8wb.calibration.datasets import open_dataset
+    from int8wb.calibration.evaluation import evaluate
+    from int8wb.calibration.inspection import inspect_model
+    spec = load_spec(coco_project)
+    dataset = open_dataset(spec, inspect_model(str(coco_project.parent / "det.xml")))
+    compiled = ov.Core().compile_model(str(coco_project.parent / "det.xml"), "CPU")
+    with pytest.raises(CalibrationError) as caught:  # evaluation checks too: an IR may leave the shape open
+        evaluate(compiled, dataset, [0, 1], Detection("coco_map", controls(decoder="ssd")))
     [p] = caught.value.problems
-    assert p.rule == "metric-error" and "reads [1, 1, N, 7]; the output is [1, 6, 2]" in p.message
-    assert "p0.png" in p.message and not (coco_project.parent / "calibrated").exists()
+    assert p.rule == "metric-error" and "reads [1, 1, N, 7]; the output is [1, 6, 2]" in p.message \
+        and "p0.png" in p.message
