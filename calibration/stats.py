@@ -32,9 +32,19 @@ class Resampled:
 
     def __init__(self, size: int, of: Callable[["np.ndarray"], "np.ndarray"]):
         self.size, self.of = size, of
+        self.drawn: dict[tuple[int, int], "np.ndarray"] = {}
 
     def __len__(self) -> int:
         return self.size
+
+    def on_draws(self, resamples: int, seed: int) -> "np.ndarray":
+        """The statistic on each of the bootstrap's seeded resamples, kept: the FP32 side of a drop
+        is the same for every candidate AccuracyAware compares with it."""
+        import numpy as np
+
+        if (resamples, seed) not in self.drawn:
+            self.drawn[resamples, seed] = np.concatenate([self.of(idx) for idx in _draws(self.size, resamples, seed)])
+        return self.drawn[resamples, seed]
 
 
 def _draws(n: int, resamples: int, seed: int):
@@ -114,8 +124,7 @@ def paired_drop_ci(fp32: np.ndarray, int8: np.ndarray, higher_is_better: bool = 
     if isinstance(fp32, Resampled) or isinstance(int8, Resampled):
         if not (isinstance(fp32, Resampled) and isinstance(int8, Resampled) and len(fp32) == len(int8) > 0):
             raise ValueError("paired resampled statistics must both be resampled, over the same samples")
-        return _bounds(np.concatenate([sign * (fp32.of(idx) - int8.of(idx))
-                                       for idx in _draws(len(fp32), resamples, seed)]), confidence)
+        return _bounds(sign * (fp32.on_draws(resamples, seed) - int8.on_draws(resamples, seed)), confidence)
     fp32, int8 = np.asarray(fp32, dtype=np.float64), np.asarray(int8, dtype=np.float64)
     if fp32.shape != int8.shape or fp32.size == 0 or fp32.ndim > 2 or (fp32.ndim == 2 and fp32.shape[1] != 2):
         raise ValueError("paired scores must have the same, non-zero length (and be pairs, if not single scores)")

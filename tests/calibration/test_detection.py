@@ -349,3 +349,22 @@ def test_an_output_only_known_when_running_is_checked_then(coco_project):
     [p] = caught.value.problems
     assert p.rule == "metric-error" and "reads [1, 1, N, 7]; the output is [1, 6, 2]" in p.message \
         and "p0.png" in p.message
+
+
+def test_the_fp32_side_of_the_bootstrap_is_computed_once():
+    from int8wb.calibration.stats import Resampled, drop_upper_bound, paired_drop_ci
+    calls = []
+
+    def mean_of(values):
+        def of(rows):
+            calls.append(len(rows))
+            return values[rows].mean(axis=1)
+        return of
+    values = np.random.default_rng(0).random(40)
+    fp32 = Resampled(40, mean_of(values))
+    first = paired_drop_ci(fp32, Resampled(40, mean_of(values - 0.1)), resamples=500)
+    done = sum(calls)
+    second = paired_drop_ci(fp32, Resampled(40, mean_of(values - 0.1)), resamples=500)
+    assert first == second and sum(calls) - done == 500  # only the new candidate's resamples
+    assert first[0] == pytest.approx(0.1) and first[1] == pytest.approx(0.1)  # a constant shift: exactly it
+    assert drop_upper_bound(fp32, Resampled(40, mean_of(values)), confidence=0.95) == pytest.approx(0.0)
