@@ -123,6 +123,7 @@ def _spec_problems(spec: Spec, trusted: bool, summaries: bool) -> list[Problem]:
         out += [_at_model_key(spec, p) for p in exc.problems]
     if info is not None:
         out += [_at_model_key(spec, p) for p in eligibility.model_problems(info)]
+        out += eligibility.decoder_problems(spec, info)
         if not spec.calibration.ignored_scope.empty():  # the XML is read again only when names need checking
             out += ignored_scope.problems(spec, layer_table(model))
     out += eligibility.spec_problems(spec)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .datasets import Dataset
     from .spec import Spec
 
-IMAGE_KINDS = ("imagenet", "image_list", "images")  # datasets whose entries are image files
+IMAGE_KINDS = ("imagenet", "image_list", "images", "coco", "voc")  # datasets whose entries are image files
 AGREE = 1e-6  # relative: per_sample()'s statistic and compute() are the same figure within this
 
 

@@ -7,11 +7,12 @@ calibration and the INT8 run; a larger one streams, so memory does not grow with
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from .annotations import Boxes, read_coco, read_voc
 from .inspection import ModelInfo
 from .npz import NpzError, NpzFile
 from .preprocessing import IMAGE_SUFFIXES, ImagePreprocessor, check_shape
@@ -26,7 +27,7 @@ CACHE_BYTES = 64 << 20
 @dataclass(frozen=True)
 class Entry:
     source: str            # image file, or "file.npz[i]"
-    label: int | str | None  # str for text labels (e.g. OCR words)
+    label: int | str | Boxes | None  # str for text labels (e.g. OCR words); Boxes: detection
 
 
 class Dataset:
@@ -188,6 +189,34 @@ class SegmentationDataset(_ImageDataset):
         return cls(entries, spec, model, role)
 
 
+class DetectionDataset(_ImageDataset):
+    """Object detection: a folder of images and their boxes (`annotations`: a COCO instances JSON, or a
+    folder of Pascal VOC XML files). The label is the image's Boxes, with where the preprocessing puts
+    the image in the model input (what maps the boxes a model finds back to the original image)."""
+    annotated = True
+
+    @classmethod
+    def scan(cls, root: Path, spec, model, role):
+        table: DatasetSpec = getattr(spec, role)
+        if not table.annotations:
+            raise CalibrationError(spec.problem(
+                f"kind {table.kind!r} needs annotations", role, "kind", rule="dataset-missing",
+                fix='set annotations = "instances.json" (coco) or "Annotations" (voc: a folder of XML files)'))
+        where = spec.resolve(table.annotations)
+        if not (where.is_file() if table.kind == "coco" else where.is_dir()):
+            raise CalibrationError(spec.problem(f"annotations not found: {where}", role, "annotations",
+                                                rule="dataset-missing"))
+        pairs, names = (read_coco(where, root, table.classes) if table.kind == "coco"
+                        else read_voc(where, _images(root), table.classes))
+        ds = cls([Entry(image, boxes) for image, boxes in pairs], spec, model, role)
+        ds.kind, ds.classes = table.kind, names
+        ds.annotated = any(len(boxes.boxes) for _, boxes in pairs)
+        place = ds.preprocess
+        ds.entries = [replace(e, label=replace(e.label, input_size=place.size or e.label.size,
+                                               placement=place.placement(*e.label.size))) for e in ds.entries]
+        return ds
+
+
 class NpzDataset(Dataset):
     """Ready tensors: one array per model input (or `inputs` for a single-input model),
     first axis = samples; optional `labels` (integers, or text: a unicode array). Read lazily (see
@@ -291,13 +320,14 @@ def open_dataset(spec: Spec, model: ModelInfo, role: str = "dataset") -> Dataset
         raise CalibrationError(spec.problem(f"kind {ds.kind!r} needs a path", role, "path",
                                             rule="dataset-missing"))
     path = spec.resolve(ds.path)
-    wants_dir = ds.kind in ("imagenet", "images", "segmentation")
+    wants_dir = ds.kind in ("imagenet", "images", "segmentation", "coco", "voc")
     if not (path.is_dir() if wants_dir else path.is_file()):
         what = "folder" if wants_dir else "file"
         raise CalibrationError(spec.problem(f"dataset {what} not found: {path}", role, "path",
                                             rule="dataset-missing", fix=f"point path at an existing {what}"))
     scanner = {"imagenet": ClassFolderDataset, "image_list": ImageListDataset,
-               "images": ImageFolderDataset, "npz": NpzDataset, "segmentation": SegmentationDataset}[ds.kind]
+               "images": ImageFolderDataset, "npz": NpzDataset, "segmentation": SegmentationDataset,
+               "coco": DetectionDataset, "voc": DetectionDataset}[ds.kind]
     try:
         dataset = scanner.scan(path, spec, model, role)
     except TooManyFiles as exc:

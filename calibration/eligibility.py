@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import devices, stats, trust
 from .output_names import SET_ASIDE, model_stem, output_paths, taken_by
-from .inspection import ModelInfo
+from .inspection import ModelInfo, pretty_shape
 from .problems import Problem
 from .spec import Spec
 
@@ -75,13 +75,17 @@ def spec_problems(spec: Spec, *, annotated: bool | None = None, metric_needs_lab
         else:
             # A defaulted metric has no line: point at the dataset's kind, the other half of the conflict.
             keys = ("accuracy", "metric") if spec.written("accuracy", "metric") else (where, "kind")
-            out.append(spec.problem(f"metric {spec.accuracy.metric!r} needs labels but [{where}] has none",
-                                    *keys, rule="unannotated-dataset",
-                                    fix='use metric = "agreement", or an annotated dataset kind'))
+            boxes = spec.accuracy.metric in DETECTION_METRICS
+            out.append(spec.problem(f"metric {spec.accuracy.metric!r} needs {'boxes' if boxes else 'labels'} but "
+                                    f"[{where}] has none", *keys, rule="unannotated-dataset",
+                                    fix="give the images their boxes: a COCO JSON's annotations, or VOC <object> "
+                                        "entries" if boxes else 'use metric = "agreement", or an annotated '
+                                                                'dataset kind'))
     return out
 
 
 SEGMENTATION_METRICS = ("iou", "miou", "pixel_accuracy")
+DETECTION_METRICS = ("coco_map", "voc_map50")
 
 
 def _usage_problems(spec: Spec) -> list[Problem]:
@@ -92,11 +96,36 @@ def _usage_problems(spec: Spec) -> list[Problem]:
         return [spec.problem(f"metric {metric!r} compares with masks, and [{where}] kind {kind!r} has none",
                              where, "kind", rule="usage-dataset-mismatch",
                              fix='use kind = "segmentation" (a folder with images/ and masks/)')]
+    if metric in DETECTION_METRICS and kind not in ("coco", "voc"):
+        return [spec.problem(f"metric {metric!r} compares with boxes, and [{where}] kind {kind!r} has none",
+                             where, "kind", rule="usage-dataset-mismatch",
+                             fix='use kind = "coco" (images and an instances JSON) or "voc" (images and '
+                                 'Pascal VOC XML files), with annotations = ...')]
+    if kind in ("coco", "voc") and metric in ("top1", "topk", *SEGMENTATION_METRICS):
+        return [spec.problem(f"[{where}] holds boxes, and metric {metric!r} compares "
+                             f"{'classes' if metric in ('top1', 'topk') else 'masks'}", "accuracy", "metric",
+                             rule="usage-dataset-mismatch", fix='use metric = "coco_map" or "voc_map50"')]
     if kind == "segmentation" and metric in ("top1", "topk"):
         return [spec.problem(f"[{where}] holds masks, and metric {metric!r} compares classes",
                              "accuracy", "metric", rule="usage-dataset-mismatch",
                              fix='use metric = "miou", "iou" or "pixel_accuracy"')]
     return []
+
+
+def decoder_problems(spec: Spec, info: ModelInfo) -> list[Problem]:
+    """A detection decoder that cannot read the model output it is given (its shape in the IR)."""
+    acc = spec.accuracy
+    if not acc.decoder or not info.outputs:
+        return []
+    from .decoders import SHAPES, fits  # numpy comes with it: only for a spec that decodes boxes
+
+    named = [t for t in info.outputs if acc.output is None or t.name == acc.output]
+    if not named or fits(acc.decoder, named[0].shape):
+        return []
+    keys = ("accuracy", "decoder") if spec.written("accuracy", "decoder") else ("accuracy",)
+    return [spec.problem(f"decoder {acc.decoder!r} reads {SHAPES[acc.decoder]}; output {named[0].name!r} is "
+                         f"{pretty_shape(named[0].shape)}", *keys, rule="decoder-output-mismatch",
+                         fix="choose the decoder of the model's head, or set [accuracy] output to the output it reads")]
 
 
 def output_problems(spec: Spec) -> list[Problem]:

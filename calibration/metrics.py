@@ -140,6 +140,10 @@ def make_metric(spec: "Spec", trusted: bool = False) -> Metric:
         from .segmentation import Segmentation  # it builds on this module's Metric
 
         return Segmentation(acc.metric, acc.threshold)
+    if acc.metric in ("coco_map", "voc_map50"):
+        from .detection import Detection  # it builds on this module's Metric
+
+        return Detection(acc.metric, acc)
     metric = Agreement() if acc.metric == "agreement" else TopK(1 if acc.metric == "top1" else acc.k)
     return metric
 

@@ -63,6 +63,15 @@ class ImagePreprocessor:
         s = min(self.size[0] / height, self.size[1] / width)
         return max(1, round(height * s)), max(1, round(width * s))
 
+    def placement(self, height: int, width: int) -> tuple[float, float, int, int]:
+        """Where an image of (height, width) lands in the input, as (scale_y, scale_x, top, left):
+        input pixel = original pixel * scale + offset (what maps a detector's boxes back)."""
+        size = self._fit(height, width) or (height, width)
+        top = left = 0
+        if self.spec.letterbox and self.size and self.spec.align == "center":
+            top, left = (self.size[0] - size[0]) // 2, (self.size[1] - size[1]) // 2
+        return size[0] / height, size[1] / width, top, left
+
     def _pixels(self, path: str) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
         try:
             arr = (_opencv if self.spec.interpolation.startswith("opencv") else _pillow)(

@@ -18,7 +18,7 @@ from pydantic import (AfterValidator, BaseModel, Field, PrivateAttr, ValidationE
 from pydantic_core import PydanticCustomError
 
 from .guarded import read_text
-from .spec_controls import IgnoredScopeSpec, QuantizerSpec, SmoothQuantSpec, Table
+from .spec_controls import DetectionControls, IgnoredScopeSpec, QuantizerSpec, SmoothQuantSpec, Table
 from .problems import CalibrationError, Problem
 from .toml_lines import key_lines, line_of
 
@@ -41,17 +41,25 @@ _Table = Table
 
 
 class DatasetSpec(_Table):
-    kind: Literal["imagenet", "image_list", "images", "npz", "generated", "segmentation"] = Field(
+    kind: Literal["imagenet", "image_list", "images", "npz", "generated", "segmentation", "coco", "voc"] = Field(
         description="imagenet: one sub-folder of images per class; image_list: a text file of "
                     "`path label` lines; images: an unannotated folder (Default method only); "
                     "npz: tensors named after the model inputs (or `inputs`) and optional `labels`; "
                     "generated: random tensors, for speed only; segmentation: a folder with images/ and masks/ "
-                    "(class-index PNGs, paired by name)")
+                    "(class-index PNGs, paired by name); coco: a folder of images and a COCO instances JSON "
+                    "(`annotations`); voc: a folder of images and a folder of Pascal VOC XML files (`annotations`, "
+                    "paired by name)")
     path: PathText | None = Field(None, description="Folder or file, relative to the spec file (not for generated)")
     subset: Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*%\s*$")] = Field(
         "100%", description='Part of the dataset that feeds calibration: a percent ("25%") or a count (300)')
     seed: int = Field(0, description="Seed of the deterministic subset selection")
     count: int = Field(32, ge=1, description="Number of random samples (generated only)")
+    annotations: PathText | None = Field(
+        None, description="coco: the instances JSON; voc: the folder of XML files (one per image, same stem); "
+                          "relative to the spec file")
+    classes: list[str] | None = Field(
+        None, min_length=1, description="coco, voc: category names in the model's class order (index 0 first); "
+                                        "default: coco's categories by id, voc's names in sorted order")
     recursive: bool = Field(False, description="images: also the images in sub-folders (a sub-folder of masks "
                                                "or thumbnails would otherwise join the samples unnoticed)")
 
@@ -107,12 +115,15 @@ class PreprocessingSpec(_Table):
         return value
 
 
-class AccuracySpec(_Table):
-    metric: Literal["top1", "topk", "agreement", "custom", "iou", "miou", "pixel_accuracy"] = Field(
+class AccuracySpec(DetectionControls):
+    metric: Literal["top1", "topk", "agreement", "custom", "iou", "miou", "pixel_accuracy", "coco_map",
+                    "voc_map50"] = Field(
         "top1", description="top1/topk: classification against labels; agreement: share of samples "
                             "whose top-1 class equals the FP32 model's (needs no labels); custom: "
                             "a Python metric named by `custom` (runs only when the workspace trusts it); iou, miou, "
-                            "pixel_accuracy: semantic segmentation against a segmentation dataset's masks")
+                            "pixel_accuracy: semantic segmentation against a segmentation dataset's masks; coco_map "
+                            "(mAP@[.5:.95]), voc_map50 (mAP@0.5): object detection against a coco or voc "
+                            "dataset's boxes, through `decoder`, computed by pycocotools")
     k: int = Field(5, ge=1, description="k of topk")
     threshold: float = Field(0.5, description="iou, miou, pixel_accuracy on a one-channel output: the foreground "
                                               "probability above which a pixel is foreground")
@@ -128,11 +139,13 @@ class AccuracySpec(_Table):
                     'interval comes from it, and without it there is none')
     higher_is_better: bool = Field(True, description="Direction of the metric (false for error rates, losses)")
     needs_labels: bool = Field(True, description="custom only: whether the function needs labels")
-
     @model_validator(mode="after")
     def _custom_metric_named(self):
         if self.metric == "custom" and not self.custom:
             raise PydanticCustomError("custom_missing", 'metric "custom" needs custom = "file.py:function"')
+        if self.metric in ("coco_map", "voc_map50") and not self.decoder:
+            raise PydanticCustomError("decoder_missing", f'metric "{self.metric}" needs decoder = "ssd", "yolo" '
+                                      'or "db" (how boxes are read from the output)')
         return self
 
 
@@ -170,10 +183,8 @@ class CalibrationSpec(_Table):
         0.95, ge=0, lt=1, description="accuracy_aware: a candidate is accepted only when its drop is within "
         "max_drop with this confidence (one-sided upper bound of a paired bootstrap over the validation "
         "samples), so the answer does not fit the validation set's luck; 0: on the measured drop alone")
-    only_if_faster: bool = Field(
-        True, description="The INT8 model is the answer only when it is measurably faster than the FP32 model as "
-        "the device runs it by default (bf16 on many CPUs); otherwise it is set aside as <model>.int8.not-faster.* "
-        "and the result recommends keeping FP32. false: the INT8 model is the answer either way")
+    only_if_faster: bool = Field(True, description="The INT8 model is the answer only when measurably faster than FP32 "
+                                 "as the device runs it; else it is set aside as <model>.int8.not-faster.* (false: always)")
 
 
 class InferenceSpec(_Table):
@@ -205,19 +216,17 @@ class GateSpec(_Table):
     speedup_baseline: Literal["f32", "default"] = Field(
         "default", description="Speedup against the FP32 model in strict f32, or as the device runs it by default")
     max_model_size: int | None = Field(None, ge=1, description="Largest allowed INT8 model size in bytes (.xml + .bin)")
-    undecided: Literal["fail", "skip"] = Field(
-        "fail", description="When a budget's interval straddles it (the data cannot tell met from exceeded): "
-                            "fail the test, or skip it with the reason")
+    undecided: Literal["fail", "skip"] = Field("fail", description="When a budget's interval straddles it (the data "
+                                               "cannot tell met from exceeded): fail the test, or skip it with the reason")
 
 
 class DeploymentSpec(_Table):
     """The profile the model is deployed with: every figure and the promise are measured on it."""
     shape: list[int] | list[list[int]] | None = Field(
-        None, description="Static input shape the model runs at, e.g. [1, 3, 640, 640] (a list of shapes: one per "
-                          "model input, in order). Statistics, validation, the AccuracyAware search, the held-out "
-                          "check and speed run on the model reshaped to it, and the INT8 model is saved with it. "
-                          "OpenVINO compiles a fixed shape differently from a dynamic one: INT8 accuracy moves with "
-                          "it. Default: the model's own shape (dynamic dimensions stay dynamic)")
+        None, description="Static input shape the model runs at, e.g. [1, 3, 640, 640] (or one per model input, in "
+                          "order). Statistics, validation, the AccuracyAware search, the held-out check and speed run on "
+                          "the model reshaped to it, and the INT8 model is saved with it: OpenVINO compiles a fixed shape "
+                          "differently, and INT8 accuracy moves with it. Default: the model's own (dynamic) shape")
 
     @field_validator("shape", mode="before")
     @classmethod

@@ -1,5 +1,7 @@
 """The spec's calibration controls beyond the method: what NNCF lets a practitioner steer (ignored
-scope, range estimators, per-channel weights, SmoothQuant). `spec.CalibrationSpec` holds them."""
+scope, range estimators, per-channel weights, SmoothQuant). `spec.CalibrationSpec` holds them.
+Also the [accuracy] keys of object detection (how boxes are read from an output): `spec.AccuracySpec`
+builds on them."""
 from __future__ import annotations
 
 import re
@@ -56,3 +58,26 @@ class SmoothQuantSpec(Table):
     """SmoothQuant migrates activation outliers into weights (model_type = "transformer")."""
     matmul: float = Field(0.95, ge=-1, le=1, description="alpha for MatMul layers; -1 turns it off for them")
     convolution: float = Field(-1, ge=-1, le=1, description="alpha for Convolution layers; -1 turns it off")
+
+
+class DetectionControls(Table):
+    """[accuracy] keys of object detection: the output decoder and its thresholds."""
+    decoder: Literal["ssd", "yolo", "db"] | None = Field(
+        None, description="coco_map, voc_map50: how boxes are read from the output. ssd: DetectionOutput "
+                          "[1, 1, N, 7] (image_id, label, confidence, x1, y1, x2, y2 normalised to the input); "
+                          "yolo: [1, 4 + C, anchors] (cx, cy, w, h in input pixels, then C class scores), with "
+                          "NMS; db: a text probability map [1, 1, H, W] made into boxes (DBNet, PaddleOCR). "
+                          "Boxes are mapped back to the original image through [preprocessing] (resize, letterbox)")
+    score_threshold: float | None = Field(
+        None, ge=0, le=1, description="Boxes scoring below it are dropped (ssd, yolo: class confidence, default "
+                                      "0.001; db: the box's mean probability, default 0.6)")
+    nms_iou: float = Field(0.7, gt=0, le=1, description="yolo: IoU above which a box of the same class with a "
+                                                        "lower score is suppressed")
+    max_detections: int = Field(100, ge=1, description="Boxes per image the metric keeps, best first (COCO: 100)")
+    label_offset: int = Field(0, description="ssd, yolo: the model's label minus the dataset's class index "
+                                             "(1 for a model whose class 0 is the background)")
+    binary_threshold: float = Field(0.3, gt=0, lt=1, description="db: probability above which a pixel is text")
+    unclip_ratio: float = Field(1.5, ge=0, description="db: how far a text region is grown (by area * ratio / "
+                                                       "perimeter on every side), as DBNet was trained")
+    min_size: float = Field(3.0, ge=0, description="db: regions whose shorter side (in output pixels) is below "
+                                                   "it are dropped")

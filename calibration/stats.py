@@ -3,7 +3,9 @@
 A drop is a mean of per-sample differences between two models on the same samples, so its interval
 comes from a paired bootstrap over the samples (identical predictions give [0, 0]); a corpus
 statistic given as (numerator, denominator) pairs per sample (a character error rate, an F1) is
-recomputed as a ratio of sums on each resample, for both models on the same resample. A speed-up is
+recomputed as a ratio of sums on each resample, for both models on the same resample; a statistic no
+per-sample figure adds up to (a mean average precision) is recomputed by the metric itself on each
+resample (`Resampled`), again for both models on the same resampled samples. A speed-up is
 measured in rounds that run every variant under the same machine conditions (A B C, C B A, ...), so
 its interval is a Student-t interval over rounds of the mean log ratio (a geometric mean). The
 bootstrap's resamples are seeded: the same figures always give the same interval.
@@ -11,7 +13,7 @@ bootstrap's resamples are seeded: the same figures always give the same interval
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,6 +24,27 @@ if TYPE_CHECKING:
 CONFIDENCE = 0.95
 RESAMPLES = 2000
 _CHUNK = 1 << 22  # index draws per bootstrap step: bounded memory for large validation sets
+
+
+class Resampled:
+    """Per-sample scores of a metric that no per-sample figure adds up to: `of(rows)` recomputes the
+    metric on each row of sample indices [resamples, n] (a bootstrap resample, repeats included)."""
+
+    def __init__(self, size: int, of: Callable[["np.ndarray"], "np.ndarray"]):
+        self.size, self.of = size, of
+        self.drawn: dict[tuple[int, int], "np.ndarray"] = {}
+
+    def __len__(self) -> int:
+        return self.size
+
+    def on_draws(self, resamples: int, seed: int) -> "np.ndarray":
+        """The statistic on each of the bootstrap's seeded resamples, kept: the FP32 side of a drop
+        is the same for every candidate AccuracyAware compares with it."""
+        import numpy as np
+
+        if (resamples, seed) not in self.drawn:
+            self.drawn[resamples, seed] = np.concatenate([self.of(idx) for idx in _draws(self.size, resamples, seed)])
+        return self.drawn[resamples, seed]
 
 
 def _draws(n: int, resamples: int, seed: int):
@@ -60,8 +83,12 @@ def statistic(scores: np.ndarray) -> float:
 
 
 def _bounds(draws: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central `confidence` interval of the draws; a resample with no statistic (NaN) is left out."""
     import numpy as np
 
+    draws = draws[~np.isnan(draws)]
+    if not draws.size:
+        return float("nan"), float("nan")
     tail = (1.0 - confidence) / 2 * 100
     low, high = np.percentile(draws, [tail, 100 - tail])
     return float(low), float(high)
@@ -72,7 +99,7 @@ def per_sample_drops(fp32: np.ndarray | None, int8: np.ndarray | None, higher_is
     one); None without per-sample scores."""
     import numpy as np
 
-    if fp32 is None or int8 is None:
+    if fp32 is None or int8 is None or isinstance(fp32, Resampled) or isinstance(int8, Resampled):
         return None
 
     def values(scores: np.ndarray) -> np.ndarray:
@@ -88,22 +115,25 @@ def per_sample_drops(fp32: np.ndarray | None, int8: np.ndarray | None, higher_is
 def paired_drop_ci(fp32: np.ndarray, int8: np.ndarray, higher_is_better: bool = True,
                    confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
     """Two-sided interval of the drop (positive: INT8 worse) over paired per-sample scores: a score
-    per sample (the drop of the mean), or a (numerator, denominator) pair per sample, shape (n, 2)
-    (the drop of the ratio of sums, recomputed for both models on each same resample)."""
+    per sample (the drop of the mean), a (numerator, denominator) pair per sample, shape (n, 2)
+    (the drop of the ratio of sums, recomputed for both models on each same resample), or Resampled
+    (the metric recomputed for both models on each same resample)."""
     import numpy as np
 
+    sign = 1.0 if higher_is_better else -1.0
+    if isinstance(fp32, Resampled) or isinstance(int8, Resampled):
+        if not (isinstance(fp32, Resampled) and isinstance(int8, Resampled) and len(fp32) == len(int8) > 0):
+            raise ValueError("paired resampled statistics must both be resampled, over the same samples")
+        return _bounds(sign * (fp32.on_draws(resamples, seed) - int8.on_draws(resamples, seed)), confidence)
     fp32, int8 = np.asarray(fp32, dtype=np.float64), np.asarray(int8, dtype=np.float64)
     if fp32.shape != int8.shape or fp32.size == 0 or fp32.ndim > 2 or (fp32.ndim == 2 and fp32.shape[1] != 2):
         raise ValueError("paired scores must have the same, non-zero length (and be pairs, if not single scores)")
     if np.array_equal(fp32, int8):
         return 0.0, 0.0
-    sign = 1.0 if higher_is_better else -1.0
     if fp32.ndim == 1:
         return _bounds(_bootstrap_means(sign * (fp32 - int8), resamples, seed), confidence)
-    drops = np.concatenate([sign * (_ratios(fp32, idx) - _ratios(int8, idx))
-                            for idx in _draws(len(fp32), resamples, seed)])
-    drops = drops[~np.isnan(drops)]
-    return _bounds(drops, confidence) if drops.size else (float("nan"), float("nan"))
+    return _bounds(np.concatenate([sign * (_ratios(fp32, idx) - _ratios(int8, idx))
+                                   for idx in _draws(len(fp32), resamples, seed)]), confidence)
 
 
 def drop_upper_bound(fp32: np.ndarray, int8: np.ndarray, higher_is_better: bool = True,

@@ -74,7 +74,8 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
     # A model that is not IR yet is converted once (cached by content); everything below reads the IR.
     xml = conversion.ir_of(spec)
     info = inspect_model(xml)
-    problems = eligibility.errors(eligibility.model_problems(info) + eligibility.spec_problems(spec))
+    problems = eligibility.errors(eligibility.model_problems(info) + eligibility.spec_problems(spec)
+                                  + eligibility.decoder_problems(spec, info))
     _refuse(problems)
     table = [] if spec.calibration.ignored_scope.empty() else layer_table(xml)  # only to check the names
     _refuse(eligibility.errors(ignored_scope.problems(spec, table)))

