@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,ray]'  # ray: the Ray back end's tests run, not skip
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/int8wb calibrate examples/digits/digits.calibration.toml --layers
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2  # CI has 2 cores; every test is independent of the others
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup  # CI has 2 cores; every test is independent of the others (a group shares one Ray cluster)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ""
