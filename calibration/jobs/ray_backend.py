@@ -170,30 +170,47 @@ def last_line(exc: BaseException) -> str:
 class RayBackend:
     """Workers as Ray tasks of `num_cpus` CPUs each, on the cluster at `address` ("auto": the one
     this machine is part of; "local": a new one on this machine only; None: the one this process
-    is already connected to, else a new local one). A dead Ray worker or node: `retries` more tries."""
+    is already connected to, else a new local one). A dead Ray worker or node: `retries` more tries.
+    `connect=False` connects at the first job, on the runner's thread (a language server must not
+    wait seconds for a cluster while it starts); the first job fails then if there is none."""
 
-    def __init__(self, address: str | None = None, num_cpus: float = 1.0, retries: int = 1):
-        try:
-            import ray
-        except ImportError:
-            raise CalibrationError(Problem("Ray is not installed", rule="ray-missing",
-                                           fix="pip install 'int8-workbench[ray]'")) from None
-        if not ray.is_initialized():
-            try:
-                ray.init(address=None if address in (None, "local") else address, include_dashboard=False,
-                         log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise CalibrationError(Problem(f"no Ray cluster at {address}: {first_line(exc)}",
-                                               rule="ray-unreachable",
-                                               fix="start one with `ray start --head`, or give its address "
-                                                   "(docs/scale.md)")) from None
-        self.ray = ray
+    def __init__(self, address: str | None = None, num_cpus: float = 1.0, retries: int = 1, connect: bool = True):
         self.address = address
+        self.num_cpus = num_cpus
         self.retries = max(0, int(retries))
-        self.lost = tuple(getattr(ray.exceptions, name) for name in LOST if hasattr(ray.exceptions, name))
-        self.task = ray.remote(run_worker).options(num_cpus=num_cpus, max_retries=0, retry_exceptions=False)
+        self._lock = threading.Lock()
+        self.ray = None
+        if connect:
+            self.connect()
+
+    def connect(self) -> None:
+        """Imports ray and joins the cluster, once; raises CalibrationError when it cannot."""
+        with self._lock:
+            if self.ray is not None:
+                return
+            try:
+                import ray
+            except ImportError:
+                raise CalibrationError(Problem("Ray is not installed", rule="ray-missing",
+                                               fix="pip install 'int8-workbench[ray]'")) from None
+            if not ray.is_initialized():
+                try:
+                    ray.init(address=None if self.address in (None, "local") else self.address,
+                             include_dashboard=False, log_to_driver=False)
+                except (ConnectionError, RuntimeError, ValueError) as exc:
+                    raise CalibrationError(Problem(f"no Ray cluster at {self.address}: {first_line(exc)}",
+                                                   rule="ray-unreachable",
+                                                   fix="start one with `ray start --head`, or give its address "
+                                                       "(docs/scale.md)")) from None
+            self.lost = tuple(getattr(ray.exceptions, name) for name in LOST if hasattr(ray.exceptions, name))
+            self.task = ray.remote(run_worker).options(num_cpus=self.num_cpus, max_retries=0, retry_exceptions=False)
+            self.ray = ray
 
     def start(self, job: dict, request: Request, log: Path, cwd: Path) -> RayHandle:
+        try:
+            self.connect()
+        except CalibrationError as exc:  # the runner fails the job with it
+            raise OSError(str(exc)) from None
         return RayHandle(self, job, request, log, cwd)
 
     def __str__(self) -> str:
