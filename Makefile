@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/int8wb calibrate examples/digits/digits.calibration.toml --layers
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup  # CI has 2 cores; every test is independent of the others (a group shares one Ray cluster)
+	$(BIN)/python -m pytest -q -n 2  # CI has 2 cores; every test is independent of the others
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ""

@@ -120,8 +120,8 @@ def private_trust_list(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A local Ray cluster of 2 CPUs for the Ray back end's tests: one per test process, as it takes
-    seconds to start (their xdist group keeps them in one process); skipped without ray installed."""
+    """A local Ray cluster of 2 CPUs for the Ray back end's tests, one per test process (it takes
+    seconds to start); skipped without ray installed."""
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'int8-workbench[ray]')")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray

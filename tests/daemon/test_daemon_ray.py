@@ -13,8 +13,6 @@ from pytest_lsp import ClientServerConfig
 from conftest import copy_example
 from daemon_helpers import SERVER, command, initialize_params, server_env, spec_of, wait_job
 
-pytestmark = pytest.mark.xdist_group("ray")
-
 
 @pytest.mark.asyncio
 async def test_a_daemon_with_int8wb_ray_runs_its_jobs_on_the_cluster_and_stays_responsive(tmp_path, ray_cluster):

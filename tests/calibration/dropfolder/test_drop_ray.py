@@ -5,11 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
-
 from drop_helpers import Box, new_box
-
-pytestmark = pytest.mark.xdist_group("ray")
 
 
 def test_a_policy_with_ray_calibrates_dropped_models_on_the_cluster(tmp_path, monkeypatch, ray_cluster):

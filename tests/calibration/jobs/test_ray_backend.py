@@ -1,8 +1,7 @@
 """calibration.jobs.ray_backend: jobs of a runner on a local Ray cluster, started here (2 CPUs).
 
 Skipped only when ray is not installed (`pip install 'int8-workbench[ray]'`; `make install` does).
-One cluster serves every Ray test of a test process (conftest `ray_cluster`); their xdist group
-keeps them in one process, as two clusters would share the machine's two cores."""
+One cluster serves every Ray test of a test process (conftest `ray_cluster`)."""
 from __future__ import annotations
 
 import json
@@ -12,14 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from int8wb.calibration.jobs import JobStore, Runner, alive
 from int8wb.calibration.jobs.protocol import WORKER_MODULE
 from conftest import copy_example, wait_until
 from jobs_helpers import temporaries, visible
-
-pytestmark = pytest.mark.xdist_group("ray")
 
 
 def ray_runner(store: JobStore, events: list | None = None, retries: int = 1, jobs: int = 3) -> Runner:
