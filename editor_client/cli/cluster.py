@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import threading
 import time
 from typing import Callable
 
@@ -30,7 +32,11 @@ def backend(args: argparse.Namespace, retries: int = 1):
         return None
     from int8wb.calibration.jobs.ray_backend import RayBackend
 
-    return RayBackend(args.ray, num_cpus=args.ray_cpus, retries=retries)
+    ours = signal.getsignal(signal.SIGTERM)
+    on = RayBackend(args.ray, num_cpus=args.ray_cpus, retries=retries)
+    if threading.current_thread() is threading.main_thread() and callable(ours):
+        signal.signal(signal.SIGTERM, ours)  # ray.init's handler exits at once; ours cancels the jobs first
+    return on
 
 
 def calibrate_as_job(spec: Spec, on: object, trust: bool, progress: Callable[[float, str], None],

@@ -144,3 +144,25 @@ def test_int8wb_calibrate_on_ray_is_a_job_of_the_spec_folder(tmp_path, ray_clust
     assert result["fp32"]["accuracy"] > 0.9 and Path(result["output"]["model"]).is_file()
     rows = JobStore(spec.parent, create=False).list()
     assert [(r["state"], r["summary"]["accuracy"]["int8"]) for r in rows] == [("done", result["int8"]["accuracy"])]
+
+
+def test_sigterm_to_int8wb_calibrate_on_ray_cancels_its_job(tmp_path, ray_cluster):
+    """ray.init installs a SIGTERM handler that exits at once; the command line's own must win, so
+    the job is cancelled on the cluster and the exit status says so."""
+    spec = copy_example(tmp_path)
+    address = ray_cluster.get_runtime_context().gcs_address
+    proc = subprocess.Popen([sys.executable, "-I", "-m", "int8wb.editor_client.cli", "calibrate", str(spec),
+                             "--ray", address, "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        store_file = spec.parent / ".int8wb" / "jobs.sqlite"
+        job = wait_until(lambda: store_file.exists() and (rows := JobStore(spec.parent, create=False).list())
+                         and rows[0]["percent"] >= 10 and rows[0], 60, "the job under way")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "cancelled; nothing was written" in stderr, stderr
+    final = JobStore(spec.parent, create=False).get(job["id"])
+    assert final["state"] == "cancelled" and not alive(job["pid"], WORKER_MODULE)
+    assert not outputs(spec)
