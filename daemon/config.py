@@ -20,6 +20,8 @@ class Settings:
     check_workers: int = 2       # INT8WB_CHECK_WORKERS: checker processes (checking.py)
     check_s: float = 10.0        # INT8WB_CHECK_SECONDS: a check running longer is stopped, and says so
     check_memory_mb: int = 1024  # INT8WB_CHECK_MEMORY_MB: address space of one checker process
+    ray: str | None = None       # INT8WB_RAY: run calibrations on this Ray cluster (auto, local, an address)
+    ray_cpus: float = 1.0        # INT8WB_RAY_CPUS: CPUs each calibration reserves there
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -31,7 +33,9 @@ class Settings:
                    trust_custom_metrics=trusted(),
                    check_workers=_read("INT8WB_CHECK_WORKERS", int, cls.check_workers),
                    check_s=_read("INT8WB_CHECK_SECONDS", float, cls.check_s),
-                   check_memory_mb=_read("INT8WB_CHECK_MEMORY_MB", int, cls.check_memory_mb))
+                   check_memory_mb=_read("INT8WB_CHECK_MEMORY_MB", int, cls.check_memory_mb),
+                   ray=os.environ.get("INT8WB_RAY") or None,
+                   ray_cpus=_read("INT8WB_RAY_CPUS", float, cls.ray_cpus))
 
 
 LIVE = {"debounceSeconds": "debounce_s", "rescanSeconds": "rescan_s"}  # what an editor may change while we run

@@ -32,6 +32,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from int8wb.calibration.jobs import STORE_DIR, JobStore, Runner, Slots
+from int8wb.calibration.jobs.ray_backend import RayBackend
 from int8wb.calibration.trust import trusted
 from int8wb.daemon import code_actions, commands, completion, diagnostics, hover, lens, watching
 from int8wb.daemon.checking import Checker
@@ -53,6 +54,9 @@ class Int8Server(LanguageServer):
         self.loop: asyncio.AbstractEventLoop | None = None
         self.roots: dict[Path, dict] = {}  # workspace folder -> {"store", "runner", "drop", "trusted"}
         self.slots = Slots(self.settings.max_jobs)  # calibrations at a time over all folders
+        # Every folder's jobs on one Ray cluster when INT8WB_RAY says so; joined at the first job, not here.
+        self.backend = RayBackend(self.settings.ray, self.settings.ray_cpus, connect=False) \
+            if self.settings.ray else None
         self.checker = Checker(self.settings.check_workers, self.settings.check_s, self.settings.check_memory_mb)
         self.watching = Watching(self)
         self.diagnostics = Diagnostics(self)
@@ -130,7 +134,8 @@ class Int8Server(LanguageServer):
             store = JobStore(root)
             entry["runner"] = Runner(store, self.settings.max_jobs,
                                      on_change=lambda job: self.from_thread(self.job_progress.changed, job),
-                                     trust_custom_metrics=entry["trusted"], slots=self.slots).start()
+                                     trust_custom_metrics=entry["trusted"], slots=self.slots,
+                                     backend=self.backend).start()
             entry["store"] = store
         except Exception as exc:  # noqa: BLE001
             self.show(f"int8wb: {root}: cannot keep jobs in {STORE_DIR}/ ({type(exc).__name__}: {exc}); "

@@ -116,3 +116,13 @@ def private_trust_list(tmp_path_factory, monkeypatch):
     never the user's, and starts with none trusted."""
     monkeypatch.setenv("INT8WB_TRUST_FILE", str(tmp_path_factory.mktemp("trust") / "trusted-folders.json"))
     monkeypatch.delenv("INT8WB_TRUST", raising=False)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster of 2 CPUs for the Ray back end's tests, one per test process (it takes
+    seconds to start); skipped without ray installed."""
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'int8-workbench[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

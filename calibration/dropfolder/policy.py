@@ -35,6 +35,9 @@ class DropSettings(BaseModel):
     incomplete_after: float = Field(
         60.0, gt=0, description="Seconds an incomplete or unreadable pair may stay unchanged before it is refused")
     retries: int = Field(1, ge=0, le=5, description="Re-runs of a job whose worker process died")
+    ray: str | None = Field(None, description='Run the calibrations on a Ray cluster: "auto" (the one this machine '
+                                               'joined), "local", or an address (only in a trusted folder)')
+    ray_cpus: float = Field(1.0, gt=0, le=1024, description="CPUs each calibration reserves on the Ray cluster")
 
 
 @dataclass
@@ -142,6 +145,13 @@ def load_policy(path: str | os.PathLike, text: str | None = None) -> Policy:
                                            f"({inbox.parent})", "drop", key, rule="path-outside",
                                            fix=f'keep it beside the inbox (e.g. {key} = "../{key}"), or trust '
                                                f'that folder from outside the workspace: int8wb trust {box}'))
+    if drop.ray not in (None, "auto", "local") and not trusted(folder=inbox):
+        # An address says where jobs go and whose answers this process unpickles: the user's word,
+        # never the workspace's.
+        problems.append(policy.problem(f"ray = {drop.ray!r}: a cluster address is taken from a trusted folder only",
+                                       "drop", "ray", rule="untrusted-cluster",
+                                       fix=f'ray = "auto" (the cluster this machine joined), or trust the inbox from '
+                                           f'outside the workspace: int8wb trust {inbox}'))
     if policy.outbox == policy.failed:
         problems.append(policy.problem("outbox and failed must be different folders", "drop", "failed"))
     if problems:

@@ -20,6 +20,7 @@ except ImportError:  # Windows: no advisory lock, one watcher per inbox is then 
     fcntl = None
 
 from ..jobs import STORE_DIR, JobStore, Runner, alive
+from ..jobs.backend import Backend
 from ..private import private_file
 from ..problems import CalibrationError, Problem
 from . import publish
@@ -31,21 +32,30 @@ LOCK_NAME = "watch.lock"
 class DropFolder(Inbox):
     """Watches one inbox. `scan()` is one bounded pass; `run()` loops (watchdog events + polling).
 
-    `store`/`runner` may be shared with a caller (the daemon); otherwise they are created here.
+    `store`/`runner` may be shared with a caller (the daemon); otherwise they are created here, the
+    runner's workers run by `backend` (default: the policy's `[drop] ray`, else child processes).
     `echo(line)` receives every log line (the command line prints them to stderr)."""
 
     def __init__(self, inbox: str | os.PathLike, *, policy: str | os.PathLike | None = None,
                  jobs: int | None = None, settle: float | None = None, trust_custom_metrics: bool = False,
                  python: str | None = None, echo: Callable[[str], None] | None = None,
-                 store: JobStore | None = None, runner: Runner | None = None, poll: float = 0.25):
+                 store: JobStore | None = None, runner: Runner | None = None, poll: float = 0.25,
+                 backend: Backend | None = None):
         super().__init__(inbox, policy=policy, jobs=jobs, settle=settle, echo=echo, store=store)
+        if backend is None and runner is None and self.policy.drop.ray:
+            from ..jobs.ray_backend import RayBackend  # only a policy or a caller that asks for Ray loads it
+
+            # retries=0: a job whose Ray worker died is re-run by the inbox, `[drop] retries` times
+            backend = RayBackend(self.policy.drop.ray, num_cpus=self.policy.drop.ray_cpus, retries=0)
         self.poll = poll
         self.own_runner = runner is None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._observer = None
         self.runner = runner or Runner(self.store, self.max_jobs, on_change=lambda job: self._wake.set(),
-                                       trust_custom_metrics=trust_custom_metrics, python=python)
+                                       trust_custom_metrics=trust_custom_metrics, python=python,
+                                       backend=backend)
+        self.where = f" on {self.runner.backend}" if backend is not None else ""
         self.started = False
         self._claim_file = None
 
@@ -90,7 +100,7 @@ class DropFolder(Inbox):
         if watch:
             self._watch()
         self.log("inbox", "watching", f"{self.inbox}; outbox {self.policy.outbox}; failed {self.policy.failed}; "
-                 f"{self.max_jobs} job(s) at a time")
+                 f"{self.max_jobs} job(s) at a time{self.where}")
         return self
 
     def _recover(self) -> None:

@@ -1,7 +1,8 @@
 """The runner: its own queued jobs of one store run in worker processes, at most `max_concurrent` at a time.
 
 Each job runs in its own worker process (`protocol.command`), which answers in protocol messages on
-its stdout; a crash, an OOM kill or a cancel ends that process, never the caller. A job belongs to
+its stdout; a crash, an OOM kill or a cancel ends that process, never the caller. Where that
+process runs is the back end's choice (backend.py: a child process here, or a Ray task). A job belongs to
 the runner that submitted it. Several runners on one store (two editors, a daemon and `int8wb
 watch`) each run, cancel and report their own jobs. A runner renews its lease while it lives and
 adopts only the jobs of a runner that is gone (store.py, lease.py). The engine commits a job's
@@ -16,31 +17,24 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import IO, Callable
+from typing import Callable
 
 from ..problems import CalibrationError, Problem
 from . import protocol
+from .backend import Backend, Ended, Handle, LocalBackend, spawn
 from .ending import NOTHING, conclude, exit_reason, forget_journal, tail
 from .lease import LEASE_SECONDS, Lease, kill_group
-from .protocol import Compare, Failure, Progress, Request, Result
+from .protocol import Compare, Failure, Progress, Result
 from ..private import private_file, private_folder
 from .store import FINAL, JobStore
 
 Listener = Callable[[dict], None]
-
-
-def spawn(python: str, request: Request, stderr: IO | int, cwd: str | os.PathLike) -> subprocess.Popen:
-    """Starts a worker in its own session (a cancel stops it and all it started) in `cwd`, a folder
-    that holds no code; `-I` in its command line keeps the workspace and PYTHON* variables off sys.path."""
-    return subprocess.Popen(protocol.command(python, request), stdout=subprocess.PIPE, stderr=stderr,
-                            stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True)
 
 
 class ProgressGate:
@@ -90,12 +84,13 @@ class Runner:
 
     `on_change(job_row)` is called (from a runner thread) whenever one of its jobs changes state
     or progress. Thread-safe. `start()` takes a lease (`lease` seconds, renewed while it runs) and
-    ends the rows left running by runners that are gone. `label` says who runs it, in the store."""
+    ends the rows left running by runners that are gone. `label` says who runs it, in the store.
+    `backend`: where workers run (default: child processes of this one, of `python`)."""
 
     def __init__(self, store: JobStore, max_concurrent: int = 1, on_change: Listener | None = None,
                  trust_custom_metrics: bool = False, python: str | None = None,
                  progress_interval: float = 0.2, slots: Slots | None = None,
-                 lease: float = LEASE_SECONDS, label: str | None = None):
+                 lease: float = LEASE_SECONDS, label: str | None = None, backend: Backend | None = None):
         self.store = store
         self.id = uuid.uuid4().hex[:12]
         self.lease = Lease(lease)
@@ -105,8 +100,9 @@ class Runner:
         self.on_change = on_change
         self.trust = trust_custom_metrics
         self.python = python or sys.executable
+        self.backend = backend or LocalBackend(self.python)
         self.progress_interval = progress_interval
-        self._procs: dict[str, subprocess.Popen] = {}
+        self._procs: dict[str, Handle] = {}
         self._cancelled: set[str] = set()
         # Jobs it submitted, until final, with what its listeners last heard of those another runner took
         # over (this one was judged gone, e.g. hung past its lease): the editor that asked still hears the end.
@@ -151,8 +147,8 @@ class Runner:
                 return False
             if job["runner"] != self.id:
                 return self.store.request_cancel(job_id)
-            proc = self._procs.get(job_id)
-            if proc is None:
+            handle = self._procs.get(job_id)
+            if handle is None:
                 done = self.store.update(job_id, by=self.id, when="queued", state="cancelled", finished=time.time(),
                                          error="cancelled while queued")
                 self._notify(job_id)
@@ -160,8 +156,7 @@ class Runner:
             if job_id in self._cancelled:
                 return True
             self._cancelled.add(job_id)
-        kill_group(proc.pid, signal.SIGTERM)
-        threading.Timer(2.0, lambda: proc.poll() is None and kill_group(proc.pid, signal.SIGKILL)).start()
+        handle.cancel()
         return True
 
     def running(self) -> list[str]:
@@ -270,10 +265,10 @@ class Runner:
             private_folder(log_path.parent)
             private_folder(journal.parent)
             forget_journal(self.store.path.parent, job["id"])
-            with os.fdopen(private_file(log_path, truncate=True), "wb") as log:
-                # the store's folder: ours, holding only the store and its logs, never the workspace root
-                request = protocol.Calibrate(job["spec"], self.trust, str(journal))
-                proc = spawn(self.python, request, log, self.store.path.parent)
+            os.close(private_file(log_path, truncate=True))
+            # the store's folder: ours, holding only the store and its logs, never the workspace root
+            request = protocol.Calibrate(job["spec"], self.trust, str(journal))
+            handle = self.backend.start(job, request, log_path, self.store.path.parent)
         except OSError as exc:
             self.store.update(job["id"], by=self.id, state="failed", error=f"could not start the worker: {exc}; "
                               f"{NOTHING}", finished=time.time())
@@ -281,15 +276,16 @@ class Runner:
                 self.slots.give()
             self._notify(job["id"])
             return
-        self._procs[job["id"]] = proc
-        self.store.update(job["id"], by=self.id, pid=proc.pid, phase="starting")
+        self._procs[job["id"]] = handle
+        self.store.update(job["id"], by=self.id, pid=handle.pid,
+                          phase="starting" if handle.pid else "waiting for the cluster")
         self._notify(job["id"])
-        threading.Thread(target=self._watch, args=(job, proc), name=f"int8wb-job-{job['id']}", daemon=True).start()
+        threading.Thread(target=self._watch, args=(job, handle), name=f"int8wb-job-{job['id']}", daemon=True).start()
 
     def _log(self, job_id: str) -> Path:
         return self.store.path.parent / "logs" / f"{job_id}.log"
 
-    def _watch(self, job: dict, proc: subprocess.Popen) -> None:
+    def _watch(self, job: dict, handle: Handle) -> None:
         job_id = job["id"]
         gate = ProgressGate(self.progress_interval)
 
@@ -298,13 +294,18 @@ class Runner:
                 self.store.update(job_id, by=self.id, percent=msg.percent, phase=msg.phase)
                 self._notify(job_id)
 
-        assert proc.stdout is not None
-        outcome = protocol.answer(proc.stdout, record)
-        code = proc.wait()
+        def started(pid: int | None, phase: str) -> None:
+            self.store.update(job_id, by=self.id, pid=pid, phase=phase)
+            self._notify(job_id)
+
+        try:
+            ended = handle.follow(record, started)
+        except Exception as exc:  # noqa: BLE001  a back end's fault must still end the row
+            ended = Ended(None, False, f"the back end lost the worker ({type(exc).__name__}: {exc})", handle.pid)
         with self._lock:
             cancelled = job_id in self._cancelled
-        fields, settled = conclude(job, proc.pid, outcome, code == 0, cancelled,
-                                   exit_reason(code, self._log_tail(job_id)), self.store.journal(job_id))
+        fields, settled = conclude(job, ended.pid, ended.outcome, ended.ok, cancelled, ended.why,
+                                   self.store.journal(job_id))
         if not self.store.update(job_id, by=self.id, **fields):
             self._await_final(job_id)  # taken over: its new owner records the end, our listeners still hear it
         elif settled:  # only once the row says what was written
@@ -322,12 +323,6 @@ class Runner:
         deadline = time.monotonic() + self.lease.seconds
         while time.monotonic() < deadline and (self.store.get(job_id) or {}).get("state") not in FINAL:
             time.sleep(0.1)
-
-    def _log_tail(self, job_id: str) -> str:
-        try:
-            return tail(self._log(job_id).read_text(errors="replace"), 3)
-        except OSError:
-            return "no log"
 
 
 def compare_in_worker(a: str | os.PathLike, b: str | os.PathLike, html: str | os.PathLike | None = None, *,

@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from int8wb.calibration import CalibrationError, Cancelled
 
+from .cluster import ray_arguments
 from .console import err, print_problems
 from .models import cmd_calibrate, cmd_check, cmd_compare, cmd_inspect, cmd_schema, cmd_tensors
 from .workspace import cmd_jobs, cmd_serve, cmd_trust, cmd_watch, watch_arguments
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the spec's custom metric (Python code from the workspace); also INT8WB_TRUST=1")
     p.add_argument("--timeout", type=_positive(float), metavar="SECONDS",
                    help="stop after this long (exit 1, nothing written)")
+    ray_arguments(p)
     p.set_defaults(func=cmd_calibrate)
     p = sub.add_parser("compare", help="speed, per-layer runtime and size of any two IR models (A vs B)",
                        description="Measures two models (e.g. FP32 vs INT8, or two INT8 variants) on the same random "

@@ -14,6 +14,7 @@ from int8wb.calibration.deployment import describe
 from int8wb.calibration.inspection import pretty_shape
 from int8wb.calibration.trust import trusted
 
+from .cluster import backend, calibrate_as_job
 from .console import err, out, print_table, progress_columns
 
 
@@ -59,6 +60,7 @@ def cmd_calibrate(args) -> int:
     from int8wb.calibration import CalibrationError, Cancelled, Problem
 
     spec = load_spec(args.spec)
+    cluster = backend(args)  # connects before the bar: a cluster that is not there is said at once
     started = time.monotonic()
     deadline = started + args.timeout if args.timeout else None
     plain = not args.quiet and not err.is_terminal  # CI logs, nohup: lines, not a bar nobody sees
@@ -74,9 +76,12 @@ def cmd_calibrate(args) -> int:
         # NNCF and OpenVINO print to stdout; keep stdout for our result alone.
         try:
             with contextlib.redirect_stdout(sys.stderr):
-                result = calibrate(spec, progress=progress,
-                                   trust_custom_metrics=trusted(args.trust, folder=spec.path.parent),
-                                   cancel=(lambda: time.monotonic() > deadline) if deadline else None)
+                trust = trusted(args.trust, folder=spec.path.parent)
+                if cluster is not None:
+                    result = calibrate_as_job(spec, cluster, trust, progress, deadline)
+                else:
+                    result = calibrate(spec, progress=progress, trust_custom_metrics=trust,
+                                       cancel=(lambda: time.monotonic() > deadline) if deadline else None)
         except Cancelled:
             if deadline is None or time.monotonic() <= deadline:
                 raise

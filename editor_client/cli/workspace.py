@@ -12,6 +12,7 @@ from rich.table import Table
 from int8wb.calibration import CalibrationError
 from int8wb.calibration.trust import trusted
 
+from .cluster import backend, ray_arguments
 from .console import err, out
 
 
@@ -94,7 +95,8 @@ def cmd_watch(args) -> int:
 
     try:
         drop = DropFolder(args.inbox, policy=args.policy, jobs=args.jobs, echo=None if args.quiet else echo,
-                          trust_custom_metrics=trusted(args.trust, folder=args.inbox))
+                          trust_custom_metrics=trusted(args.trust, folder=args.inbox),
+                          backend=backend(args, retries=0))  # the inbox re-runs them: [drop] retries
     except CalibrationError as exc:
         for p in exc.problems:
             print(f"error: {p}", file=sys.stderr)
@@ -129,6 +131,7 @@ def watch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="log to INBOX/.int8wb/dropfolder.log only")
     parser.add_argument("--trust", action="store_true",
                         help="run the policy's custom metric (Python code); also INT8WB_TRUST=1")
+    ray_arguments(parser)
 
 def cmd_trust(args) -> int:
     from int8wb.calibration.trust import set_trusted, trust_file, trusted_folders

@@ -74,3 +74,21 @@ def test_what_a_worker_finds_is_told_where_the_user_fixes_it(box):
     assert (model.path, model.line, model.key) == (str(original), None, "model")
     assert (snapshot.path, snapshot.line, snapshot.severity) == (str(original), 3, "warning")
     assert snapshot.message == f"cannot read {original}"
+
+
+def test_a_ray_cluster_address_is_the_users_word_not_the_workspaces(tmp_path, monkeypatch):
+    """`[drop] ray = "auto"` is the cluster this machine joined; an address only from a trusted folder
+    (the watcher sends jobs there and reads back what it answers)."""
+    from int8wb.calibration.trust import set_trusted
+
+    box = new_box(tmp_path, monkeypatch, extra='ray = "10.0.0.9:6379"\nray_cpus = 4')
+    with pytest.raises(CalibrationError) as err:
+        load_policy(box.inbox / "calibration.toml")
+    assert [(p.rule, p.key) for p in err.value.problems] == [("untrusted-cluster", "drop.ray")]
+    set_trusted(box.inbox)
+    policy = load_policy(box.inbox / "calibration.toml")
+    assert (policy.drop.ray, policy.drop.ray_cpus) == ("10.0.0.9:6379", 4)
+    (box.inbox / "calibration.toml").write_text((box.inbox / "calibration.toml").read_text()
+                                                .replace('"10.0.0.9:6379"', '"auto"'))
+    set_trusted(box.inbox, on=False)
+    assert load_policy(box.inbox / "calibration.toml").drop.ray == "auto"

@@ -6,7 +6,7 @@ import sys
 
 from int8wb.calibration.jobs import protocol
 from int8wb.calibration.jobs.protocol import Calibrate, Compare, Failure, Progress, Result
-from int8wb.calibration.jobs.runner import spawn
+from int8wb.calibration.jobs.backend import spawn
 from int8wb.calibration.jobs.worker import run
 
 
