@@ -323,9 +323,9 @@ def recommend(spec: Spec, vs_default: dict, speed: dict, device_default: str) ->
         what = "slower than" if vs_default["verdict"] == "slower" else "not measurably faster than"
         choice, reason = "keep-fp32", (f"INT8 does not pay on this device: {what} {against}, {vs_default['value']:.2f}x "
                                        f"its throughput (95 % interval {low:.2f}-{high:.2f}x); keep the FP32 model")
-        if spec.calibration.only_if_faster:
-            reason += ("; the INT8 model is set aside as .int8.not-faster (write it as the answer anyway: "
-                       "[calibration] only_if_faster = false)")
+        reason += ("; the INT8 model is set aside as .int8.not-faster (write it as the answer anyway: "
+                   "[calibration] only_if_faster = false)" if spec.calibration.only_if_faster else
+                   "; the INT8 model is written as the answer all the same, as [calibration] only_if_faster = false asks")
     answer = choice == "int8" or not spec.calibration.only_if_faster
     return {"choice": choice, "reason": reason, "answer": answer, "speedup_vs_default": vs_default,
             "latency_ms": latency}

@@ -39,6 +39,7 @@ def test_a_model_that_does_not_pay_is_not_the_answer_unless_asked(only_if_faster
     r = recommend(spec, performance.speedup(s, "int8", "fp32_default"), s, "bf16")
     assert r["choice"] == "keep-fp32" and r["answer"] is (not only_if_faster)
     assert ("set aside as .int8.not-faster" in r["reason"]) is only_if_faster
+    assert ("written as the answer all the same" in r["reason"]) is (not only_if_faster)
     fast = speed([300, 310, 295, 305, 300], [200, 205, 198, 202, 200])
     assert recommend(spec, performance.speedup(fast, "int8", "fp32_default"), fast, "bf16")["answer"] is True
 
