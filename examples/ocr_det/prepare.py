@@ -135,11 +135,14 @@ def build_masks(force: bool) -> None:
     """data/seg/{split}/images (a link to the pages) and masks/ (shrunk word boxes, 0/255), from the JSON."""
     from PIL import Image, ImageDraw
 
+    stamp = DATA / "seg" / "manifest.json"
+    made = {"pages": fingerprint(), "shrink_ratio": SHRINK_RATIO}
+    if not force and stamp.is_file() and json.loads(stamp.read_text()) == made:
+        log("data/seg up to date")
+        return
     for split in SPLITS:
         root = DATA / "seg" / split
         coco = json.loads((DATA / f"{split}.json").read_text())
-        if not force and (root / "masks").is_dir() and len(list((root / "masks").glob("*.png"))) == len(coco["images"]):
-            continue
         if root.exists():
             shutil.rmtree(root)
         (root / "masks").mkdir(parents=True)
@@ -160,6 +163,7 @@ def build_masks(force: bool) -> None:
             mask.save(tmp)
             tmp.replace(root / "masks" / (Path(im["file_name"]).stem + ".png"))
         log(f"data/seg/{split}: {len(coco['images'])} masks")
+    stamp.write_text(json.dumps(made, indent=2) + "\n")
 
 
 def main() -> None:
