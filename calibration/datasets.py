@@ -17,6 +17,7 @@ from .inspection import ModelInfo
 from .npz import NpzError, NpzFile
 from .preprocessing import IMAGE_SUFFIXES, ImagePreprocessor, check_shape
 from .problems import CalibrationError, Cancelled, Problem
+from .segmentation import mask_label
 from .spec import DatasetSpec, Spec
 
 # Per dataset. Caching buys little once decoding is a small share of a sample's cost (large inputs)
@@ -186,7 +187,11 @@ class SegmentationDataset(_ImageDataset):
             raise CalibrationError(spec.problem(f"{len(missing)} image(s) without a mask of the same name in masks/, "
                                                 f"e.g. {missing[0]}", role, "path", rule="dataset-format",
                                                 fix="give every image a mask (same stem, .png)"))
-        return cls(entries, spec, model, role)
+        ds = cls(entries, spec, model, role)
+        place = ds.preprocess
+        if place.spec.letterbox and place.size:  # the picture fills part of the input: its masks say which
+            ds.entries = [replace(e, label=mask_label(e.label, e.source, place)) for e in ds.entries]
+        return ds
 
 
 class DetectionDataset(_ImageDataset):

@@ -10,7 +10,8 @@ reverse, renames and whole folders moved in all end up here.
 - `signature`: sizes and mtimes of the pair (changes while a copy is in progress);
 - `Settle`: a signature unchanged for N seconds;
 - `content_hash`: sha256 of the pair's bytes (the identity of a model, whatever its name);
-- `walk`: the model files below a folder.
+- `walk`: the model files below a folder;
+- `files_of`: the files a model is made of (an IR: the pair; an ONNX model: the file alone).
 
 Reads files only: no OpenVINO (inspection is expat over the XML).
 """
@@ -30,6 +31,7 @@ from .problems import CalibrationError
 HEAD = 1024          # bytes read to tell an IR from other XML
 TAIL = 64            # bytes read to find the closing tag
 STILL_WRITING = "the .bin is missing or still being written"
+MODEL_ENDINGS = (".xml", ".onnx")  # what a folder of models may hold: IR pairs, ONNX files
 
 
 def sniff(path: str | os.PathLike) -> bool | None:
@@ -70,6 +72,10 @@ class Arrival:
 
 
 def arrival(xml: str | os.PathLike) -> Arrival:
+    if Path(xml).suffix.lower() == ".onnx":
+        # Protobuf has no closing mark to wait for: an ONNX file has arrived once it has settled, and
+        # one that does not convert is broken (the conversion says why).
+        return Arrival("complete")
     ir = sniff(xml)
     if ir is False:
         return Arrival("not-ir", "not an OpenVINO IR")
@@ -89,7 +95,7 @@ def signature(path: str | os.PathLike) -> tuple | None:
     `.bin` is missing); None when the file itself is missing."""
     path = Path(path)
     out: list = []
-    for p in (path, path.with_suffix(".bin")) if path.suffix == ".xml" else (path,):
+    for p in files_of(path):
         try:
             st = p.stat()
         except OSError:
@@ -133,14 +139,20 @@ class Settle:
         self._seen.pop(key, None)
 
 
+def files_of(model: str | os.PathLike) -> tuple[Path, ...]:
+    """The files of a model: an `.xml` and its `.bin`, or any other model file (`.onnx`) alone."""
+    model = Path(model)
+    return (model, model.with_suffix(".bin")) if model.suffix == ".xml" else (model,)
+
+
 def content_hash(xml: str | os.PathLike, copy_to: Path | None = None) -> str:
-    """sha256 over the .xml then the .bin; with `copy_to` (a folder) the bytes hashed are also copied
-    there, so the copy is exactly what was hashed."""
+    """sha256 over the .xml then the .bin (another model file: its bytes); with `copy_to` (a folder)
+    the bytes hashed are also copied there, so the copy is exactly what was hashed."""
     xml = Path(xml)
     h = hashlib.sha256()
     if copy_to is not None:
         copy_to.mkdir(parents=True, exist_ok=True)
-    for src in (xml, xml.with_suffix(".bin")):
+    for src in files_of(xml):
         with open_regular(src) as fh:
             dst = open(copy_to / src.name, "wb") if copy_to is not None else None
             try:

@@ -1,7 +1,8 @@
 """Semantic segmentation: image + mask pairs, and the metrics of the usage (IoU, mIoU, pixel accuracy).
 
 Masks are PNGs of class indices (a binary mask may be 0/255: anything above 0 is foreground), read
-with nearest-neighbour resizing to the output's size. The output is [1, C, H, W] class scores (argmax)
+with nearest-neighbour resizing to the output's size; with a letterbox, to the part of the output
+that shows the picture (the padding is no pixel of it, and counts for nothing). The output is [1, C, H, W] class scores (argmax)
 or [1, 1, H, W] / [1, H, W] foreground probabilities (above `threshold`). Counts are summed over the
 dataset (corpus style), so a large object weighs as its pixels do:
 - `iou`: foreground intersection over union; per sample (intersection, union), so its interval is the
@@ -25,6 +26,37 @@ def prediction(output: np.ndarray, threshold: float) -> np.ndarray:
     if out.ndim == 3 and out.shape[0] > 1:
         return np.argmax(out, axis=0)
     return (out.reshape(out.shape[-2:]) > threshold).astype(np.int64)
+
+
+class MaskLabel(str):
+    """A mask's path, with where its picture lies in the model input when that is not the whole input
+    (letterbox): the preprocessing's `placement` (scale_y, scale_x, top, left), `input_size` and
+    `image_size` (H, W)."""
+    placement: tuple[float, float, int, int] | None = None
+    input_size: tuple[int, int] | None = None
+    image_size: tuple[int, int] | None = None
+
+
+def mask_label(mask: str, image: str, preprocess) -> MaskLabel:
+    """The label of a letterboxed sample: the image's header gives its size, hence its place."""
+    with Image.open(image) as img:
+        width, height = img.size
+    label = MaskLabel(mask)
+    label.image_size, label.input_size = (height, width), tuple(preprocess.size)
+    label.placement = preprocess.placement(height, width)
+    return label
+
+
+def region(label, shape: tuple[int, int]) -> tuple[slice, slice]:
+    """The pixels of an output map of `shape` that show the picture: all, unless it was letterboxed
+    (the map may be coarser than the input: the place scales with it)."""
+    if getattr(label, "placement", None) is None:
+        return slice(None), slice(None)
+    scale_y, scale_x, top, left = label.placement
+    (in_h, in_w), (h, w) = label.input_size, label.image_size
+    fy, fx = shape[0] / in_h, shape[1] / in_w
+    y0, x0 = round(top * fy), round(left * fx)
+    return slice(y0, y0 + max(1, round(h * scale_y * fy))), slice(x0, x0 + max(1, round(w * scale_x * fx)))
 
 
 def read_mask(path: str, size: tuple[int, int], binary: bool) -> np.ndarray:
@@ -56,6 +88,7 @@ class SegmentationTally:
 
     def add(self, slot: int, output: np.ndarray, sample, reference) -> None:
         pred = prediction(output, self.metric.threshold)
+        pred = pred[region(sample.label, pred.shape)]
         binary = not (np.asarray(output).ndim >= 3 and np.asarray(output).shape[-3] > 1)
         mask = read_mask(str(sample.label), pred.shape, binary)
         if self.metric.name == "pixel_accuracy":

@@ -1,6 +1,6 @@
 """Arrival in an inbox: the state machine of every model file, and of every content's job.
 
-A model dropped anywhere below the inbox (`*.xml` with its `.bin`) is
+A model dropped anywhere below the inbox (`*.xml` with its `.bin`, or `*.onnx`) is
 
 1. taken once it has arrived (`model_files`): its signature unchanged for `settle` seconds and the
    pair complete; a pair that stays incomplete for `incomplete_after` seconds, or is whole yet
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..jobs import FINAL, STORE_DIR, JobStore, Runner
-from ..model_files import Settle, arrival, content_hash, signature, walk
+from ..model_files import MODEL_ENDINGS, Settle, arrival, content_hash, files_of, signature, walk
 from ..private import private_file, private_folder
 from ..problems import CalibrationError, Problem
 from . import publish
@@ -100,7 +100,7 @@ class Inbox:
         seen: set[str] = set()
         policy = self.policy
         skip = (policy.outbox, policy.failed, publish.staging(policy.outbox), publish.staging(policy.failed))
-        for xml in walk(self.inbox, skip):
+        for xml in walk(self.inbox, skip, MODEL_ENDINGS):
             rel = xml.relative_to(self.inbox).as_posix()
             seen.add(rel)
             raw = signature(xml)
@@ -216,7 +216,8 @@ class Inbox:
         from ..checker import check_model
 
         name = row["name"]
-        errors = [p for p in check_model(xml) if p.severity == "error"]
+        # An ONNX model is checked by its worker, once converted (a conversion failure is its reason).
+        errors = [p for p in check_model(xml) if p.severity == "error"] if xml.suffix == ".xml" else []
         self.state.add_model(digest, name, rel, time.time())
         self.state.set_file(rel, hash=digest, state="processing")
         if errors:
@@ -257,7 +258,7 @@ class Inbox:
         snap = self._snapshot(digest)
         xml = self.inbox / rel
         snap_xml = snap / xml.name
-        if not (snap_xml.is_file() and snap_xml.with_suffix(".bin").is_file()):
+        if not all(f.is_file() for f in files_of(snap_xml)):
             shutil.rmtree(snap, ignore_errors=True)
             private_folder(self.work)
             try:

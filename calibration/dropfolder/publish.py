@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from ..model_files import signature
+from ..model_files import files_of, signature
 from ..problems import Problem
 from .policy import Policy
 from .state import stored_signature
@@ -27,8 +27,9 @@ MANIFEST = "drop.json"
 
 
 def entry_name(rel: str) -> str:
-    """`resnet/model.xml` -> `resnet__model`: one flat folder per model in the outbox."""
-    return rel.removesuffix(".xml").replace("/", "__").replace(os.sep, "__")
+    """`resnet/model.xml` (or `.onnx`) -> `resnet__model`: one flat folder per model in the outbox."""
+    stem, ext = os.path.splitext(rel)
+    return (stem if ext in (".xml", ".onnx") else rel).replace("/", "__").replace(os.sep, "__")
 
 
 def staging(box: Path) -> Path:
@@ -126,8 +127,8 @@ def remove_originals(original: Path, sig: str) -> bool:
     """Removes the dropped pair (`move = true`) unless it changed since `sig`: then it is a new drop."""
     if stored_signature(signature(original)) != sig:
         return False
-    original.unlink(missing_ok=True)
-    original.with_suffix(".bin").unlink(missing_ok=True)
+    for f in files_of(original):
+        f.unlink(missing_ok=True)
     return True
 
 
@@ -157,7 +158,7 @@ def _keep_source(stage: Path, original: Path, snapshot: Path | None) -> None:
     """A copy of the original pair in source/ (from the snapshot that was calibrated, if there is one)."""
     src = snapshot if snapshot is not None and (snapshot / original.name).is_file() else original.parent
     (stage / "source").mkdir(exist_ok=True)
-    for f in (original.name, original.with_suffix(".bin").name):
+    for f in (p.name for p in files_of(original)):
         if (src / f).is_file():
             shutil.copy2(src / f, stage / "source" / f)
 

@@ -9,6 +9,11 @@ the fonts (Debian's fonts-dejavu-core). Pages are drawn deterministically: 960x7
 DetResizeForTest (limit_type "min", 736) leaves as it is, with words in rows at random places, sizes,
 fonts and colours. A word's box spans its own ink across and its row's ascender-to-descender height
 down; words in a row stand 2-4 font sizes apart, so that DB sees one region per word, not a line.
+
+The segmentation reading (ocr_det-seg.calibration.toml) gets data/seg/{split}/: images/ (a link to the
+split's pages, the same files) and masks/ (0/255 PNGs drawn from the COCO boxes, so the pages stay as
+they are): each word box shrunk as DB's training target is (PaddleOCR's MakeShrinkMap, shrink ratio
+0.4: inset by area * (1 - 0.4^2) / perimeter on every side).
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ WIDTH, HEIGHT = 960, 736
 SPLITS = {"calibration": 40, "validation": 60, "heldout": 40}
 SEED = 736
 GENERATOR_VERSION = 1
+SHRINK_RATIO = 0.4  # PaddleOCR's MakeShrinkMap for DB (det_*.yml: shrink_ratio 0.4)
 
 
 def log(msg: str) -> None:
@@ -115,12 +121,58 @@ def build_data(force: bool) -> None:
     stamp.write_text(json.dumps({"fingerprint": fingerprint(), "splits": SPLITS}, indent=2) + "\n")
 
 
+def shrunk(box: list[int]) -> tuple[float, float, float, float] | None:
+    """DB's probability target for an axis-aligned word box [x, y, w, h]: the box inset by Vatti's
+    offset D = A (1 - r^2) / L, as (x0, y0, x1, y1); None when nothing is left (PaddleOCR ignores it)."""
+    x, y, w, h = box
+    d = w * h * (1 - SHRINK_RATIO ** 2) / (2 * (w + h))
+    if min(w, h) - 2 * d < 1:
+        return None
+    return x + d, y + d, x + w - d, y + h - d
+
+
+def build_masks(force: bool) -> None:
+    """data/seg/{split}/images (a link to the pages) and masks/ (shrunk word boxes, 0/255), from the JSON."""
+    from PIL import Image, ImageDraw
+
+    stamp = DATA / "seg" / "manifest.json"
+    made = {"pages": fingerprint(), "shrink_ratio": SHRINK_RATIO}
+    if not force and stamp.is_file() and json.loads(stamp.read_text()) == made:
+        log("data/seg up to date")
+        return
+    for split in SPLITS:
+        root = DATA / "seg" / split
+        coco = json.loads((DATA / f"{split}.json").read_text())
+        if root.exists():
+            shutil.rmtree(root)
+        (root / "masks").mkdir(parents=True)
+        (root / "images").symlink_to(Path("..", "..", split), target_is_directory=True)
+        boxes: dict[int, list] = {}
+        for a in coco["annotations"]:
+            boxes.setdefault(a["image_id"], []).append(a["bbox"])
+        for im in coco["images"]:
+            mask = Image.new("L", (im["width"], im["height"]), 0)
+            draw = ImageDraw.Draw(mask)
+            for b in filter(None, map(shrunk, boxes.get(im["id"], []))):
+                # Pixel centres inside the shrunk box (PIL's rectangle includes both ends).
+                x0, y0, x1, y1 = (int(np.ceil(b[0] - 0.5)), int(np.ceil(b[1] - 0.5)),
+                                  int(np.floor(b[2] - 0.5)), int(np.floor(b[3] - 0.5)))
+                if x1 >= x0 and y1 >= y0:
+                    draw.rectangle((x0, y0, x1, y1), fill=255)
+            tmp = root / "masks" / (Path(im["file_name"]).stem + ".tmp.png")
+            mask.save(tmp)
+            tmp.replace(root / "masks" / (Path(im["file_name"]).stem + ".png"))
+        log(f"data/seg/{split}: {len(coco['images'])} masks")
+    stamp.write_text(json.dumps(made, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--force", action="store_true", help="rebuild the model and the data")
     args = parser.parse_args()
     build_model(args.force)
     build_data(args.force)
+    build_masks(args.force)
 
 
 if __name__ == "__main__":

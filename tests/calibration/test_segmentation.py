@@ -107,3 +107,20 @@ def test_miou_has_no_interval_and_a_class_metric_on_masks_is_refused(project):
     project.write_text(project.read_text().replace('metric = "top1"', 'metric = "iou"')
                        .replace('kind = "segmentation"', 'kind = "images"'))
     assert "usage-dataset-mismatch" in {p.rule for p in check_spec(project)}
+
+
+def test_letterboxed_pictures_are_scored_on_their_own_pixels(project):
+    """8x16 pictures letterboxed into the 16x16 input (rows 4-11): the masks are matched to that band,
+    not stretched over the padding (which would shift every square by its row, and halve the IoU)."""
+    rng = np.random.default_rng(1)
+    data = project.parent / "data"
+    for i in range(24):
+        img = rng.integers(0, 60, (8, 16, 3), dtype=np.uint8)
+        y, x = rng.integers(0, 4), rng.integers(0, 11)
+        img[y:y + 5, x:x + 5, 0] = 230
+        mask = np.zeros((8, 16), np.uint8); mask[y:y + 5, x:x + 5] = 255
+        Image.fromarray(img).save(data / "images" / f"{i}.png")
+        Image.fromarray(mask).save(data / "masks" / f"{i}.png")
+    project.write_text(project.read_text() + '[preprocessing]\nletterbox = true\n')
+    res = calibrate(load_spec(project))
+    assert res["fp32"]["accuracy"] > 0.95 and res["drop_ci"] is not None
