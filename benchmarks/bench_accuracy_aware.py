@@ -24,8 +24,9 @@ import openvino as ov
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from int8wb.calibration import inspect_model, load_spec  # noqa: E402
+from int8wb.calibration import deployment, inspect_model, load_spec  # noqa: E402
 from int8wb.calibration.methods.accuracy_aware import calibrate_accuracy_aware  # noqa: E402
+from int8wb.calibration.conversion import ir_of  # noqa: E402
 from int8wb.calibration.custom_metrics import sample_of  # noqa: E402
 from int8wb.calibration.datasets import open_dataset  # noqa: E402
 from int8wb.calibration.evaluation import evaluate  # noqa: E402
@@ -69,7 +70,8 @@ def nncf_accuracy_control(fp32: ov.Model, cal, subset: list[int], val, val_idx: 
             tally.add(slot, np.array(compiled(val.load(i), share_inputs=False)[0]), sample_of(val, i), None)
         tallied = tally.finish()
         scores = tallied.scores
-        return (tallied.accuracy, list(scores)) if scores is not None and scores.ndim == 1 else tallied.accuracy
+        per_sample = isinstance(scores, np.ndarray) and scores.ndim == 1  # mAP: a resampling, not scores
+        return (tallied.accuracy, list(scores)) if per_sample else tallied.accuracy
 
     return quiet(nncf.quantize_with_accuracy_control, fp32, calibration, validation,
                  validation_fn=validation_fn, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
@@ -97,7 +99,9 @@ def main() -> None:
     spec.calibration.max_drop = args.max_drop
     if args.int8_float:
         spec.inference.int8_float_precision = args.int8_float
-    info = inspect_model(spec.model_path)
+    xml = ir_of(spec)  # an ONNX model is converted (once, cached) as the engine does
+    fixed = deployment.shapes(spec, inspect_model(xml))  # both methods run at the deployment shape
+    info = deployment.deployed(inspect_model(xml), fixed)
     cal = open_dataset(spec, info)
     val = open_dataset(spec, info, "validation")
     held = open_dataset(spec, info, "evaluation") if spec.evaluation else None
@@ -117,7 +121,7 @@ def main() -> None:
     print(f"model {info.path}: calibration {len(subset)}, validation {len(val_idx)}, max_drop {args.max_drop}")
 
     # --- ours
-    fp32 = read_model(core, str(spec.model_path))
+    fp32 = deployment.reshape(read_model(core, str(xml)), fixed, spec)
     t0 = time.perf_counter()
     base = evaluate(core.compile_model(fp32, spec.device, config_for(F32, spec.device)), val, val_idx, metric)
     outcome = calibrate_accuracy_aware(core, fp32, spec, cal, subset, (val, val_idx), metric, base, 0)
@@ -139,7 +143,7 @@ def main() -> None:
         return
 
     # --- NNCF
-    fp32 = read_model(core, str(spec.model_path))
+    fp32 = deployment.reshape(read_model(core, str(xml)), fixed, spec)
     t0 = time.perf_counter()
     theirs = nncf_accuracy_control(fp32, cal, subset, val, val_idx, metric, args.max_drop, len(subset))
     nncf_s = time.perf_counter() - t0
@@ -159,7 +163,7 @@ def main() -> None:
         figures[f"{name}_fq"] = sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
         if held is not None:
             h_idx = held.subset_indices()
-            f_h = evaluate(core.compile_model(read_model(core, str(spec.model_path)), spec.device,
+            f_h = evaluate(core.compile_model(deployment.reshape(read_model(core, str(xml)), fixed, spec), spec.device,
                                               config_for(F32, spec.device)), held, h_idx, metric).accuracy
             figures[f"{name}_heldout_drop"] = degradation(metric, f_h, evaluate(compiled, held, h_idx, metric).accuracy)[0]
     print(f"speed: {args.rounds} alternating rounds of {args.speed_seconds:g} s each")
