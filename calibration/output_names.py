@@ -66,11 +66,9 @@ def taken_by(spec_path: Path, result: Path) -> Path | None:
     """The other, still existing spec whose result is at `result` (None: free for `spec_path`).
     A byte-identical copy of this spec asks for the same calibration: its set is not another's."""
     other = writer(result)
-    if other is None or other == spec_path or not other.is_file():
+    if other is None or not other.is_file() or same_file(other, spec_path):
         return None
     try:
-        if os.path.samefile(other, spec_path) or read_bytes(other, TEXT_LIMIT) == read_bytes(spec_path, TEXT_LIMIT):
-            return None
+        return None if read_bytes(other, TEXT_LIMIT) == read_bytes(spec_path, TEXT_LIMIT) else other
     except OSError:
         return None
-    return other

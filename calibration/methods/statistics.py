@@ -6,7 +6,7 @@ several requests busy on a model compiled for throughput (same strict f32 precis
 each sample's outputs in sample order, exactly as its own loop would: the statistics, and so the INT8
 model, are bit-identical (tested). The swap relies on NNCF internals; `unsupported()` checks them
 first and NNCF's own loop runs whenever they do not match (a newer NNCF), or for stateful models.
-As in evaluation.py, OpenVINO gets no Python callback: requests take samples in turn.
+Requests take samples in turn (in_turn.py): OpenVINO gets no Python callback.
 """
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ from typing import Iterator
 
 import numpy as np
 import openvino as ov
+
+from ..in_turn import run_in_turn
+from .. import in_turn
 
 log = logging.getLogger("int8wb")
 
@@ -96,11 +99,8 @@ def _collect(self, model: ov.Model, graph, fallback) -> None:
     compiled = ov.Core().compile_model(with_outputs, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
                                                              "PERFORMANCE_HINT": "THROUGHPUT"})
     names = [list(o.get_names()) for o in compiled.outputs]
-    requests = [compiled.create_infer_request()
-                for _ in range(max(2, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))))]
 
-    def register(request: ov.InferRequest) -> None:
-        request.wait()
+    def take(k: int, request: ov.InferRequest) -> None:
         outputs = {}
         for i, tensor_names in enumerate(names):
             value = np.array(request.get_output_tensor(i).data, copy=True)  # the request is reused
@@ -108,20 +108,7 @@ def _collect(self, model: ov.Model, graph, fallback) -> None:
                 outputs[name] = value
         self._register_statistics(self._process_outputs(outputs), merged)
 
-    started = 0
-    try:
-        for data in islice(self.dataset.get_inference_data(), self._get_iterations_number()):
-            if started >= len(requests):
-                register(requests[started % len(requests)])
-            requests[started % len(requests)].start_async(data, share_inputs=False)
-            started += 1
-        for k in range(max(0, started - len(requests)), started):
-            register(requests[k % len(requests)])
-    except BaseException:
-        for request in requests[:started]:
-            with contextlib.suppress(RuntimeError):
-                request.wait()
-        raise
-    if started == 0:
+    data = islice(self.dataset.get_inference_data(), self._get_iterations_number())
+    if run_in_turn(compiled, data, take, max(2, in_turn.in_flight(compiled))) == 0:
         raise nncf.ValidationError("Calibration dataset must not be empty.")
     return None
