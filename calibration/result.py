@@ -207,6 +207,8 @@ class Search(_Record):
     untried_groups: int = Field(description="FP32 groups not yet tried back in INT8 when it stopped")
     ranked_groups: int
     repeats_avoided: int = Field(0, description="Validations asked for a layer set already measured: none is run twice")
+    ranked_on: str = Field("this process", description="Where the ranking probes ran: `this process`, or `ray` "
+                                                        "(one task per probe, when the job runs on a Ray cluster)")
 
 
 class AccuracyAwareRecord(_Record):

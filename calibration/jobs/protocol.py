@@ -27,14 +27,17 @@ class ProtocolError(ValueError):
 @dataclass(frozen=True)
 class Calibrate:
     """Run `workflow.calibrate` on the spec; `trust` runs the spec's custom metric. `journal`: where
-    the outputs' commit is journalled, for the runner to read if the worker dies (`commit.commit_set`)."""
+    the outputs' commit is journalled, for the runner to read if the worker dies (`commit.commit_set`).
+    `probes`: the address of the Ray cluster running the job, where AccuracyAware's ranking probes fan out."""
     spec: str
     trust: bool = False
     journal: str | None = None
+    probes: str | None = None
 
     def argv(self) -> list[str]:
         return ["calibrate", *(["--trust"] if self.trust else []),
-                *([f"--journal={self.journal}"] if self.journal else []), "--", self.spec]
+                *([f"--journal={self.journal}"] if self.journal else []),
+                *([f"--probes={self.probes}"] if self.probes else []), "--", self.spec]
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("spec")
     c.add_argument("--trust", action="store_true")
     c.add_argument("--journal")
+    c.add_argument("--probes")
     m = sub.add_parser("compare", help="measure two IR models side by side")
     m.add_argument("a")
     m.add_argument("b")

@@ -32,6 +32,7 @@ Nothing imports ray until a `RayBackend` is made (the `int8-workbench[ray]` extr
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -211,6 +212,8 @@ class RayBackend:
             self.connect()
         except CalibrationError as exc:  # the runner fails the job with it
             raise OSError(str(exc)) from None
+        if isinstance(request, protocol.Calibrate):  # its AccuracyAware probes fan out on the same cluster
+            request = dataclasses.replace(request, probes=self.ray.get_runtime_context().gcs_address)
         return RayHandle(self, job, request, log, cwd)
 
     def __str__(self) -> str:

@@ -5,6 +5,7 @@ process loads OpenVINO and NNCF, so a crash, an OOM kill or a cancel ends it and
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -23,6 +24,10 @@ def calibrate(request: Calibrate, send: Send) -> dict:
     from ..workflow import calibrate as run
 
     spec = load_spec(request.spec)
+    if request.probes:
+        from ..methods.probes import join
+
+        join(request.probes)
     return run(spec, progress=lambda pct, phase: send(Progress(pct, phase)), trust_custom_metrics=request.trust,
                journal=Path(request.journal) if request.journal else None)
 
@@ -64,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{sys.argv[0]}: {exc}", file=sys.stderr)
         return 2
     if isinstance(request, Calibrate):  # trust is given from outside the workspace: the flag or INT8WB_TRUST
-        request = Calibrate(request.spec, trusted(request.trust), request.journal)
+        request = dataclasses.replace(request, trust=trusted(request.trust))
     # Our protocol owns the real stdout; everything else (OpenVINO, NNCF, print) goes to stderr.
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)

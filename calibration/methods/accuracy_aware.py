@@ -18,6 +18,7 @@ pretend; when the give-back pass runs out of validations, the result says the an
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -32,6 +33,8 @@ from ..datasets import Dataset
 from ..evaluation import Evaluation, evaluate
 from ..gate import within
 from .nncf import Feed, nncf_settings, quantize
+from .probes import where_to_probe
+from .ranking import rank
 from ..metrics import Metric, degradation
 from ..problems import Cancelled
 from ..runtime import INT8, config_for
@@ -151,44 +154,6 @@ def revert(model: ov.Model, names: set[str], biases: dict[str, np.ndarray] | Non
     return copy
 
 
-def rank(core: ov.Core, fp32: ov.Model, quantized: ov.Model, biases: dict[str, np.ndarray], device: str,
-         int8_config: dict, dataset: Dataset, samples: list[int], progress: Callable[[float], None] | None = None,
-         cancel: Callable[[], bool] | None = None) -> list[tuple[list[str], list[str], float]]:
-    """(layer names, their types, sensitivity) of every group of quantized layers (see `_groups`),
-    most sensitive first.
-
-    Sensitivity = how much closer to the FP32 model's output the whole model gets when only this
-    group returns to FP32, on the samples INT8 hurt most. Measured at the output, because a
-    layer's own error says little about what it does downstream (depthwise convolutions with
-    near-zero outputs have huge relative errors and no effect). One compile + a few inferences
-    per group, against NNCF's full re-validation per quantizer group."""
-    loaded = {i: dataset.load(i) for i in sorted(samples)}  # in file order: a compressed npz streams forward
-    inputs = [loaded[i] for i in samples]
-    reference = _outputs(core.compile_model(fp32, device, config_for("fp32_f32", device)), inputs)
-
-    def distance(model: ov.Model) -> float:
-        got = _outputs(core.compile_model(model, device, int8_config), inputs)
-        return float(np.mean([np.sum((g - r) ** 2) / (np.sum(r ** 2) + 1e-12) for g, r in zip(got, reference)]))
-
-    start = distance(revert(quantized, set()))
-    types = {op.get_friendly_name(): op.get_type_name() for op in _units(quantized)}
-    groups = _groups(quantized)
-    scored = []
-    for n, group in enumerate(groups):
-        if cancel and cancel():
-            raise Cancelled()
-        removed = (start - distance(revert(quantized, set(group), biases))) / (start + 1e-12)
-        scored.append((group, [types[g] for g in group], removed))
-        if progress:
-            progress((n + 1) / len(groups))
-    return sorted(scored, key=lambda s: -s[2])
-
-
-def _outputs(compiled: ov.CompiledModel, inputs: list[dict]) -> list[np.ndarray]:
-    request = compiled.create_infer_request()
-    return [np.array(request.infer(x, share_inputs=False)[0], dtype=np.float64) for x in inputs]
-
-
 def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset: Dataset, subset: list[int],
                              validation: tuple[Dataset, list[int]], metric: Metric, baseline: Evaluation,
                              out: int, progress: Callable[[float], None] | None = None,
@@ -225,6 +190,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
         return row
 
     ranked: list[tuple[list[str], list[str], float]] = []
+    where = None  # the ranking's probes: in this process, or on the job's Ray cluster
     cost: dict[str, int] = {}       # multiply-adds per layer
     group_macs: list[int] = []      # ... and per ranked group
     first = measure([])
@@ -234,8 +200,11 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
         damage = stats.per_sample_drops(baseline.scores, first["scores"], metric.higher_is_better)
         order = [val_idx[i] for i in np.argsort(-damage, kind="stable")[:RANKING_SAMPLES]] if damage is not None \
             else val_idx[:RANKING_SAMPLES]  # a metric without per-sample scores: the first samples
-        ranked = rank(core, fp32, quantized, biases, spec.device, int8_config, val_ds, order,
-                      lambda f: say(0.45 + 0.3 * f), cancel)
+        groups, where = _groups(quantized), where_to_probe()
+        types = {op.get_friendly_name(): op.get_type_name() for op in _units(quantized)}
+        ranked = [(groups[g], [types[n] for n in groups[g]], score) for g, score in
+                  rank(core, fp32, quantized, groups, functools.partial(revert, biases=biases), spec.device,
+                       int8_config, val_ds, order, lambda f: say(0.45 + 0.3 * f), cancel, where)]
         cost = layer_macs(core, fp32, val_ds.load(val_idx[0]), {n for g, _, _ in ranked for n in g})
         group_macs = [sum(cost.get(n, 0) for n in g) for g, _, _ in ranked]
         say(0.75)
@@ -282,7 +251,8 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
                                           f"{score:.1%} of the output error"})
     say(1.0)
     search = {"cut_short": untried > 0, "validations": len(probes), "max_validations": MAX_VALIDATIONS,
-              "untried_groups": untried, "ranked_groups": len(ranked), "repeats_avoided": repeats[0]}
+              "untried_groups": untried, "ranked_groups": len(ranked), "repeats_avoided": repeats[0],
+              "ranked_on": "ray" if where else "this process"}
     return Outcome(final, best["ok"], best["accuracy"], best["drop"], best["drop_relative"], fp32_layers,
                    len(_units(quantized)),
                    [{k: v for k, v in p.items() if k != "scores"} for p in probes], search)

@@ -285,6 +285,8 @@ export interface Search {
   ranked_groups: number;
   /** Validations asked for a layer set already measured: none is run twice */
   repeats_avoided?: number;
+  /** Where the ranking probes ran: `this process`, or `ray` (one task per probe, when the job runs on a Ray cluster) */
+  ranked_on?: string;
 }
 
 /** One variant's speed (benchmark_app style), over interleaved rounds (results since rounds). */
