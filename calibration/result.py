@@ -209,6 +209,8 @@ class Search(_Record):
     repeats_avoided: int = Field(0, description="Validations asked for a layer set already measured: none is run twice")
     ranked_on: str = Field("this process", description="Where the ranking probes ran: `this process`, or `ray` "
                                                         "(one task per probe, when the job runs on a Ray cluster)")
+    probes_on_cluster: int = Field(0, description="Ranking probes a Ray task answered (the job's own process "
+                                                  "takes the others, so a busy cluster never stalls it)")
 
 
 class AccuracyAwareRecord(_Record):

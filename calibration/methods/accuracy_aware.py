@@ -252,7 +252,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     say(1.0)
     search = {"cut_short": untried > 0, "validations": len(probes), "max_validations": MAX_VALIDATIONS,
               "untried_groups": untried, "ranked_groups": len(ranked), "repeats_avoided": repeats[0],
-              "ranked_on": "ray" if where else "this process"}
+              "ranked_on": "ray" if where else "this process", "probes_on_cluster": where.on_cluster if where else 0}
     return Outcome(final, best["ok"], best["accuracy"], best["drop"], best["drop_relative"], fp32_layers,
                    len(_units(quantized)),
                    [{k: v for k, v in p.items() if k != "scores"} for p in probes], search)

@@ -14,6 +14,7 @@ search are not: each one decides which layer set is measured next.
 from __future__ import annotations
 
 import tempfile
+from collections import deque
 from pathlib import Path
 from typing import Callable
 
@@ -63,28 +64,68 @@ def probe(ir: tuple[bytes, bytes], names: list[str], candidate: Candidate, devic
 
 
 class OnRay:
-    def __init__(self, ray):
-        self.ray = ray
+    """Probes as Ray tasks of one CPU, and this process probes too. The job's own task holds its CPUs
+    while it waits, so on a busy cluster the probe tasks may wait for CPUs that never come: this
+    process takes probes from the back of the list, then re-runs the newest probe still in flight,
+    so the ranking never waits on the cluster and never takes longer than in process.
+    `here=False`: every probe on the cluster (to test the tasks alone)."""
+
+    def __init__(self, ray, here: bool = True):
+        self.ray, self.here = ray, here
         self.task = ray.remote(probe).options(num_cpus=1, max_retries=2)
+        self.on_cluster = 0  # probes of the last ranking that a Ray task answered
 
     def distances(self, core: ov.Core, quantized: ov.Model, groups: list[list[str]], candidate: Candidate,
                   device: str, config: dict, inputs: list[dict], reference: list[np.ndarray],
                   progress: Callable[[float], None], cancel: Callable[[], bool] | None) -> list[float]:
-        ray = self.ray
+        ray, n = self.ray, len(groups)
         ir, data = ray.put(ir_bytes(quantized)), ray.put((inputs, reference))
-        refs = [self.task.remote(ir, group, candidate, device, config, data) for group in groups]
-        index = {ref: n for n, ref in enumerate(refs)}
+        window = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        todo = deque(range(n))  # nobody's yet: the cluster takes from the left, this process from the right
+        flying: dict = {}       # task -> probe index
         got: dict[int, float] = {}
-        waiting = list(refs)
+        self.on_cluster = 0
         try:
-            while waiting:
+            while len(got) < n:
                 if cancel and cancel():
                     raise Cancelled()
-                done, waiting = ray.wait(waiting, num_returns=1, timeout=0.5)
-                for ref in done:
-                    got[index[ref]] = ray.get(ref)
-                progress(len(got) / len(refs))
+                while len(flying) < window and todo and (len(todo) > 1 or not self.here):
+                    i = todo.popleft()
+                    flying[self.task.remote(ir, groups[i], candidate, device, config, data)] = i
+                for i, answer in self._finished(flying, 0 if self.here else 0.5):
+                    if answer is None:
+                        todo.append(i)  # the task failed: taken again
+                    else:
+                        got[i], self.on_cluster = answer, self.on_cluster + 1
+                progress(len(got) / n)
+                if len(got) == n or not self.here:
+                    continue
+                if todo:
+                    mine = todo.pop()
+                else:  # every probe left is in flight: run the newest (least likely started) here
+                    ref = next(reversed(flying))
+                    mine = flying.pop(ref)
+                    ray.cancel(ref, force=True)
+                got[mine] = distance(core, candidate(quantized, set(groups[mine])), device, config, inputs, reference)
         finally:
-            for ref in waiting:
+            for ref in flying:
                 ray.cancel(ref, force=True)
-        return [got[n] for n in range(len(refs))]
+        return [got[i] for i in range(n)]
+
+    def _finished(self, flying: dict, timeout: float) -> list[tuple[int, float | None]]:
+        """(probe index, its distance or None when the task failed) of the tasks done by now."""
+        if not flying:
+            return []
+        done, _ = self.ray.wait(list(flying), num_returns=1, timeout=timeout)
+        if done:
+            done, _ = self.ray.wait(list(flying), num_returns=len(flying), timeout=0)
+        answers = []
+        for ref in done:
+            i = flying.pop(ref)
+            try:
+                answers.append((i, self.ray.get(ref)))
+            except self.ray.exceptions.RayError:
+                if not self.here:
+                    raise
+                answers.append((i, None))
+        return answers

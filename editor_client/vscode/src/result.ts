@@ -287,6 +287,8 @@ export interface Search {
   repeats_avoided?: number;
   /** Where the ranking probes ran: `this process`, or `ray` (one task per probe, when the job runs on a Ray cluster) */
   ranked_on?: string;
+  /** Ranking probes a Ray task answered (the job's own process takes the others, so a busy cluster never stalls it) */
+  probes_on_cluster?: number;
 }
 
 /** One variant's speed (benchmark_app style), over interleaved rounds (results since rounds). */
