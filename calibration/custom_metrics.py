@@ -64,11 +64,15 @@ def sample_of(dataset: "Dataset", index: int) -> Sample:
 
 
 class Custom(Metric):
-    """A user's per-sample function `fn(output, label) -> float`."""
+    """A user's per-sample function `fn(output, label) -> float`. `fn.best`, when the function has it:
+    the best score one sample can have (AccuracyAware then stops validating a candidate once it
+    cannot pass, methods/rejection.py)."""
 
     def __init__(self, fn, name: str, higher_is_better: bool, needs_labels: bool, path: Path | None = None):
         self.fn, self.name, self.path = fn, name, path
         self.higher_is_better, self.needs_labels = higher_is_better, needs_labels
+        best = getattr(fn, "best", None)
+        self.best = float(best) if isinstance(best, (int, float)) and not isinstance(best, bool) else None
 
     def score(self, output, label, reference):
         return float(self.fn(output, label))

@@ -28,6 +28,7 @@ class Evaluation:
                                 # pairs (n, 2); None when the metric gives none (no interval then)
     references: list = field(default_factory=list)  # metric.reference() of each output
     warnings: list[Problem] = field(default_factory=list)
+    stopped_after: int = 0  # > 0: `hopeless` ended the pass after this many samples (accuracy: NaN)
 
     @property
     def size(self) -> int:
@@ -47,19 +48,29 @@ def output_index(compiled: ov.CompiledModel, name: str | None, spec_problem) -> 
 
 def evaluate(compiled: ov.CompiledModel, dataset: Dataset, indices: list[int], metric: Metric, *,
              output: int = 0, references: list | None = None, progress: Progress | None = None,
-             cancel: Callable[[], bool] | None = None) -> Evaluation:
-    """Runs every sample once; `references` (from the FP32 run) feed label-free metrics."""
+             cancel: Callable[[], bool] | None = None, order: list[int] | None = None,
+             hopeless: Callable[[np.ndarray, np.ndarray, int], bool] | None = None) -> Evaluation:
+    """Runs every sample once; `references` (from the FP32 run) feed label-free metrics. `order`:
+    the positions in `indices` to run, in that order (scores stay in `indices` order). A per-sample
+    metric's pass asks `hopeless(scores, seen, slot)` after each sample and ends when it says so."""
     n = len(indices)
+    order = list(range(n)) if order is None else order
     tally = metric.tally(n)
     step = max(1, n // 50)
+    per_sample = getattr(tally, "scores", None) if hopeless else None
+    seen = np.zeros(n, dtype=bool)
+    stopped = [0]
 
     def samples():
-        for i in indices:
+        for slot in order:
             if cancel and cancel():
                 raise Cancelled()
-            yield dataset.load(i)
+            if stopped[0]:
+                return
+            yield dataset.load(indices[slot])
 
-    def take(slot: int, request: ov.InferRequest) -> None:
+    def take(k: int, request: ov.InferRequest) -> None:
+        slot = order[k]
         out = np.array(request.get_output_tensor(output).data, copy=True)  # the request is reused
         try:
             tally.add(slot, out, sample_of(dataset, indices[slot]),
@@ -67,14 +78,19 @@ def evaluate(compiled: ov.CompiledModel, dataset: Dataset, indices: list[int], m
         except Exception as exc:  # noqa: BLE001  (the metric's own error, located in its file)
             source = dataset.entries[indices[slot]].source
             raise CalibrationError(metric_error(metric, exc, f"on sample {source}")) from None
-        if progress and (slot + 1) % step == 0:
-            progress((slot + 1) / n)
+        seen[slot] = True
+        if per_sample is not None and not stopped[0] and hopeless(per_sample, seen, slot):
+            stopped[0] = k + 1
+        if progress and (k + 1) % step == 0:
+            progress((k + 1) / n)
 
     try:
         run_in_turn(compiled, samples(), take)
     except InferenceFailed as exc:
-        source = dataset.entries[indices[exc.index]].source
+        source = dataset.entries[indices[order[exc.index]]].source
         raise CalibrationError(Problem(f"inference failed on sample {source}: {exc}")) from None
+    if stopped[0]:  # requests in flight when it stopped were still scored
+        return Evaluation(float("nan"), None, stopped_after=int(seen.sum()))
     tallied = tally.finish()
     if progress:
         progress(1.0)

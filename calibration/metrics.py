@@ -21,6 +21,7 @@ class Metric:
     needs_labels = True
     needs_reference = False  # compares with the FP32 model's outputs
     higher_is_better = True
+    best: float | None = None  # the best score one sample can have, when there is one (methods/rejection.py)
 
     def reference(self, output: np.ndarray):
         """The compact part of an FP32 output that later scores compare against."""
@@ -74,6 +75,8 @@ def _class_scores(output: np.ndarray) -> np.ndarray:
 
 
 class TopK(Metric):
+    best = 1.0
+
     def __init__(self, k: int):
         self.k = k
         self.name = "top1" if k == 1 else f"top{k}"
@@ -87,6 +90,7 @@ class TopK(Metric):
 
 class Agreement(Metric):
     name = "agreement"
+    best = 1.0
     needs_labels = False
     needs_reference = True
 

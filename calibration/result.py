@@ -97,6 +97,8 @@ class Probe(TypedDict):
     drop_relative: float
     drop_bound: NotRequired[float]
     ok: bool
+    stopped_after: NotRequired[int]  # the validation ended after this many samples: it could no longer pass;
+    # accuracy and drop are then the best the candidate could still have reached
 
 
 @with_config(_ROW)
@@ -209,6 +211,9 @@ class Search(_Record):
     repeats_avoided: int = Field(0, description="Validations asked for a layer set already measured: none is run twice")
     ranked_on: str = Field("this process", description="Where the ranking probes ran: `this process`, or `ray` "
                                                         "(one task per probe, when the job runs on a Ray cluster)")
+    stopped_early: int = Field(0, description="Validations ended as soon as their candidate could no longer pass "
+                                              "(a per-sample metric with a best score): same decisions, fewer samples")
+    samples_run: int = Field(0, description="Validation samples run over the whole search")
     probes_on_cluster: int = Field(0, description="Ranking probes a Ray task answered (the job's own process "
                                                   "takes the others, so a busy cluster never stalls it)")
 

@@ -34,9 +34,10 @@ def conv_net(channels: int = 3, classes: int = 4, seed: int = 0, fp16: bool = Fa
 OUTLIER = 400.0  # one feature scaled up: per-tensor INT8 steps then erase all the others
 
 
-def outlier_mlp(folder: Path) -> Path:
+def outlier_mlp(folder: Path, twice: bool = False) -> Path:
     """An MLP trained on scikit-learn's digits, rewritten so that FP32 is unchanged but the
-    input of its second MatMul holds one outlier feature: a real case where Default fails."""
+    input of its second MatMul holds one outlier feature: a real case where Default fails.
+    `twice`: the hidden layer holds an outlier unit too, so the logits MatMul fails as well."""
     from sklearn.datasets import load_digits
     from sklearn.neural_network import MLPClassifier
 
@@ -58,6 +59,12 @@ def outlier_mlp(folder: Path) -> Path:
     first = ops.matmul(spread, ops.constant(w1 / scale[:, None]), False, False)      # the outlier is its input
     first.set_friendly_name("hidden_matmul")
     hidden = ops.relu(ops.add(first, ops.constant(b1)))
+    if twice:  # the busiest hidden unit scaled up, the logits' weights scaled down: FP32 unchanged
+        scale2 = np.ones(len(b1), np.float32)
+        scale2[int(np.argmax(np.abs(w2).sum(axis=1)))] = OUTLIER
+        hidden = ops.matmul(hidden, ops.constant(np.diag(scale2)), False, False)
+        hidden.set_friendly_name("spread_hidden")
+        w2 = w2 / scale2[:, None]
     second = ops.matmul(hidden, ops.constant(w2), False, False)
     second.set_friendly_name("logits_matmul")
     logits = ops.add(second, ops.constant(b2))

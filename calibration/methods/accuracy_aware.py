@@ -35,6 +35,7 @@ from ..gate import within
 from .nncf import Feed, nncf_settings, quantize
 from .probes import where_to_probe
 from .ranking import rank
+from .rejection import Rejection
 from ..metrics import Metric, degradation
 from ..problems import Cancelled
 from ..runtime import INT8, config_for
@@ -42,6 +43,14 @@ from ..spec import Spec
 
 RANKING_SAMPLES = 16  # the validation samples INT8 hurt most; enough to order the layers
 MAX_VALIDATIONS = 40  # full validations in all; the give-back pass stops there
+EARLY_REJECTION = True  # end a validation once its candidate cannot pass (rejection.py): same answers, sooner
+STOPPED_COST = 0.25    # the least a validation ended early counts against the cap: its compile, mostly
+
+
+def spent(probes: list[dict], samples: int) -> float:
+    """Validations so far, in full validations: one ended early counts for the share of samples it ran
+    (at least STOPPED_COST), so the give-back pass tries more groups in the same time."""
+    return sum(max(STOPPED_COST, p["stopped_after"] / samples) if p.get("stopped_after") else 1.0 for p in probes)
 
 
 @dataclass
@@ -169,22 +178,32 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     biases = corrected_biases(fp32, quantized)
 
     seen: dict[frozenset, dict] = {}  # layer set -> its validation: the searches often meet again
+    rejection: list[Rejection] = []   # set once the all-INT8 validation says which samples to run first
+    samples_run = [0]
 
-    def measure(chosen: list[int]) -> dict:
-        """One full validation with the ranked groups `chosen` in FP32 (once per distinct layer set)."""
+    def measure(chosen: list[int], full: bool = False) -> dict:
+        """One validation with the ranked groups `chosen` in FP32 (once per distinct layer set), ended
+        early once the candidate cannot pass (methods/rejection.py) unless `full`."""
         if cancel and cancel():
             raise Cancelled()
         names = {n for g in chosen for n in ranked[g][0]}
-        if frozenset(names) in seen:
+        if frozenset(names) in seen and not (full and seen[frozenset(names)].get("stopped_after")):
             repeats[0] += 1
             return seen[frozenset(names)]
         compiled = core.compile_model(revert(quantized, names, biases), spec.device, int8_config)
-        ev = evaluate(compiled, val_ds, val_idx, metric, output=out, references=baseline.references, cancel=cancel)
-        drop, drop_rel = degradation(metric, baseline.accuracy, ev.accuracy)
-        ok, bound = accepts(spec, metric, baseline, ev)
+        early = rejection[0] if rejection and not full else None
+        ev = evaluate(compiled, val_ds, val_idx, metric, output=out, references=baseline.references, cancel=cancel,
+                      order=early.order if early else None, hopeless=early.hopeless if early else None)
+        samples_run[0] += ev.stopped_after or len(val_idx)
+        if ev.stopped_after:
+            accuracy, bound = early.condemned
+            ok, extra = False, {"stopped_after": ev.stopped_after}
+        else:
+            (ok, bound), accuracy, extra = accepts(spec, metric, baseline, ev), ev.accuracy, {}
+        drop, drop_rel = degradation(metric, baseline.accuracy, accuracy)
         row = {"groups": sorted(chosen), "fp32_layers": len(names), "macs": sum(cost.get(n, 0) for n in names),
-               "accuracy": ev.accuracy, "drop": drop, "drop_relative": drop_rel, "drop_bound": bound,
-               "ok": ok, "scores": ev.scores}
+               "accuracy": accuracy, "drop": drop, "drop_relative": drop_rel, "drop_bound": bound,
+               "ok": ok, **extra, "scores": ev.scores}
         probes.append(row)
         seen[frozenset(names)] = row
         return row
@@ -195,6 +214,9 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     group_macs: list[int] = []      # ... and per ranked group
     first = measure([])
     say(0.45)
+    judge = functools.partial(accepts, spec, metric, baseline)
+    early = Rejection(metric, baseline, Evaluation(first["accuracy"], first["scores"]), judge)
+    rejection = [early] if EARLY_REJECTION and early.order else []
     if not first["ok"]:
         # Rank on the samples INT8 got most wrong, where a layer's damage shows.
         damage = stats.per_sample_drops(baseline.scores, first["scores"], metric.higher_is_better)
@@ -225,6 +247,8 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
                 _search(affordable, lambda k: measure(useful[:k])["ok"], tick)
     passing = [p for p in probes if p["ok"]]
     best = min(passing, key=lambda p: (p["macs"], p["fp32_layers"])) if passing else min(probes, key=lambda p: p["drop"])
+    if best.get("stopped_after"):  # nothing passed: the best attempt, set aside, gets its real figures
+        best = measure(best["groups"], full=True)
     chosen = list(best["groups"])
     untried = 0
     if best["ok"]:
@@ -232,7 +256,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
         #    the least sensitive), keeping the change when the budget still holds.
         order = sorted(chosen, key=lambda g: (-group_macs[g], -g))
         for i, g in enumerate(order):
-            if len(probes) >= MAX_VALIDATIONS:
+            if spent(probes, len(val_idx)) >= MAX_VALIDATIONS:
                 untried = len(order) - i  # these may be passengers still: the answer is not minimal
                 break
             row = measure([c for c in chosen if c != g])
@@ -252,7 +276,8 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     say(1.0)
     search = {"cut_short": untried > 0, "validations": len(probes), "max_validations": MAX_VALIDATIONS,
               "untried_groups": untried, "ranked_groups": len(ranked), "repeats_avoided": repeats[0],
-              "ranked_on": "ray" if where else "this process", "probes_on_cluster": where.on_cluster if where else 0}
+              "ranked_on": "ray" if where else "this process", "probes_on_cluster": where.on_cluster if where else 0,
+              "stopped_early": sum(1 for p in probes if p.get("stopped_after")), "samples_run": samples_run[0]}
     return Outcome(final, best["ok"], best["accuracy"], best["drop"], best["drop_relative"], fp32_layers,
                    len(_units(quantized)),
                    [{k: v for k, v in p.items() if k != "scores"} for p in probes], search)

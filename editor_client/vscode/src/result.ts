@@ -238,6 +238,7 @@ export interface Probe {
   drop_relative: number;
   drop_bound?: number;
   ok: boolean;
+  stopped_after?: number;
 }
 
 /** A located problem (`calibration.problems.Problem`): here, a warning about the figures. */
@@ -287,6 +288,10 @@ export interface Search {
   repeats_avoided?: number;
   /** Where the ranking probes ran: `this process`, or `ray` (one task per probe, when the job runs on a Ray cluster) */
   ranked_on?: string;
+  /** Validations ended as soon as their candidate could no longer pass (a per-sample metric with a best score): same decisions, fewer samples */
+  stopped_early?: number;
+  /** Validation samples run over the whole search */
+  samples_run?: number;
   /** Ranking probes a Ray task answered (the job's own process takes the others, so a busy cluster never stalls it) */
   probes_on_cluster?: number;
 }
