@@ -15,11 +15,12 @@ import functools
 import io
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from int8wb.calibration import CalibrationError, load_spec
+from int8wb.calibration import CalibrationError, Problem, load_spec
 from int8wb.calibration.spec import SPEC_SUFFIX
 
 if TYPE_CHECKING:
@@ -123,8 +124,21 @@ def on_cluster(spec, text: str | None, cluster: Backend) -> dict:
         job_spec.write_text(text, encoding="utf-8")
         result = calibrate_as_job(load_spec(job_spec), cluster, True, quiet, None, label=JOB_LABEL)
     except CalibrationError as exc:  # its problems name the spec the test asked for
-        raise CalibrationError([dataclasses.replace(p, path=str(spec.path)) if p.path == str(job_spec) else p
-                                for p in exc.problems]) from None
+        raise CalibrationError([as_asked(p, job_spec, spec.path) for p in exc.problems]) from None
     finally:
         job_spec.unlink(missing_ok=True)
     return {**result, "spec": str(spec.path)}
+
+
+def as_asked(problem: Problem, job_spec: Path, spec_path: Path) -> Problem:
+    """A problem of the hidden job spec, said of the spec the test asked for. In-process an
+    overridden spec replaces its file's own INT8 set; as a job it is another spec, and the engine
+    refuses to replace another spec's set (`output-taken`): say why, and the way out."""
+    if problem.path != str(job_spec):
+        return problem
+    if problem.rule == "output-taken":
+        return dataclasses.replace(
+            problem, path=str(spec_path),
+            message=f"with --int8-ray a spec with overrides runs as a spec file of its own: {problem.message}",
+            fix='give the overrides an output folder of their own, e.g. output={"dir": "calibrated/overridden"}')
+    return dataclasses.replace(problem, path=str(spec_path))

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from int8wb.calibration.jobs import JobStore
+from conftest import copy_example
 from test_pytest_plugin import PLUGIN, quick_example
 
 pytest_plugins = ["pytester"]
@@ -141,3 +143,25 @@ def test_a_bad_cpu_count_in_the_ini_names_the_file_and_key(pytester):
     run = pytester.runpytest_subprocess(*PLUGIN, "--int8", "--collect-only")
     assert run.ret == pytest.ExitCode.USAGE_ERROR
     run.stderr.fnmatch_lines([f"*{ini}: int8_ray_cpus = 'many': not a positive number of CPUs*"])
+
+
+def test_an_overridden_spec_as_a_job_is_said_of_the_spec_asked_for(tmp_path):
+    """The fixture's hidden job spec, run through the same path with local workers (no cluster):
+    a refusal names the spec file the test asked for, says why, and the hidden copy is gone."""
+    from int8wb.calibration import CalibrationError, load_spec
+    from int8wb.calibration.jobs.backend import LocalBackend
+    from int8wb.editor_client.gate_state import on_cluster
+
+    spec = copy_example(tmp_path)
+    out = spec.parent / "calibrated"
+    out.mkdir()
+    (out / "model.int8.json").write_text(json.dumps({"spec": str(spec)}))  # the file's own INT8 set
+    text = spec.read_text().replace("duration = 0.3", "duration = 0.2")
+    with pytest.raises(CalibrationError) as raised:
+        on_cluster(load_spec(spec, text=text), text, LocalBackend(sys.executable))
+    problem = raised.value.problems[0]
+    assert (problem.path, problem.rule) == (str(spec), "output-taken")
+    assert problem.message.startswith("with --int8-ray a spec with overrides runs as a spec file of its own: "
+                                      "model.int8.json in 'calibrated' holds the result of another spec")
+    assert 'output={"dir": ' in problem.fix
+    assert not list(spec.parent.glob(".*.int8-ray"))
