@@ -79,7 +79,7 @@ def project(root: Path) -> Path:
     return spec
 
 
-@pytest.mark.slow  # four calibrations and two inner pytest runs: about 90 s on 2 busy cores
+@pytest.mark.slow  # four calibrations and two inner pytest runs: 75–150 s on 2 busy cores
 def test_the_gate_on_ray_gives_the_local_verdicts_and_int8_models(pytester, ray_cluster, monkeypatch):
     """The same project twice: calibrated in the pytest process, then as jobs on the cluster
     (`int8_ray` in the ini file). Two copies, since one spec's cached result would serve both; their
