@@ -21,8 +21,10 @@ MAX_LINES = 400
 FORBIDDEN = {
     "calibration": ("int8wb.daemon", "int8wb.editor_client", "pygls", "lsprotocol", "pytest", "rich"),
     "daemon": ("int8wb.editor_client", "openvino", "nncf"),
-    "editor_client/cli": ("int8wb.daemon", "int8wb.editor_client.pytest_plugin", "pygls", "lsprotocol"),
-    "editor_client/pytest_plugin.py": ("int8wb.daemon", "int8wb.editor_client.cli", "pygls", "lsprotocol"),
+    "editor_client/cli": ("int8wb.daemon", "int8wb.editor_client.pytest_plugin", "int8wb.editor_client.gate_items",
+                          "int8wb.editor_client.gate_state", "pygls", "lsprotocol"),
+    **{f"editor_client/{plugin}.py": ("int8wb.daemon", "int8wb.editor_client.cli", "pygls", "lsprotocol")
+       for plugin in ("pytest_plugin", "gate_items", "gate_state")},
 }
 # (module, import) -> why this one crossing is allowed
 ALLOWED = {("calibration/methods/nncf.py", "rich"): "NNCF draws its progress bars on rich's global console; "

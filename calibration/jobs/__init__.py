@@ -3,7 +3,8 @@
 No editor protocol here: the language-server daemon, `int8wb jobs` and a drop-folder watcher all use
 the same store and runner. Rooms: store.py (rows, who owns each job), lease.py (who is alive),
 runner.py (launching and watching workers), backend.py (where a worker runs: a child process),
-ray_backend.py (or a Ray task; imports ray only when used), ending.py (what a job's row says when
+ray_backend.py (or a Ray task; imports ray only when used), as_job.py (one calibration as a job,
+waited for: `int8wb calibrate --ray`, `pytest --int8-ray`), ending.py (what a job's row says when
 it ends), worker.py (the process that runs one job), protocol.py (the only runner<->worker contract).
 The worker module is not imported here: `python -m …jobs.worker` must find it unloaded.
 """

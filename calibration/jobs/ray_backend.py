@@ -218,3 +218,14 @@ class RayBackend:
 
     def __str__(self) -> str:
         return f"Ray ({self.address or 'connected'})"
+
+
+def join(address: str | None, num_cpus: float = 1.0, retries: int = 1) -> RayBackend:
+    """A `RayBackend` connected now, with this process's SIGTERM handler kept: ray.init installs one
+    that exits at once, and a front end's own (`int8wb calibrate`) cancels its jobs first. Raises
+    CalibrationError when there is no cluster to join."""
+    ours = signal.getsignal(signal.SIGTERM)
+    backend = RayBackend(address, num_cpus=num_cpus, retries=retries)
+    if threading.current_thread() is threading.main_thread() and callable(ours):
+        signal.signal(signal.SIGTERM, ours)
+    return backend

@@ -14,7 +14,7 @@ from int8wb.calibration.deployment import describe
 from int8wb.calibration.inspection import pretty_shape
 from int8wb.calibration.trust import trusted
 
-from .cluster import backend, calibrate_as_job
+from .cluster import backend
 from .console import err, out, print_table, progress_columns
 
 
@@ -77,7 +77,9 @@ def cmd_calibrate(args) -> int:
         try:
             with contextlib.redirect_stdout(sys.stderr):
                 trust = trusted(args.trust, folder=spec.path.parent)
-                if cluster is not None:
+                if cluster is not None:  # a job on the cluster, as the pytest gate's --int8-ray runs it
+                    from int8wb.calibration.jobs.as_job import calibrate_as_job
+
                     result = calibrate_as_job(spec, cluster, trust, progress, deadline)
                 else:
                     result = calibrate(spec, progress=progress, trust_custom_metrics=trust,

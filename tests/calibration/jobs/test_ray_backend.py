@@ -35,6 +35,7 @@ def outputs(spec: Path) -> list[str]:
 
 def test_nothing_imports_ray_unless_asked():
     code = ("import sys, int8wb.calibration.jobs, int8wb.calibration.jobs.ray_backend, int8wb.editor_client.cli, "
+            "int8wb.calibration.jobs.as_job, int8wb.editor_client.pytest_plugin, int8wb.editor_client.gate_state, "
             "int8wb.calibration.dropfolder, int8wb.daemon.server; sys.exit('ray' in sys.modules)")
     assert subprocess.run([sys.executable, "-I", "-c", code]).returncode == 0
 
