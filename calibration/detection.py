@@ -53,8 +53,8 @@ class DetectionTally:
         if matches is None:
             return Tallied(float("nan"), None, [None] * n)
         name = self.metric.name
-        return Tallied(matches.value(name), Resampled(n, lambda rows: np.array(
-            [matches.resampled(np.bincount(row, minlength=n), name) for row in rows])), [None] * n)
+        return Tallied(matches.value(name), Resampled.weighted(n, lambda counts: np.array(
+            [matches.resampled(row, name) for row in counts])), [None] * n)
 
 
 def mean_average_precision(truth: list[Boxes], found: list[Detections], name: str, max_detections: int) -> float:
