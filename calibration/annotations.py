@@ -1,5 +1,7 @@
-"""Object detection annotations: a COCO instances JSON, or one Pascal VOC XML file per image, read into
-the boxes of each image. Every error names the file and the key (and the line, where the format says).
+"""Object detection annotations: a COCO instances JSON, or one Pascal VOC XML file per image (a folder of
+images and one of XML files, or a VOCdevkit year folder whose ImageSets/Main/<split>.txt lists the images),
+read into the boxes of each image. Every error names the file and the key (and the line, where the format
+says).
 
 Class indices follow `classes` when the spec gives it (the model's order), else COCO's categories by id
 (COCO's 80 classes in the order detectors are trained on) or VOC's names sorted (VOC's 20 classes in
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .guarded import XML_LIMIT, read_bytes
+from .guarded import TEXT_LIMIT, XML_LIMIT, read_bytes
 from .problems import CalibrationError, Problem
 
 
@@ -34,7 +36,7 @@ class Boxes:
         return f"Boxes(image_id={self.image_id}, size={self.size}, objects={len(self.boxes)})"
 
 
-def _fail(path: Path, key: str, message: str, line: int | None = None, fix: str | None = None):
+def _fail(path: Path, key: str | None, message: str, line: int | None = None, fix: str | None = None):
     raise CalibrationError(Problem(message, path=str(path), line=line, key=key, rule="dataset-format", fix=fix))
 
 
@@ -134,6 +136,39 @@ def read_voc(folder: Path, images: list[Path], classes: list[str] | None) -> tup
                 size = (im.size[1], im.size[0])
         out.append((str(image), _boxes(image_id, size, [(*o[1:5], index[o[0]], o[5]) for o in objs])))
     return out, list(index)
+
+
+VOC_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # JPEGImages/ holds .jpg; other trees reuse the layout
+
+
+def voc_split(listing: Path, images: Path, xml: Path) -> list[Path]:
+    """The images a VOCdevkit ImageSets/Main/<split>.txt lists (one image id a line), in its order; an
+    id without its image in `images` or its XML file in `xml` is an error at its line."""
+    try:
+        text = read_bytes(listing, TEXT_LIMIT).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(listing, None, f"cannot read the split list: {exc}")
+    found, seen = [], {}
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 1:  # e.g. a class's list (`id 1`/`id -1`) instead of the split's
+            _fail(listing, None, f"expected one image id, got {line.strip()!r:.60}", line=number,
+                  fix="set split to a list of ids alone (ImageSets/Main/<split>.txt, not <class>_<split>.txt)")
+        name = fields[0]
+        if name in seen:
+            _fail(listing, None, f"image id {name} is listed twice (first at line {seen[name]})", line=number)
+        seen[name] = number
+        image = next((images / (name + s) for s in VOC_IMAGE_SUFFIXES if (images / (name + s)).is_file()), None)
+        if image is None:
+            _fail(listing, None, f"image {name} not found: no {name}.jpg in {images}", line=number,
+                  fix="list only the images the VOCdevkit folder holds")
+        if not (xml / f"{name}.xml").is_file():
+            _fail(listing, None, f"annotation {name}.xml not found in {xml}", line=number,
+                  fix="list only the images that have their VOC XML file")
+        found.append(image)
+    return found
 
 
 def _voc_objects(xml: Path) -> tuple[tuple[int, int] | None, list[tuple]]:

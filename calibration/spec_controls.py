@@ -1,18 +1,28 @@
 """The spec's calibration controls beyond the method: what NNCF lets a practitioner steer (ignored
 scope, range estimators, per-channel weights, SmoothQuant). `spec.CalibrationSpec` holds them.
-Also the [accuracy] keys of object detection (how boxes are read from an output): `spec.AccuracySpec`
-builds on them."""
+Also the [accuracy] keys of object detection (how boxes are read from an output): `accuracy_spec.AccuracySpec`
+builds on them; and what every spec table shares (`Table`, `PathText`)."""
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 
 class Table(BaseModel):
     """A spec table: unknown keys are errors, defaults are validated too."""
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def no_nul(value: str) -> str:
+    if "\0" in value:
+        raise PydanticCustomError("nul_in_path", "a path cannot contain a NUL character")
+    return value
+
+
+PathText = Annotated[str, AfterValidator(no_nul)]  # a file or folder name the spec gives
 
 
 class Subgraph(Table):
