@@ -31,6 +31,9 @@ class Boxes:
     ignore: np.ndarray          # [N] crowd or difficult
     input_size: tuple[int, int] | None = None             # the model input's (height, width)
     placement: tuple[float, float, int, int] = (1.0, 1.0, 0, 0)  # see ImagePreprocessor.placement
+    # per object, COCO's segmentation polygons ([x1, y1, x2, y2, ...] each, original pixels) or None
+    # (a bbox alone, or a crowd's RLE): rotated boxes are scored against them; None: no object has any
+    polygons: tuple | None = None
 
     def __repr__(self) -> str:
         return f"Boxes(image_id={self.image_id}, size={self.size}, objects={len(self.boxes)})"
@@ -93,7 +96,7 @@ def read_coco(json_path: Path, images: Path, classes: list[str] | None) -> tuple
             _fail(json_path, f"{where}.category_id", f"category {cat} is not in categories")
         crowd = _get(json_path, ann, "iscrowd", where, int, optional=True, default=0)
         found.setdefault(image_id, []).append((box[0], box[1], box[0] + box[2], box[1] + box[3],
-                                               index[by_id[cat]], bool(crowd)))
+                                               index[by_id[cat]], bool(crowd), _polygons(json_path, ann, where)))
     out, ids = [], set()
     for i, img in enumerate(listed["images"]):
         where = f"images[{i}]"
@@ -113,10 +116,24 @@ def read_coco(json_path: Path, images: Path, classes: list[str] | None) -> tuple
     return out, list(index)
 
 
+def _polygons(path: Path, ann: dict, where: str) -> tuple | None:
+    """An annotation's segmentation polygons; None without them (an RLE, a crowd's, is not a polygon)."""
+    shapes = ann.get("segmentation")
+    if shapes is None or isinstance(shapes, dict) or shapes == []:
+        return None
+    if not isinstance(shapes, list) or not all(
+            isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p) for p in shapes):
+        _fail(path, f"{where}.segmentation", f"expected polygons [[x1, y1, x2, y2, x3, y3, ...], ...] (3 points "
+                                             f"or more) or an RLE object, got {shapes!r:.80}")
+    return tuple(tuple(float(v) for v in p) for p in shapes)
+
+
 def _boxes(image_id: int, size: tuple[int, int], rows: list) -> Boxes:
     table = np.asarray([r[:4] for r in rows], np.float64).reshape(-1, 4)
+    polygons = tuple(r[6] if len(r) > 6 else None for r in rows)
     return Boxes(image_id, size, table, np.asarray([r[4] for r in rows], np.int64),
-                 np.asarray([r[5] for r in rows], bool))
+                 np.asarray([r[5] for r in rows], bool), polygons=polygons if any(polygons) else None)
 
 
 def read_voc(folder: Path, images: list[Path], classes: list[str] | None) -> tuple[list[tuple[str, Boxes]], list[str]]:

@@ -91,3 +91,16 @@ class DetectionControls(Table):
                                                        "perimeter on every side), as DBNet was trained")
     min_size: float = Field(3.0, ge=0, description="db: regions whose shorter side (in output pixels) is below "
                                                    "it are dropped")
+    boxes: Literal["axis-aligned", "rotated"] = Field(
+        "axis-aligned", description="db: rotated: each text region's minimum-area rectangle, grown by unclip_ratio, "
+                                    "as PaddleOCR's DBPostProcess gives it (a quadrilateral), scored by polygon IoU "
+                                    "against the ground truth's COCO segmentation polygons (else its bbox); "
+                                    "axis-aligned: the regions' upright boxes, scored by box IoU")
+
+    @field_validator("boxes")
+    @classmethod
+    def _rotated_from_db(cls, value, info):
+        if value == "rotated" and info.data.get("decoder", "db") != "db":  # a bad decoder is its own error
+            raise PydanticCustomError("rotated_needs_db", "rotated boxes are read from a text probability map: "
+                                      "decoder = \"db\" (ssd and yolo give axis-aligned boxes)")
+        return value
