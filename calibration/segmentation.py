@@ -86,9 +86,9 @@ class SegmentationTally:
     def __init__(self, metric: Segmentation, samples: int):
         self.metric = metric
         self.pairs = np.zeros((samples, 2), dtype=np.float64)  # iou, pixel_accuracy: per sample
-        # miou: per sample, per class (index = class), as long as that sample's largest class
-        self.inter: list[np.ndarray] = [np.zeros(0)] * samples
-        self.union: list[np.ndarray] = [np.zeros(0)] * samples
+        # miou: per sample, the classes in its prediction or mask with their intersection and union
+        # (sparse: a 16-bit mask's class values may reach 65535)
+        self.counts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [(np.zeros(0, np.int64),) * 3] * samples
 
     def add(self, slot: int, output: np.ndarray, sample, reference) -> None:
         pred = prediction(output, self.metric.threshold)
@@ -104,14 +104,14 @@ class SegmentationTally:
             pred, mask = pred.ravel(), mask.ravel()
             classes = int(max(pred.max(initial=0), mask.max(initial=0))) + 1
             inter = np.bincount(pred[pred == mask], minlength=classes)
-            self.inter[slot] = inter.astype(np.float64)
-            self.union[slot] = (np.bincount(pred, minlength=classes) + np.bincount(mask, minlength=classes)
-                                - inter).astype(np.float64)
+            union = np.bincount(pred, minlength=classes) + np.bincount(mask, minlength=classes) - inter
+            present = np.flatnonzero(union)
+            self.counts[slot] = (present, inter[present], union[present])
 
     def finish(self) -> Tallied:
         n = len(self.pairs)
         if self.metric.name == "miou":
-            inter, union = (table(rows) for rows in (self.inter, self.union))
+            inter, union = table(self.counts)
             value = float(mean_iou(inter.sum(0)[None], union.sum(0)[None])[0])
             return Tallied(value, Resampled.weighted(n, lambda counts: mean_iou(counts @ inter, counts @ union)),
                            [None] * n)
@@ -120,12 +120,15 @@ class SegmentationTally:
         return Tallied(value, self.pairs, [None] * n)
 
 
-def table(rows: list[np.ndarray]) -> np.ndarray:
-    """Per-sample per-class counts of uneven lengths as one [samples, classes] table."""
-    out = np.zeros((len(rows), max((len(r) for r in rows), default=0)))
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = r
-    return out
+def table(counts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's (classes, intersections, unions) as [samples, classes] tables of intersection
+    and union, a column per class any sample has."""
+    classes = np.unique(np.concatenate([c for c, _, _ in counts])) if counts else np.zeros(0, np.int64)
+    inter, union = np.zeros((len(counts), len(classes))), np.zeros((len(counts), len(classes)))
+    for i, (c, a, b) in enumerate(counts):
+        column = np.searchsorted(classes, c)
+        inter[i, column], union[i, column] = a, b
+    return inter, union
 
 
 def mean_iou(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
