@@ -2,6 +2,8 @@
 cases, and a tiny segmentation net calibrated end to end with its intervals."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import openvino as ov
 import pytest
@@ -10,6 +12,7 @@ from PIL import Image
 
 from int8wb.calibration import CalibrationError, load_spec
 from int8wb.calibration.checker import check_spec
+from int8wb.calibration.report import summary_rows
 from int8wb.calibration.segmentation import Segmentation
 from int8wb.calibration.workflow import calibrate
 from conftest import save
@@ -152,6 +155,10 @@ def test_miou_has_an_interval_and_a_class_metric_on_masks_is_refused(project):
     res = calibrate(load_spec(project))
     assert res["fp32"]["accuracy"] > 0.9 and "no_interval" not in res
     assert res["drop_ci"][0] <= res["drop"] <= res["drop_ci"][1]
+    low, high = (f"{v * 100:+.2f}" for v in res["drop_ci"])
+    assert f"[{low}, {high}]" in summary_rows(res)[0][3]  # the terminal's row
+    report = Path(res["output"]["report"]).read_text()
+    assert 'data-field="drop_ci">95 % interval' in report and 'data-field="no_interval"' not in report
     project.write_text(project.read_text().replace('metric = "miou"', 'metric = "top1"'))
     [p] = check_spec(project)
     assert p.rule == "usage-dataset-mismatch" and p.key == "accuracy.metric"
