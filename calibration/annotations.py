@@ -1,5 +1,7 @@
-"""Object detection annotations: a COCO instances JSON, or one Pascal VOC XML file per image, read into
-the boxes of each image. Every error names the file and the key (and the line, where the format says).
+"""Object detection annotations: a COCO instances JSON, or one Pascal VOC XML file per image (a folder of
+images and one of XML files, or a VOCdevkit year folder whose ImageSets/Main/<split>.txt lists the images),
+read into the boxes of each image. Every error names the file and the key (and the line, where the format
+says).
 
 Class indices follow `classes` when the spec gives it (the model's order), else COCO's categories by id
 (COCO's 80 classes in the order detectors are trained on) or VOC's names sorted (VOC's 20 classes in
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .guarded import XML_LIMIT, read_bytes
+from .guarded import TEXT_LIMIT, XML_LIMIT, read_bytes
 from .problems import CalibrationError, Problem
 
 
@@ -29,12 +31,15 @@ class Boxes:
     ignore: np.ndarray          # [N] crowd or difficult
     input_size: tuple[int, int] | None = None             # the model input's (height, width)
     placement: tuple[float, float, int, int] = (1.0, 1.0, 0, 0)  # see ImagePreprocessor.placement
+    # per object, COCO's segmentation polygons ([x1, y1, x2, y2, ...] each, original pixels) or None
+    # (a bbox alone, or a crowd's RLE): rotated boxes are scored against them; None: no object has any
+    polygons: tuple | None = None
 
     def __repr__(self) -> str:
         return f"Boxes(image_id={self.image_id}, size={self.size}, objects={len(self.boxes)})"
 
 
-def _fail(path: Path, key: str, message: str, line: int | None = None, fix: str | None = None):
+def _fail(path: Path, key: str | None, message: str, line: int | None = None, fix: str | None = None):
     raise CalibrationError(Problem(message, path=str(path), line=line, key=key, rule="dataset-format", fix=fix))
 
 
@@ -91,7 +96,7 @@ def read_coco(json_path: Path, images: Path, classes: list[str] | None) -> tuple
             _fail(json_path, f"{where}.category_id", f"category {cat} is not in categories")
         crowd = _get(json_path, ann, "iscrowd", where, int, optional=True, default=0)
         found.setdefault(image_id, []).append((box[0], box[1], box[0] + box[2], box[1] + box[3],
-                                               index[by_id[cat]], bool(crowd)))
+                                               index[by_id[cat]], bool(crowd), _polygons(json_path, ann, where)))
     out, ids = [], set()
     for i, img in enumerate(listed["images"]):
         where = f"images[{i}]"
@@ -111,10 +116,24 @@ def read_coco(json_path: Path, images: Path, classes: list[str] | None) -> tuple
     return out, list(index)
 
 
+def _polygons(path: Path, ann: dict, where: str) -> tuple | None:
+    """An annotation's segmentation polygons; None without them (an RLE, a crowd's, is not a polygon)."""
+    shapes = ann.get("segmentation")
+    if shapes is None or isinstance(shapes, dict) or shapes == []:
+        return None
+    if not isinstance(shapes, list) or not all(
+            isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p) for p in shapes):
+        _fail(path, f"{where}.segmentation", f"expected polygons [[x1, y1, x2, y2, x3, y3, ...], ...] (3 points "
+                                             f"or more) or an RLE object, got {shapes!r:.80}")
+    return tuple(tuple(float(v) for v in p) for p in shapes)
+
+
 def _boxes(image_id: int, size: tuple[int, int], rows: list) -> Boxes:
     table = np.asarray([r[:4] for r in rows], np.float64).reshape(-1, 4)
+    polygons = tuple(r[6] if len(r) > 6 else None for r in rows)
     return Boxes(image_id, size, table, np.asarray([r[4] for r in rows], np.int64),
-                 np.asarray([r[5] for r in rows], bool))
+                 np.asarray([r[5] for r in rows], bool), polygons=polygons if any(polygons) else None)
 
 
 def read_voc(folder: Path, images: list[Path], classes: list[str] | None) -> tuple[list[tuple[str, Boxes]], list[str]]:
@@ -134,6 +153,39 @@ def read_voc(folder: Path, images: list[Path], classes: list[str] | None) -> tup
                 size = (im.size[1], im.size[0])
         out.append((str(image), _boxes(image_id, size, [(*o[1:5], index[o[0]], o[5]) for o in objs])))
     return out, list(index)
+
+
+VOC_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # JPEGImages/ holds .jpg; other trees reuse the layout
+
+
+def voc_split(listing: Path, images: Path, xml: Path) -> list[Path]:
+    """The images a VOCdevkit ImageSets/Main/<split>.txt lists (one image id a line), in its order; an
+    id without its image in `images` or its XML file in `xml` is an error at its line."""
+    try:
+        text = read_bytes(listing, TEXT_LIMIT).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(listing, None, f"cannot read the split list: {exc}")
+    found, seen = [], {}
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 1:  # e.g. a class's list (`id 1`/`id -1`) instead of the split's
+            _fail(listing, None, f"expected one image id, got {line.strip()!r:.60}", line=number,
+                  fix="set split to a list of ids alone (ImageSets/Main/<split>.txt, not <class>_<split>.txt)")
+        name = fields[0]
+        if name in seen:
+            _fail(listing, None, f"image id {name} is listed twice (first at line {seen[name]})", line=number)
+        seen[name] = number
+        image = next((images / (name + s) for s in VOC_IMAGE_SUFFIXES if (images / (name + s)).is_file()), None)
+        if image is None:
+            _fail(listing, None, f"image {name} not found: no {name}.jpg in {images}", line=number,
+                  fix="list only the images the VOCdevkit folder holds")
+        if not (xml / f"{name}.xml").is_file():
+            _fail(listing, None, f"annotation {name}.xml not found in {xml}", line=number,
+                  fix="list only the images that have their VOC XML file")
+        found.append(image)
+    return found
 
 
 def _voc_objects(xml: Path) -> tuple[tuple[int, int] | None, list[tuple]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .annotations import Boxes, read_coco, read_voc
+from .annotations import Boxes, read_coco, read_voc, voc_split
 from .inspection import ModelInfo
 from .npz import NpzError, NpzFile
 from .preprocessing import IMAGE_SUFFIXES, ImagePreprocessor, check_shape
@@ -196,23 +196,26 @@ class SegmentationDataset(_ImageDataset):
 
 class DetectionDataset(_ImageDataset):
     """Object detection: a folder of images and their boxes (`annotations`: a COCO instances JSON, or a
-    folder of Pascal VOC XML files). The label is the image's Boxes, with where the preprocessing puts
+    folder of Pascal VOC XML files; or with `split` a VOCdevkit year folder). The label is the image's Boxes, with where the preprocessing puts
     the image in the model input (what maps the boxes a model finds back to the original image)."""
     annotated = True
 
     @classmethod
     def scan(cls, root: Path, spec, model, role):
         table: DatasetSpec = getattr(spec, role)
-        if not table.annotations:
+        if not (table.annotations or table.split):
             raise CalibrationError(spec.problem(
                 f"kind {table.kind!r} needs annotations", role, "kind", rule="dataset-missing",
-                fix='set annotations = "instances.json" (coco) or "Annotations" (voc: a folder of XML files)'))
-        where = spec.resolve(table.annotations)
+                fix='set annotations = "instances.json" (coco) or "Annotations" (voc: a folder of XML files), '
+                    'or split = "val" (voc: path is a VOCdevkit year folder)'))
+        where = spec.resolve(table.annotations) if table.annotations else root / "Annotations"
         if not (where.is_file() if table.kind == "coco" else where.is_dir()):
-            raise CalibrationError(spec.problem(f"annotations not found: {where}", role, "annotations",
-                                                rule="dataset-missing"))
+            raise CalibrationError(spec.problem(
+                f"annotations not found: {where}", role, "annotations" if table.annotations else "path",
+                rule="dataset-missing", fix=None if table.annotations else "point path at a VOCdevkit year folder "
+                "(Annotations/, JPEGImages/, ImageSets/Main/), or set annotations"))
         pairs, names = (read_coco(where, root, table.classes) if table.kind == "coco"
-                        else read_voc(where, _images(root), table.classes))
+                        else read_voc(where, _voc_images(root, where, spec, role), table.classes))
         ds = cls([Entry(image, boxes) for image, boxes in pairs], spec, model, role)
         ds.kind, ds.classes = table.kind, names
         ds.annotated = any(len(boxes.boxes) for _, boxes in pairs)
@@ -313,6 +316,27 @@ def _images(folder: Path, recursive: bool = False) -> list[Path]:
             raise TooManyFiles(f"more than {SCAN_LIMIT:,} files and folders below {folder}")
         found += [Path(here) / f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
     return sorted(f for f in found if f.is_file())
+
+
+def _voc_images(root: Path, xml: Path, spec: Spec, role: str) -> list[Path]:
+    """A voc dataset's images: those of the folder, or with `split` those its VOCdevkit year folder's
+    ImageSets/Main/<split>.txt lists, from JPEGImages/."""
+    split = getattr(spec, role).split
+    if split is None:
+        return _images(root)
+    main, images = root / "ImageSets" / "Main", root / "JPEGImages"
+    listing = main / f"{split}.txt"
+    if not listing.is_file():
+        present = sorted(p.stem for p in main.glob("*.txt") if "_" not in p.stem) if main.is_dir() else []
+        raise CalibrationError(spec.problem(
+            f"split {split!r} not found: no {listing}" + (f" (splits there: {', '.join(present[:8])})" if present
+                                                          else ""), role, "split", rule="dataset-missing",
+            fix="name one of ImageSets/Main's lists, without .txt" if present else
+                "point path at a VOCdevkit year folder (Annotations/, JPEGImages/, ImageSets/Main/)"))
+    if not images.is_dir():
+        raise CalibrationError(spec.problem(f"no JPEGImages/ folder in {root}", role, "path", rule="dataset-missing",
+                                            fix="point path at a VOCdevkit year folder"))
+    return voc_split(listing, images, xml)
 
 
 def open_dataset(spec: Spec, model: ModelInfo, role: str = "dataset") -> Dataset:

@@ -1,7 +1,8 @@
 """Object detection: the usage's metrics, mean average precision over a coco or voc dataset's boxes.
 
 Each output is decoded into boxes in the original image (`decoders`), and the whole pass is scored by
-pycocotools' COCOeval (bbox), the reference implementation of both figures:
+pycocotools' COCOeval (bbox; for rotated text boxes "segm", polygon IoU of the quadrilaterals with the
+truth's segmentation polygons), the reference implementation of both figures:
 - `coco_map`: AP averaged over IoU thresholds 0.50:0.05:0.95 and the classes (COCO's headline figure);
 - `voc_map50`: AP at IoU 0.50, averaged over the classes (COCO's 101-point interpolation, not VOC2007's
   11 points).
@@ -49,24 +50,28 @@ class DetectionTally:
 
     def finish(self) -> Tallied:
         n = len(self.truth)
-        matches = match_boxes(self.truth, self.found, self.metric.controls.max_detections)
+        controls = self.metric.controls
+        matches = match_boxes(self.truth, self.found, controls.max_detections, controls.boxes == "rotated")
         if matches is None:
             return Tallied(float("nan"), None, [None] * n)
         name = self.metric.name
-        return Tallied(matches.value(name), Resampled(n, lambda rows: np.array(
-            [matches.resampled(np.bincount(row, minlength=n), name) for row in rows])), [None] * n)
+        return Tallied(matches.value(name), Resampled.weighted(n, lambda counts: np.array(
+            [matches.resampled(row, name) for row in counts])), [None] * n)
 
 
-def mean_average_precision(truth: list[Boxes], found: list[Detections], name: str, max_detections: int) -> float:
+def mean_average_precision(truth: list[Boxes], found: list[Detections], name: str, max_detections: int,
+                           polygons: bool = False) -> float:
     """coco_map or voc_map50 of `found` against `truth` (image by image), by pycocotools; NaN without
     any box to find."""
-    matches = match_boxes(truth, found, max_detections)
+    matches = match_boxes(truth, found, max_detections, polygons)
     return float("nan") if matches is None else matches.value(name)
 
 
-def match_boxes(truth: list[Boxes], found: list[Detections], max_detections: int) -> "Matches | None":
+def match_boxes(truth: list[Boxes], found: list[Detections], max_detections: int,
+                polygons: bool = False) -> "Matches | None":
     """pycocotools' evaluation of one pass (each image's `max_detections` best boxes); None without any
-    box to find."""
+    box to find. `polygons`: IoU of the found quadrilaterals with the truth's segmentation polygons (a
+    box without any: its 4 corners), as pycocotools' "segm" evaluation rasterises them, instead of box IoU."""
     from pycocotools.coco import COCO  # only where a detection pass is scored
     from pycocotools.cocoeval import COCOeval
 
@@ -74,20 +79,22 @@ def match_boxes(truth: list[Boxes], found: list[Detections], max_detections: int
     images = [{"id": k, "height": t.size[0], "width": t.size[1]} for k, t in enumerate(truth)]
     annotations = [{"id": i + 1, **box} for i, box in enumerate(
         {"image_id": k, "category_id": int(c), "bbox": _xywh(b), "area": float((b[2] - b[0]) * (b[3] - b[1])),
-         "iscrowd": int(ignore)}
-        for k, t in enumerate(truth) for b, c, ignore in zip(t.boxes, t.classes, t.ignore))]
+         "iscrowd": int(ignore), **({"segmentation": _shape(b, t.polygons and t.polygons[j])} if polygons else {})}
+        for k, t in enumerate(truth) for j, (b, c, ignore) in enumerate(zip(t.boxes, t.classes, t.ignore)))]
     if all(a["iscrowd"] for a in annotations):
         return None
     # loadRes() cannot take an empty list: a box of a class no image has stands in (COCOeval skips it).
-    results = [{"image_id": k, "category_id": int(c), "bbox": _xywh(b), "score": float(s)}
-               for k, f in enumerate(found) for b, s, c in zip(f.boxes, f.scores, f.classes)] or \
+    # With a bbox, loadRes keeps a result's own polygon as its segmentation.
+    results = [{"image_id": k, "category_id": int(c), "bbox": _xywh(b), "score": float(s),
+                **({"segmentation": _shape(b, None if f.quads is None else [f.quads[j].ravel()])} if polygons else {})}
+               for k, f in enumerate(found) for j, (b, s, c) in enumerate(zip(f.boxes, f.scores, f.classes))] or \
         [{"image_id": 0, "category_id": classes, "bbox": [0.0, 0.0, 1.0, 1.0], "score": 0.0}]
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         gt = COCO()
         gt.dataset = {"images": images, "annotations": annotations,
                       "categories": [{"id": c, "name": str(c)} for c in range(classes)]}
         gt.createIndex()
-        evaluation = COCOeval(gt, gt.loadRes(results), "bbox")
+        evaluation = COCOeval(gt, gt.loadRes(results), "segm" if polygons else "bbox")
         # One cap, read straight from the precision table: summarize() scores stats[0] at 100 boxes
         # whatever maxDets says, and evaluate() sorts maxDets, so [1, 10, 1] would cap at 10.
         evaluation.params.maxDets = [max_detections]
@@ -167,3 +174,11 @@ class Matches:
 
 def _xywh(box) -> list[float]:
     return [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])]
+
+
+def _shape(box, shapes) -> list[list[float]]:
+    """COCO segmentation polygons: `shapes` when given, else the box's 4 corners."""
+    if shapes:
+        return [[float(v) for v in p] for p in shapes]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [[x1, y1, x2, y1, x2, y2, x1, y2]]

@@ -8,8 +8,10 @@ dataset (corpus style), so a large object weighs as its pixels do:
 - `iou`: foreground intersection over union; per sample (intersection, union), so its interval is the
   paired bootstrap of a ratio of sums;
 - `pixel_accuracy`: correct pixels over all pixels; per sample (correct, total), likewise;
-- `miou`: the mean over classes of each class's IoU: no per-sample statistic adds up to it, so the drop
-  has no interval (and AccuracyAware judges it as measured).
+- `miou`: the mean over classes of each class's IoU: no per-sample statistic adds up to it, so each
+  image keeps its per-class intersection and union counts, and the drop's interval is a bootstrap over
+  images that recomputes the mIoU of both models on the same resamples (`stats.Resampled`, as the
+  detection metrics do); AccuracyAware bounds its drop with it.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from .metrics import Metric, Tallied
+from .stats import Resampled
 
 
 def prediction(output: np.ndarray, threshold: float) -> np.ndarray:
@@ -83,8 +86,9 @@ class SegmentationTally:
     def __init__(self, metric: Segmentation, samples: int):
         self.metric = metric
         self.pairs = np.zeros((samples, 2), dtype=np.float64)  # iou, pixel_accuracy: per sample
-        self.inter: dict[int, float] = {}  # miou: per class, over the dataset
-        self.union: dict[int, float] = {}
+        # miou: per sample, the classes in its prediction or mask with their intersection and union
+        # (sparse: a 16-bit mask's class values may reach 65535)
+        self.counts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [(np.zeros(0, np.int64),) * 3] * samples
 
     def add(self, slot: int, output: np.ndarray, sample, reference) -> None:
         pred = prediction(output, self.metric.threshold)
@@ -97,16 +101,40 @@ class SegmentationTally:
             p, m = pred > 0, mask > 0
             self.pairs[slot] = (np.count_nonzero(p & m), np.count_nonzero(p | m))
         else:
-            for c in np.union1d(np.unique(pred), np.unique(mask)):
-                p, m = pred == c, mask == c
-                self.inter[int(c)] = self.inter.get(int(c), 0.0) + np.count_nonzero(p & m)
-                self.union[int(c)] = self.union.get(int(c), 0.0) + np.count_nonzero(p | m)
+            pred, mask = pred.ravel(), mask.ravel()
+            classes = int(max(pred.max(initial=0), mask.max(initial=0))) + 1
+            inter = np.bincount(pred[pred == mask], minlength=classes)
+            union = np.bincount(pred, minlength=classes) + np.bincount(mask, minlength=classes) - inter
+            present = np.flatnonzero(union)
+            self.counts[slot] = (present, inter[present], union[present])
 
     def finish(self) -> Tallied:
         n = len(self.pairs)
         if self.metric.name == "miou":
-            ious = [self.inter[c] / self.union[c] for c in sorted(self.union) if self.union[c]]
-            return Tallied(float(np.mean(ious)) if ious else float("nan"), None, [None] * n)
+            inter, union = table(self.counts)
+            value = float(mean_iou(inter.sum(0)[None], union.sum(0)[None])[0])
+            return Tallied(value, Resampled.weighted(n, lambda counts: mean_iou(counts @ inter, counts @ union)),
+                           [None] * n)
         total = self.pairs[:, 1].sum()
         value = float(self.pairs[:, 0].sum() / total) if total else float("nan")
         return Tallied(value, self.pairs, [None] * n)
+
+
+def table(counts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's (classes, intersections, unions) as [samples, classes] tables of intersection
+    and union, a column per class any sample has."""
+    classes = np.unique(np.concatenate([c for c, _, _ in counts])) if counts else np.zeros(0, np.int64)
+    inter, union = np.zeros((len(counts), len(classes))), np.zeros((len(counts), len(classes)))
+    for i, (c, a, b) in enumerate(counts):
+        column = np.searchsorted(classes, c)
+        inter[i, column], union[i, column] = a, b
+    return inter, union
+
+
+def mean_iou(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
+    """mIoU of each row of summed [rows, classes] counts: the mean over the classes present (union > 0),
+    NaN for a row with none."""
+    present = union > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ious = np.where(present, inter / np.where(present, union, 1), 0.0)
+        return ious.sum(1) / present.sum(1)

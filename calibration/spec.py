@@ -13,12 +13,12 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
-from pydantic import (AfterValidator, BaseModel, Field, PrivateAttr, ValidationError, field_validator,
-                      model_validator)
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from .guarded import read_text
-from .spec_controls import DetectionControls, IgnoredScopeSpec, QuantizerSpec, SmoothQuantSpec, Table
+from .accuracy_spec import AccuracySpec
+from .spec_controls import IgnoredScopeSpec, PathText, QuantizerSpec, SmoothQuantSpec, Table
 from .problems import CalibrationError, Problem
 from .toml_lines import key_lines, line_of
 
@@ -28,14 +28,6 @@ _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
 
-
-def _no_nul(value: str) -> str:
-    if "\0" in value:
-        raise PydanticCustomError("nul_in_path", "a path cannot contain a NUL character")
-    return value
-
-
-PathText = Annotated[str, AfterValidator(_no_nul)]  # a file or folder name the spec gives
 
 _Table = Table
 
@@ -48,20 +40,33 @@ class DatasetSpec(_Table):
                     "generated: random tensors, for speed only; segmentation: a folder with images/ and masks/ "
                     "(class-index PNGs, paired by name); coco: a folder of images and a COCO instances JSON "
                     "(`annotations`); voc: a folder of images and a folder of Pascal VOC XML files (`annotations`, "
-                    "paired by name)")
+                    "paired by name), or a VOCdevkit year folder with `split`")
     path: PathText | None = Field(None, description="Folder or file, relative to the spec file (not for generated)")
     subset: Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*%\s*$")] = Field(
         "100%", description='Part of the dataset that feeds calibration: a percent ("25%") or a count (300)')
     seed: int = Field(0, description="Seed of the deterministic subset selection")
     count: int = Field(32, ge=1, description="Number of random samples (generated only)")
     annotations: PathText | None = Field(
-        None, description="coco: the instances JSON; voc: the folder of XML files (one per image, same stem); "
-                          "relative to the spec file")
+        None, description="coco: the instances JSON; voc: the folder of XML files (one per image, same stem; "
+                          "default with `split`: path's Annotations/); relative to the spec file")
+    split: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")] | None = Field(
+        None, description='voc: read path as a VOCdevkit year folder (Annotations/, JPEGImages/, ImageSets/Main/) '
+                          'and take the images its ImageSets/Main/<split>.txt lists, e.g. "val"')
     classes: list[str] | None = Field(
         None, min_length=1, description="coco, voc: category names in the model's class order (index 0 first); "
                                         "default: coco's categories by id, voc's names in sorted order")
     recursive: bool = Field(False, description="images: also the images in sub-folders (a sub-folder of masks "
                                                "or thumbnails would otherwise join the samples unnoticed)")
+
+    @field_validator("split", mode="before")
+    @classmethod
+    def _voc_list(cls, value, info):
+        if value is not None and info.data.get("kind", "voc") != "voc":  # a bad kind is its own error
+            raise PydanticCustomError("split_not_voc", "split names a Pascal VOC ImageSets list: only for kind = \"voc\"")
+        if isinstance(value, str) and not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", value):
+            raise PydanticCustomError("split_name", "split is the name of a list in ImageSets/Main, without "
+                                      "folder or .txt (e.g. \"val\"), got {got}", {"got": repr(value)})
+        return value
 
     @field_validator("subset")
     @classmethod
@@ -113,40 +118,6 @@ class PreprocessingSpec(_Table):
         if any(v == 0 for v in value):
             raise ValueError("scale values must not be 0")
         return value
-
-
-class AccuracySpec(DetectionControls):
-    metric: Literal["top1", "topk", "agreement", "custom", "iou", "miou", "pixel_accuracy", "coco_map",
-                    "voc_map50"] = Field(
-        "top1", description="top1/topk: classification against labels; agreement: share of samples "
-                            "whose top-1 class equals the FP32 model's (needs no labels); custom: "
-                            "a Python metric named by `custom` (runs only when the workspace trusts it); iou, miou, "
-                            "pixel_accuracy: semantic segmentation against a segmentation dataset's masks; coco_map "
-                            "(mAP@[.5:.95]), voc_map50 (mAP@0.5): object detection against a coco or voc "
-                            "dataset's boxes, through `decoder`, computed by pycocotools")
-    k: int = Field(5, ge=1, description="k of topk")
-    threshold: float = Field(0.5, description="iou, miou, pixel_accuracy on a one-channel output: the foreground "
-                                              "probability above which a pixel is foreground")
-    output: str | None = Field(None, description="Model output holding the class scores; default the first")
-    custom: Annotated[str, Field(pattern=r"^[^:]+:[A-Za-z_][A-Za-z0-9_]*$"), AfterValidator(_no_nul)] | None = Field(
-        None,
-        description='"file.py:name" (relative to the spec). Per sample: a function name(output, label) -> float, '
-                    'averaged. Dataset level: a class, or a function taking no arguments, called once per '
-                    'evaluation pass, whose object has update(output, sample) (in dataset order; output is a copy '
-                    'it may keep; sample has index, path, label as written, original_size (height, width) or '
-                    'None, split) and compute() -> float, and optionally per_sample(): a float per sample (mean) '
-                    'or a (numerator, denominator) pair per sample (ratio of sums: corpus CER, F1); the drop\'s '
-                    'interval comes from it, and without it there is none')
-    higher_is_better: bool = Field(True, description="Direction of the metric (false for error rates, losses)")
-    needs_labels: bool = Field(True, description="custom only: whether the function needs labels")
-    @model_validator(mode="after")
-    def _custom_metric_named(self):
-        if self.metric == "custom" and not self.custom:
-            raise PydanticCustomError("custom_missing", 'metric "custom" needs custom = "file.py:function"')
-        if self.metric in ("coco_map", "voc_map50") and not self.decoder:
-            raise PydanticCustomError("decoder_missing", f'metric "{self.metric}" needs decoder = "ssd", "yolo" '
-                                      'or "db" (how boxes are read from the output)')
-        return self
 
 
 class CalibrationSpec(_Table):

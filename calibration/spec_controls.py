@@ -1,18 +1,28 @@
 """The spec's calibration controls beyond the method: what NNCF lets a practitioner steer (ignored
 scope, range estimators, per-channel weights, SmoothQuant). `spec.CalibrationSpec` holds them.
-Also the [accuracy] keys of object detection (how boxes are read from an output): `spec.AccuracySpec`
-builds on them."""
+Also the [accuracy] keys of object detection (how boxes are read from an output): `accuracy_spec.AccuracySpec`
+builds on them; and what every spec table shares (`Table`, `PathText`)."""
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 
 class Table(BaseModel):
     """A spec table: unknown keys are errors, defaults are validated too."""
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def no_nul(value: str) -> str:
+    if "\0" in value:
+        raise PydanticCustomError("nul_in_path", "a path cannot contain a NUL character")
+    return value
+
+
+PathText = Annotated[str, AfterValidator(no_nul)]  # a file or folder name the spec gives
 
 
 class Subgraph(Table):
@@ -81,3 +91,16 @@ class DetectionControls(Table):
                                                        "perimeter on every side), as DBNet was trained")
     min_size: float = Field(3.0, ge=0, description="db: regions whose shorter side (in output pixels) is below "
                                                    "it are dropped")
+    boxes: Literal["axis-aligned", "rotated"] = Field(
+        "axis-aligned", description="db: rotated: each text region's minimum-area rectangle, grown by unclip_ratio, "
+                                    "as PaddleOCR's DBPostProcess gives it (a quadrilateral), scored by polygon IoU "
+                                    "against the ground truth's COCO segmentation polygons (else its bbox); "
+                                    "axis-aligned: the regions' upright boxes, scored by box IoU")
+
+    @field_validator("boxes")
+    @classmethod
+    def _rotated_from_db(cls, value, info):
+        if value == "rotated" and info.data.get("decoder", "db") != "db":  # a bad decoder is its own error
+            raise PydanticCustomError("rotated_needs_db", "rotated boxes are read from a text probability map: "
+                                      "decoder = \"db\" (ssd and yolo give axis-aligned boxes)")
+        return value

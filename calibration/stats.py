@@ -34,6 +34,13 @@ class Resampled:
         self.size, self.of = size, of
         self.drawn: dict[tuple[int, int], "np.ndarray"] = {}
 
+    @classmethod
+    def weighted(cls, size: int, of: Callable[["np.ndarray"], "np.ndarray"]) -> "Resampled":
+        """The metric recomputed from how many times each sample is taken: `of(counts)` gets
+        [resamples, n] float counts (whole numbers), the form a metric summing per-sample tables
+        (matched boxes, pixel counts) weighs them with."""
+        return cls(size, lambda rows: of(taken(rows, size)))
+
     def __len__(self) -> int:
         return self.size
 
@@ -45,6 +52,14 @@ class Resampled:
         if (resamples, seed) not in self.drawn:
             self.drawn[resamples, seed] = np.concatenate([self.of(idx) for idx in _draws(self.size, resamples, seed)])
         return self.drawn[resamples, seed]
+
+
+def taken(rows: "np.ndarray", n: int) -> "np.ndarray":
+    """How many times each of n samples is in each row of indices: [rows, n] float counts."""
+    import numpy as np
+
+    offsets = (np.arange(len(rows))[:, None] * n + rows).ravel()
+    return np.bincount(offsets, minlength=len(rows) * n).reshape(len(rows), n).astype(np.float64)
 
 
 def _draws(n: int, resamples: int, seed: int):
