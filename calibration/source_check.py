@@ -232,6 +232,25 @@ def check_savedmodel(folder: Path) -> None:
                          f"{ends[shard]:,}: it is cut short")
 
 
+def missing_member(path: Path) -> str | None:
+    """A file the model needs that is not there (yet): a `.pdmodel`'s `.pdiparams`, a SavedModel's
+    variable index or one of its data shards (None: all there, or nothing else is needed)."""
+    if path.suffix.lower() == ".pdmodel":
+        params = path.with_suffix(PADDLE_PARAMS)
+        return None if params.is_file() else params.name
+    if not path.is_dir():
+        return None
+    variables = path / "variables"
+    if not (variables / "variables.index").is_file():
+        return "variables/variables.index"
+    counts = [f.name.rsplit("-", 1)[1] for f in variables.glob("variables.data-*-of-*")]
+    total = max((int(c) for c in counts if c.isdigit()), default=1)
+    for shard in range(total):
+        if not (variables / f"variables.data-{shard:05d}-of-{total:05d}").is_file():
+            return f"variables/variables.data-{shard:05d}-of-{total:05d}"
+    return None
+
+
 def unsupported(path: Path) -> Problem | None:
     """A model in a format OpenVINO cannot convert, said plainly (None: not one we know)."""
     if path.suffix.lower() == ".json" and path.with_suffix(PADDLE_PARAMS).is_file():
