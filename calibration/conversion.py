@@ -1,10 +1,8 @@
 """Models that are not IR yet (ONNX, TensorFlow Lite, PaddlePaddle, a TensorFlow SavedModel): converted
 once with `openvino.convert_model`, cached by content under `.int8wb/converted/`, then treated as the IR.
 
-Why convert_model and not `core.read_model(file)` + `save_model`: the routes give different graphs
-(474 against 999 operations for the PP-OCRv5 recogniser), and Default INT8 lost 2.0 pp on the first and
-5.3 pp on the second (`benchmarks/bench_conversion.py`, BENCHMARKS.md). convert_model is the route
-OpenVINO documents for conversion, and it runs the frontend's own graph transformations.
+Why convert_model and not `core.read_model(file)` + `save_model`: it runs the frontend's own graph
+transformations, and the other route's graph lost more in INT8 (README, "Models that are not IR yet").
 """
 from __future__ import annotations
 

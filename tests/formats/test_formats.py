@@ -131,3 +131,16 @@ def test_paddle_3_pir_json_is_an_unsupported_format_everywhere(tmp_path):
     assert at.rule == "unsupported-format" and at.key == "model"
     done = cli("inspect", str(tmp_path / "digits_pir.json"))
     assert done.returncode != 0 and "PIR" in done.stdout + done.stderr and "XML" not in done.stdout + done.stderr
+
+
+def test_the_editor_shows_a_broken_source_model_by_its_rule(tmp_path):
+    from int8wb.daemon.check_worker import hover, model
+
+    project(tmp_path, "tflite")
+    source = tmp_path / "digits.tflite"
+    assert "cut short" not in hover(str(source))["markdown"]
+    assert [p.rule for p in model(str(source), settled=True)["problems"]] == ["converted-model"]
+    source.write_bytes(source.read_bytes()[:5000])
+    shown = hover(str(source))["markdown"]
+    assert shown.startswith("**digits.tflite**: TensorFlow Lite model") and "cut short" in shown and "fix:" in shown
+    assert [p.rule for p in model(str(source), settled=True)["problems"]] == ["broken-tflite"]
