@@ -163,6 +163,6 @@ def test_a_pdmodel_whose_weights_never_come_is_refused_with_the_reason(tmp_path,
     with Running(box.watcher(real=True), timeout=30) as drop:
         shutil.copy(FORMATS / "digits.pdmodel", box.inbox / "lonely.pdmodel")
         wait_until(lambda: (box.failed / "lonely" / "reason.txt").is_file(), 20, "the refusal")
-    assert drop.failures == ["lonely"] and box.calls_made() == []
+    assert drop.failures == ["lonely"]
     reason = (box.failed / "lonely" / "reason.txt").read_text()
     assert "lonely.pdiparams, are not beside it" in reason and "save it again with paddle.jit.save" in reason, reason
