@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
-from . import conversion, deployment, eligibility, ignored_scope, trust
+from . import conversion, deployment, eligibility, ignored_scope, source_check, trust
 from .layer_table import layer_table
 from .data_summary import summary_problems
 from .datasets import open_dataset
@@ -23,8 +23,11 @@ from .spec import SPEC_SUFFIX, Spec, load_spec, read_toml, spec_from_data
 
 def check_model(path: str | os.PathLike, *, scanned: bool = False) -> list[Problem]:
     """Problems of one IR model, located in its XML. `scanned`: found in a folder walk rather
-    than named, so our own outputs are information, not errors."""
+    than named, so our own outputs are information, not errors. A model that needs conversion is
+    checked from its own framing, then as the IR a calibration converted, if any."""
     try:
+        if (found := _source_model(Path(path))) is not None:
+            return found
         info = inspect_model(path)
         problems = eligibility.model_problems(info)
     except CalibrationError as exc:
@@ -35,6 +38,21 @@ def check_model(path: str | os.PathLike, *, scanned: bool = False) -> list[Probl
         problems = [replace(p, severity="info") if p.rule in ("derived-model", "already-calibrated") else p
                     for p in problems]
     return problems
+
+
+def _source_model(path: Path) -> list[Problem] | None:
+    """The problems of a model that is not IR (None: it is an IR, or meant to be)."""
+    if (problem := source_check.unsupported(path)) is not None:
+        return [problem]
+    kind = conversion.source_kind(path)
+    if kind is None:
+        return None
+    broken = source_check.source_problems(path, kind)
+    if broken or (ir := conversion.cached_ir(path)) is None:
+        return broken or [Problem(f"{kind} model: converted with {conversion.ROUTE} when first calibrated or "
+                                  "inspected (and cached); its eligibility is checked then", path=str(path),
+                                  rule="converted-model", severity="info")]
+    return check_model(ir)
 
 
 def _internal(path, exc: Exception) -> Problem:
@@ -109,7 +127,11 @@ def _spec_problems(spec: Spec, trusted: bool, summaries: bool) -> list[Problem]:
     if not (model.is_file() or kind):
         return [spec.problem(f"model not found: {model}", "model", rule="model-missing",
                              fix="point model at an existing .xml (or .onnx, .tflite, .pdmodel, SavedModel folder)")]
+    if (problem := source_check.unsupported(model)) is not None:
+        return out + [_at_model_key(spec, problem)]
     if kind:  # the checker converts nothing: it reads the IR a calibration converted, if any
+        if broken := source_check.source_problems(model, kind):
+            return out + [_at_model_key(spec, p) for p in broken] + eligibility.spec_problems(spec)
         model = conversion.cached_ir(model)
         if model is None:
             out.append(spec.problem(f"{kind} model: converted with {conversion.ROUTE} when first calibrated (and "
@@ -181,7 +203,9 @@ def targets(paths: Iterable[str | os.PathLike]) -> Iterable[tuple[Path, str, boo
             is_dir = path.is_dir()
         except (OSError, ValueError):
             is_dir = False  # reported as unreadable by the check itself
-        if is_dir:
+        if is_dir and conversion.source_kind(path):  # a SavedModel folder is one model
+            yield path, "model", False
+        elif is_dir:
             for f in walk(path, endings=(SPEC_SUFFIX, ".xml")):
                 if f.name.endswith(SPEC_SUFFIX):
                     yield f, "spec", True

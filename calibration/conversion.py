@@ -1,10 +1,8 @@
 """Models that are not IR yet (ONNX, TensorFlow Lite, PaddlePaddle, a TensorFlow SavedModel): converted
 once with `openvino.convert_model`, cached by content under `.int8wb/converted/`, then treated as the IR.
 
-Why convert_model and not `core.read_model(file)` + `save_model`: the routes give different graphs
-(474 against 999 operations for the PP-OCRv5 recogniser), and Default INT8 lost 2.0 pp on the first and
-5.3 pp on the second (`benchmarks/bench_conversion.py`, BENCHMARKS.md). convert_model is the route
-OpenVINO documents for conversion, and it runs the frontend's own graph transformations.
+Why convert_model and not `core.read_model(file)` + `save_model`: it runs the frontend's own graph
+transformations, and the other route's graph lost more in INT8 (README, "Models that are not IR yet").
 """
 from __future__ import annotations
 
@@ -12,10 +10,12 @@ import hashlib
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from .private import STATE_DIR, private_folder
 from .problems import CalibrationError, Problem
+from .source_check import RULES, source_problems, unsupported
 
 SOURCE_SUFFIXES = {".onnx": "ONNX", ".tflite": "TensorFlow Lite", ".pdmodel": "PaddlePaddle"}
 ROUTE = "openvino.convert_model"
@@ -76,11 +76,7 @@ def converted_ir(path: Path, root: Path | None = None) -> Path:
         try:
             model = ov.convert_model(str(path))
         except Exception as exc:  # noqa: BLE001  (each frontend raises its own kind)
-            first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-            raise CalibrationError(Problem(f"{ROUTE} cannot convert this {kind} model: {first[:300]}",
-                                           path=str(path), rule=RULE,
-                                           fix="check that the file is whole and loads in its own framework; "
-                                               "or convert it yourself (ovc) and point `model` at the .xml")) from None
+            raise CalibrationError(failure(path, kind, exc)) from None
         ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)  # calibration wants FP32 weights
         try:
             os.rename(tmp, folder)
@@ -92,8 +88,27 @@ def converted_ir(path: Path, root: Path | None = None) -> Path:
     return folder / "model.xml"
 
 
-def ir_of(spec) -> Path:
-    """The IR a spec's model is calibrated as: the model itself, or its conversion (cached beside the model,
-    so the CLI, every spec naming it and the editor's hover share one entry)."""
-    source = spec.model_path
+def failure(path: Path, kind: str, exc: Exception) -> Problem:
+    """Why `path` did not convert: the frontend's first line (an assertion in its C++ source, often),
+    led by what is wrong with the file when its own framing says (then the format's rule and fix)."""
+    first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    message = f"{ROUTE} cannot convert this {kind} model: {first[:300]}"
+    for found in source_problems(path, kind) if kind in RULES else []:
+        return replace(found, message=f"{ROUTE} cannot convert this {kind} model: {found.message} ({first[:200]})")
+    return Problem(message, path=str(path), rule=RULE,
+                   fix="check that the file is whole and loads in its own framework; "
+                       "or convert it yourself (ovc) and point `model` at the .xml")
+
+
+def ir_for(source: Path) -> Path:
+    """The IR `source` is read as: the model itself, or its conversion (cached beside the model, so the
+    CLI, every spec naming it and the editor's hover share one entry). A format OpenVINO does not
+    read raises its own rule rather than being read as XML."""
+    if (problem := unsupported(source)) is not None:
+        raise CalibrationError(problem)
     return converted_ir(source) if source_kind(source) else source
+
+
+def ir_of(spec) -> Path:
+    """The IR a spec's model is calibrated as (`ir_for`)."""
+    return ir_for(spec.model_path)

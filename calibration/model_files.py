@@ -11,7 +11,8 @@ reverse, renames and whole folders moved in all end up here.
 - `Settle`: a signature unchanged for N seconds;
 - `content_hash`: sha256 of the pair's bytes (the identity of a model, whatever its name);
 - `walk`: the model files below a folder;
-- `files_of`: the files a model is made of (an IR: the pair; an ONNX model: the file alone).
+- `files_of`: the files a model is made of (an IR: the pair; a `.pdmodel`: it and its `.pdiparams`;
+  a SavedModel: every file of its folder; an `.onnx` or `.tflite`: the file alone).
 
 Reads files only: no OpenVINO (inspection is expat over the XML).
 """
@@ -24,14 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Hashable, Iterable, Iterator
 
+from .conversion import source_kind
 from .guarded import UnreadableFile, open_regular, read_bytes
 from .inspection import inspect_model
 from .problems import CalibrationError
+from .source_check import PADDLE_PARAMS, SAVED_MODEL, missing_member
 
 HEAD = 1024          # bytes read to tell an IR from other XML
 TAIL = 64            # bytes read to find the closing tag
 STILL_WRITING = "the .bin is missing or still being written"
-MODEL_ENDINGS = (".xml", ".onnx")  # what a folder of models may hold: IR pairs, ONNX files
+# What a folder of models may hold: IR pairs, ONNX, TFLite and Paddle files, SavedModel folders (found
+# by their saved_model.pb, taken as the folder).
+MODEL_ENDINGS = (".xml", ".onnx", ".tflite", ".pdmodel", SAVED_MODEL)
 
 
 def sniff(path: str | os.PathLike) -> bool | None:
@@ -72,10 +77,12 @@ class Arrival:
 
 
 def arrival(xml: str | os.PathLike) -> Arrival:
-    if Path(xml).suffix.lower() == ".onnx":
-        # Protobuf has no closing mark to wait for: an ONNX file has arrived once it has settled, and
-        # one that does not convert is broken (the conversion says why).
-        return Arrival("complete")
+    if source_kind(Path(xml)):
+        # Protobuf and flatbuffers have no closing mark to wait for: a model that needs conversion has
+        # arrived once every file it is made of is there and settled, and one that does not convert is
+        # broken (the conversion says why).
+        missing = missing_member(Path(xml))
+        return Arrival("arriving", f"{missing} is not there yet") if missing else Arrival("complete")
     ir = sniff(xml)
     if ir is False:
         return Arrival("not-ir", "not an OpenVINO IR")
@@ -95,6 +102,8 @@ def signature(path: str | os.PathLike) -> tuple | None:
     `.bin` is missing); None when the file itself is missing."""
     path = Path(path)
     out: list = []
+    if path.is_dir():  # a SavedModel: a file added, grown or renamed inside changes it
+        return tuple(x for f in files_of(path) for x in (f.relative_to(path).as_posix(), *stamp(f))) or None
     for p in files_of(path):
         try:
             st = p.stat()
@@ -139,22 +148,41 @@ class Settle:
         self._seen.pop(key, None)
 
 
+def stamp(path: Path) -> tuple:
+    try:
+        st = path.stat()
+    except OSError:  # gone meanwhile: the next look sees a new signature
+        return None, None
+    return st.st_size, st.st_mtime_ns
+
+
 def files_of(model: str | os.PathLike) -> tuple[Path, ...]:
-    """The files of a model: an `.xml` and its `.bin`, or any other model file (`.onnx`) alone."""
+    """The files of a model: an `.xml` and its `.bin`, a `.pdmodel` and its `.pdiparams`, every file of a
+    SavedModel folder (sorted), or any other model file (`.onnx`, `.tflite`) alone."""
     model = Path(model)
-    return (model, model.with_suffix(".bin")) if model.suffix == ".xml" else (model,)
+    if model.is_dir():
+        return tuple(sorted(p for p in model.rglob("*") if p.is_file()))
+    pair = {".xml": ".bin", ".pdmodel": PADDLE_PARAMS}.get(model.suffix)
+    return (model, model.with_suffix(pair)) if pair else (model,)
 
 
 def content_hash(xml: str | os.PathLike, copy_to: Path | None = None) -> str:
-    """sha256 over the .xml then the .bin (another model file: its bytes); with `copy_to` (a folder)
-    the bytes hashed are also copied there, so the copy is exactly what was hashed."""
+    """sha256 over the .xml then the .bin (a .pdmodel then its .pdiparams; a SavedModel: each file's
+    name and bytes; another model file: its bytes); with `copy_to` (a folder) the bytes hashed are
+    also copied there, under the same names (a SavedModel: its folder), so the copy is exactly what
+    was hashed."""
     xml = Path(xml)
     h = hashlib.sha256()
     if copy_to is not None:
         copy_to.mkdir(parents=True, exist_ok=True)
     for src in files_of(xml):
+        if xml.is_dir():
+            h.update(src.relative_to(xml).as_posix().encode() + b"\0")
+        to = copy_to / src.relative_to(xml.parent) if copy_to is not None else None
+        if to is not None:
+            to.parent.mkdir(parents=True, exist_ok=True)
         with open_regular(src) as fh:
-            dst = open(copy_to / src.name, "wb") if copy_to is not None else None
+            dst = open(to, "wb") if to is not None else None
             try:
                 while chunk := fh.read(1 << 20):
                     h.update(chunk)
@@ -170,10 +198,15 @@ def content_hash(xml: str | os.PathLike, copy_to: Path | None = None) -> str:
 
 def walk(root: str | os.PathLike, skip: Iterable[Path] = (), endings: tuple[str, ...] = (".xml",)) -> Iterator[Path]:
     """Files below `root` whose names end in one of `endings`, in a stable order. Hidden files and
-    folders (ours: `.int8wb/`, staging folders; editors', VCS') and the folders in `skip` are not entered."""
+    folders (ours: `.int8wb/`, staging folders; editors', VCS') and the folders in `skip` are not entered.
+    With `saved_model.pb` among `endings`, a folder below `root` holding one is yielded, not entered."""
     skip = {Path(p) for p in skip}
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
+        if SAVED_MODEL in endings and SAVED_MODEL in files and here != Path(root):
+            dirs[:] = []
+            yield here
+            continue
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and here / d not in skip)
         for name in sorted(files):
             if name.endswith(endings) and not name.startswith("."):

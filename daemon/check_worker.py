@@ -64,7 +64,9 @@ def hover(path: str) -> dict:
         cached = conversion.cached_ir(xml)
         head = f"{kind} model, calibrated as its conversion by {conversion.ROUTE}"
         if cached is None:
-            return {"markdown": f"**{xml.name}**: {head} (done at the first calibration, then cached)"}
+            broken = "; ".join(f"{p.message} (fix: {p.fix})" for p in check_model(xml) if p.severity == "error")
+            return {"markdown": f"**{xml.name}**: {head} (done at the first calibration, then cached)"
+                                + (f"\n\n{broken}" if broken else "")}
         head, xml = f"{head} (cached: `{cached}`)\n\n", cached
     try:
         info = inspect_model(xml)

@@ -1,11 +1,11 @@
 """Arrival in an inbox: the state machine of every model file, and of every content's job.
 
-A model dropped anywhere below the inbox (`*.xml` with its `.bin`, or `*.onnx`) is
+A model dropped anywhere below the inbox (an IR pair, ONNX, TFLite, Paddle, a SavedModel: `files_of`) is
 
-1. taken once it has arrived (`model_files`): its signature unchanged for `settle` seconds and the
-   pair complete; a pair that stays incomplete for `incomplete_after` seconds, or is whole yet
-   unreadable, is refused;
-2. keyed by content (sha256 over the pair): a content already processed is never calibrated again;
+1. taken once it has arrived (`model_files`): its signature unchanged for `settle` seconds and all its
+   files there; one that stays incomplete for `incomplete_after` seconds, or is whole yet unreadable,
+   is refused;
+2. keyed by content (sha256 over its files): a content already processed is never calibrated again;
    the same model under another name gets an entry that says whose result it shares, a changed
    model under the same name is processed again;
 3. checked (`check_model`), snapshotted into `INBOX/.int8wb/work/` (so the original is only read)
@@ -216,7 +216,7 @@ class Inbox:
         from ..checker import check_model
 
         name = row["name"]
-        # An ONNX model is checked by its worker, once converted (a conversion failure is its reason).
+        # A model that needs conversion is checked by its worker, once converted (or why it was not).
         errors = [p for p in check_model(xml) if p.severity == "error"] if xml.suffix == ".xml" else []
         self.state.add_model(digest, name, rel, time.time())
         self.state.set_file(rel, hash=digest, state="processing")
@@ -233,7 +233,7 @@ class Inbox:
 
         problems = [p for p in check_model(xml) if p.severity == "error"] or [Problem(
             f"the pair stayed incomplete for {self.policy.drop.incomplete_after:g} s: {row['note'] or ''}",
-            path=str(xml), rule="truncated-weights", fix="copy the .xml and its .bin again")]
+            path=str(xml), rule="truncated-weights", fix="copy all the model's files again")]
         self._failed_entry(row["name"], xml, row["sig"], None, "refused", problems)
         self.state.set_file(rel, state="failed", note=problems[0].message)
 
@@ -258,7 +258,7 @@ class Inbox:
         snap = self._snapshot(digest)
         xml = self.inbox / rel
         snap_xml = snap / xml.name
-        if not all(f.is_file() for f in files_of(snap_xml)):
+        if not snap_xml.exists() or not all(f.is_file() for f in files_of(snap_xml)):
             shutil.rmtree(snap, ignore_errors=True)
             private_folder(self.work)
             try:

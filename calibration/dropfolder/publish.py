@@ -27,9 +27,10 @@ MANIFEST = "drop.json"
 
 
 def entry_name(rel: str) -> str:
-    """`resnet/model.xml` (or `.onnx`) -> `resnet__model`: one flat folder per model in the outbox."""
+    """`resnet/model.xml` (or `.onnx`, `.tflite`, `.pdmodel`) -> `resnet__model`: one flat folder per model
+    in the outbox (a SavedModel folder keeps its name)."""
     stem, ext = os.path.splitext(rel)
-    return (stem if ext in (".xml", ".onnx") else rel).replace("/", "__").replace(os.sep, "__")
+    return (stem if ext in (".xml", ".onnx", ".tflite", ".pdmodel") else rel).replace("/", "__").replace(os.sep, "__")
 
 
 def staging(box: Path) -> Path:
@@ -129,6 +130,8 @@ def remove_originals(original: Path, sig: str) -> bool:
         return False
     for f in files_of(original):
         f.unlink(missing_ok=True)
+    if original.is_dir():  # a SavedModel: its (now empty) folders too
+        shutil.rmtree(original, ignore_errors=True)
     return True
 
 
@@ -155,11 +158,12 @@ def _place(policy: Policy, stage: Path, box: Path, name: str, manifest: dict, or
 
 
 def _keep_source(stage: Path, original: Path, snapshot: Path | None) -> None:
-    """A copy of the original pair in source/ (from the snapshot that was calibrated, if there is one)."""
-    src = snapshot if snapshot is not None and (snapshot / original.name).is_file() else original.parent
+    """A copy of the original files in source/ (from the snapshot that was calibrated, if there is one)."""
+    src = snapshot if snapshot is not None and (snapshot / original.name).exists() else original.parent
     (stage / "source").mkdir(exist_ok=True)
-    for f in (p.name for p in files_of(original)):
+    for f in (p.relative_to(src) for p in files_of(src / original.name)):
         if (src / f).is_file():
+            (stage / "source" / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src / f, stage / "source" / f)
 
 

@@ -23,9 +23,8 @@ def cmd_inspect(args) -> int:
 
     from int8wb.calibration import conversion
 
-    model = Path(args.model)
-    if conversion.source_kind(model):  # converted once (cached beside it), then read as the IR
-        model = conversion.converted_ir(model)
+    model = conversion.ir_for(Path(args.model))  # converted once (cached beside it), then read as the IR
+    if model != Path(args.model):
         err.print(escape(f"{args.model}: {conversion.source_kind(Path(args.model))} model, inspected as its "
                          f"conversion by {conversion.ROUTE}: {model}"))
     info = inspect_model(model)

@@ -53,12 +53,16 @@ def test_inspect_converts_beside_the_file(project):
     assert len(facts["int8_layers"]) == 3 and "openvino.convert_model" in done.stderr
 
 
-def test_a_broken_onnx_file_is_a_conversion_failure_with_a_fix(project):
-    (project.parent / "net.onnx").write_bytes(b"\x08\x07not really a protobuf" * 10)
+@pytest.mark.parametrize("content, rule", [
+    (b"\x08\x07not really a protobuf" * 10, "broken-onnx"),            # its framing says what is wrong
+    (b"\x08\x07\x3a\x04\x0a\x02\x08\x01", "conversion-failed"),  # whole protobuf, no usable graph
+])
+def test_a_broken_onnx_file_is_a_conversion_failure_with_a_fix(project, content, rule):
+    (project.parent / "net.onnx").write_bytes(content)
     with pytest.raises(CalibrationError) as info:
         calibrate(load_spec(project))
     [p] = info.value.problems
-    assert p.rule == "conversion-failed" and p.path == str(project.parent / "net.onnx")
+    assert p.rule == rule and p.path == str(project.parent / "net.onnx")
     assert "cannot convert this ONNX model" in p.message and "malformed XML" not in p.message and p.fix
     assert not (project.parent / "calibrated").exists()
     assert not list((project.parent / ".int8wb" / "converted").glob("*/model.xml"))  # no half entry cached
