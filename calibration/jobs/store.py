@@ -92,6 +92,11 @@ class JobStore:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            if not create:
+                # The file exists but its maker may not have written the tables yet (a reader opening the
+                # store in that instant); the schema is idempotent, so make sure it is there.
+                with contextlib.suppress(sqlite3.OperationalError):  # a store this process may not write
+                    self._db.executescript(_SCHEMA)
             if create:
                 self._db.executescript(_SCHEMA)
                 have = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}

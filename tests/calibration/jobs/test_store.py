@@ -91,3 +91,13 @@ def test_cli_jobs_reads_the_same_store(ws):
     text = subprocess.run([sys.executable, "-m", "int8wb.editor_client.cli", "jobs", str(ws)],
                           capture_output=True, text=True, env=env, check=True).stdout
     assert job_id in text and "failed" in text
+
+
+def test_a_reader_in_the_instant_the_store_file_exists_without_its_tables_sees_no_jobs(tmp_path):
+    """The maker creates the file (with its mode), then the tables: a reader in between lists nothing
+    instead of failing with "no such table"."""
+    path = store_path(tmp_path)
+    path.parent.mkdir()
+    path.touch()
+    assert JobStore(tmp_path, create=False).list() == []
+    assert JobStore(tmp_path).list() == []
