@@ -58,10 +58,12 @@ def reshape(model, fixed: dict[str, list[int]] | None, spec: Spec):
 
 
 def profile(spec: Spec, info: ModelInfo, fixed: dict[str, list[int]] | None, image_data: bool,
-            device_default: str) -> dict:
-    """The result's `deployment` record."""
+            device_default: str, precise: int = 0) -> dict:
+    """The result's `deployment` record; `precise`: layers the saved IR marks to run in strict f32."""
     float_precision = ("f32" if spec.inference.int8_float_precision == "f32"
                        else f"device default ({device_default})")
+    if precise and spec.inference.int8_float_precision != "f32":
+        float_precision += f", {precise} layer{'s' if precise > 1 else ''} marked strict f32 in the IR"
     return {"shape": list(fixed.values()) if fixed else None,
             "model_shape": [list(t.shape) for t in info.inputs],
             "interpolation": spec.preprocessing.interpolation if image_data else None,

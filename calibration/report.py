@@ -44,7 +44,9 @@ def summary_rows(result: Result | dict) -> list[tuple[str, str, str, str]]:
     if r.fp32_layers is not None:
         cut = " (search cut short: not minimal)" if r.search and r.search.cut_short else ""
         of = f" of {r.accuracy_aware.quantized_layers} quantized" if r.accuracy_aware else ""
-        rows.append(("layers left in FP32", "", f"{len(r.fp32_layers)}{of}", cut.strip()))
+        precise = sum(1 for layer in r.fp32_layers if layer.get("precise"))
+        strict = f" ({precise} marked strict f32)" if precise else ""
+        rows.append(("layers left in FP32", "", f"{len(r.fp32_layers)}{of}{strict}", cut.strip()))
     rows.append(("model size", _mib(size.fp32), _mib(size.int8), f"{size.int8 / size.fp32:.2f}x"))
     return rows
 

@@ -83,6 +83,7 @@ class Fp32Layer(TypedDict):
     score: float | None
     rank: NotRequired[int]
     macs: NotRequired[int]
+    precise: NotRequired[bool]  # marked to run in strict f32 while the device runs floats in bf16
     reason: str
 
 

@@ -23,6 +23,7 @@ from .methods import accepts, calibrate_accuracy_aware, compress_weights, quanti
 from .metrics import degradation, make_metric
 from .output import Staging, mark
 from .output_names import model_stem, output_paths, superseded
+from .precise import precise_layers
 from .problems import Cancelled, CalibrationError, Problem
 from .report import render_html
 from .result import AccuracyAwareBudget, AccuracyAwareRecord, Result
@@ -150,8 +151,8 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
         speed_fields = _speed_fields(spec, speed, layers, device_default)
         aside = "over-budget" if not met else None if speed_fields["recommendation"]["answer"] else "not-faster"
         finals = output_paths(spec.output_dir, stem, aside)
-        profile = deployment.profile(spec, own, fixed,
-                                     dataset.kind in ("imagenet", "image_list", "images"), device_default)
+        profile = deployment.profile(spec, own, fixed, dataset.kind in ("imagenet", "image_list", "images"),
+                                     device_default, len(precise_layers(tmp_xml)))
         typed = Result(
             spec=str(spec.path), model=str(spec.model_path), device=spec.device,
             device_default_precision=device_default, method=spec.calibration.method,

@@ -37,6 +37,7 @@ from .probes import where_to_probe
 from .ranking import rank
 from .rejection import Rejection
 from ..metrics import Metric, degradation
+from ..precise import keep_precise, lowered
 from ..problems import Cancelled
 from ..runtime import INT8, config_for
 from ..spec import Spec
@@ -140,11 +141,12 @@ def corrected_biases(fp32: ov.Model, quantized: ov.Model) -> dict[str, np.ndarra
 
 
 def revert(model: ov.Model, names: set[str], biases: dict[str, np.ndarray] | None = None,
-           compress: bool = True) -> ov.Model:
+           compress: bool = True, precise: bool = False) -> ov.Model:
     """A copy of the FakeQuantize model with the named layers' inputs taken before their quantizers
     and their corrected biases (see `corrected_biases`) restored, its weights compressed to INT8 as
     they will be saved: what is measured is what is shipped (INT8 constants do not compute exactly
-    like FakeQuantize on FP32 weights)."""
+    like FakeQuantize on FP32 weights). `precise`: the named layers also run in strict f32 when the
+    device runs floats lower (bf16), or putting them back in float would not restore them."""
     copy = model.clone()
     for op in copy.get_ordered_ops():
         if op.get_friendly_name() in names:
@@ -160,7 +162,7 @@ def revert(model: ov.Model, names: set[str], biases: dict[str, np.ndarray] | Non
                             inp.replace_source_output(ov.op.Constant(biases[add.get_friendly_name()]).output(0))
     if compress:
         compress_quantize_weights_transformation(copy)
-    return copy
+    return keep_precise(copy, names) if precise and names else copy
 
 
 def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset: Dataset, subset: list[int],
@@ -170,6 +172,8 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     say = progress or (lambda f: None)
     val_ds, val_idx = validation
     int8_config = config_for(INT8, spec.device, spec.inference.int8_float_precision)
+    # reverted layers in strict f32 while the rest runs bf16, when asked for
+    precise = spec.calibration.precise_reverted and lowered(core, spec.device, spec.inference.int8_float_precision)
 
     feed = Feed(dataset, subset, lambda f: say(0.4 * f), cancel)
     quantized = quantize(fp32, feed, **nncf_settings(spec, len(subset), compress_weights=False))
@@ -190,7 +194,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
         if frozenset(names) in seen and not (full and seen[frozenset(names)].get("stopped_after")):
             repeats[0] += 1
             return seen[frozenset(names)]
-        compiled = core.compile_model(revert(quantized, names, biases), spec.device, int8_config)
+        compiled = core.compile_model(revert(quantized, names, biases, precise=precise), spec.device, int8_config)
         early = rejection[0] if rejection and not full else None
         ev = evaluate(compiled, val_ds, val_idx, metric, output=out, references=baseline.references, cancel=cancel,
                       order=early.order if early else None, hopeless=early.hopeless if early else None)
@@ -225,8 +229,8 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
         groups, where = _groups(quantized), where_to_probe()
         types = {op.get_friendly_name(): op.get_type_name() for op in _units(quantized)}
         ranked = [(groups[g], [types[n] for n in groups[g]], score) for g, score in
-                  rank(core, fp32, quantized, groups, functools.partial(revert, biases=biases), spec.device,
-                       int8_config, val_ds, order, lambda f: say(0.45 + 0.3 * f), cancel, where)]
+                  rank(core, fp32, quantized, groups, functools.partial(revert, biases=biases, precise=precise),
+                       spec.device, int8_config, val_ds, order, lambda f: say(0.45 + 0.3 * f), cancel, where)]
         cost = layer_macs(core, fp32, val_ds.load(val_idx[0]), {n for g, _, _ in ranked for n in g})
         group_macs = [sum(cost.get(n, 0) for n in g) for g, _, _ in ranked]
         say(0.75)
@@ -263,7 +267,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
             if row["ok"]:
                 chosen, best = [c for c in chosen if c != g], row
     names = {n for g in chosen for n in ranked[g][0]}
-    final = revert(quantized, names, biases)
+    final = revert(quantized, names, biases, precise=precise)
     fp32_layers = []
     for g in sorted(chosen):
         group, types, score = ranked[g]
@@ -271,6 +275,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
             along = f" together with {', '.join(n for n in group if n != name)} (they share a quantizer)" \
                 if len(group) > 1 else ""
             fp32_layers.append({"name": name, "type": kind, "score": score, "rank": g + 1, "macs": cost.get(name, 0),
+                                "precise": precise,
                                 "reason": f"rank {g + 1} of {len(ranked)}: back in FP32{along}, it alone removes "
                                           f"{score:.1%} of the output error"})
     say(1.0)

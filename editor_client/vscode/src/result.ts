@@ -149,6 +149,7 @@ export interface Fp32Layer {
   score: number | null;
   rank?: number;
   macs?: number;
+  precise?: boolean;
   reason: string;
 }
 
