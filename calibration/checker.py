@@ -49,7 +49,7 @@ def _source_model(path: Path) -> list[Problem] | None:
         return None
     broken = source_check.source_problems(path, kind)
     if broken or (ir := conversion.cached_ir(path)) is None:
-        return broken or [Problem(f"{kind} model: converted with {conversion.ROUTE} when first calibrated or "
+        return broken or [Problem(f"{source_check.a_model(kind)}: converted with {conversion.ROUTE} when first calibrated or "
                                   "inspected (and cached); its eligibility is checked then", path=str(path),
                                   rule="converted-model", severity="info")]
     return check_model(ir)
@@ -134,7 +134,7 @@ def _spec_problems(spec: Spec, trusted: bool, summaries: bool) -> list[Problem]:
             return out + [_at_model_key(spec, p) for p in broken] + eligibility.spec_problems(spec)
         model = conversion.cached_ir(model)
         if model is None:
-            out.append(spec.problem(f"{kind} model: converted with {conversion.ROUTE} when first calibrated (and "
+            out.append(spec.problem(f"{source_check.a_model(kind)}: converted with {conversion.ROUTE} when first calibrated (and "
                                     "cached); its eligibility is checked then", "model", rule="converted-model",
                                     severity="info"))
             return out + eligibility.spec_problems(spec)

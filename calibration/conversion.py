@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .private import STATE_DIR, private_folder
 from .problems import CalibrationError, Problem
-from .source_check import RULES, source_problems, unsupported
+from .source_check import RULES, a_model, source_problems, unsupported
 
 SOURCE_SUFFIXES = {".onnx": "ONNX", ".tflite": "TensorFlow Lite", ".pdmodel": "PaddlePaddle"}
 ROUTE = "openvino.convert_model"
@@ -92,9 +92,9 @@ def failure(path: Path, kind: str, exc: Exception) -> Problem:
     """Why `path` did not convert: the frontend's first line (an assertion in its C++ source, often),
     led by what is wrong with the file when its own framing says (then the format's rule and fix)."""
     first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-    message = f"{ROUTE} cannot convert this {kind} model: {first[:300]}"
+    message = f"{ROUTE} cannot convert this {a_model(kind)}: {first[:300]}"
     for found in source_problems(path, kind) if kind in RULES else []:
-        return replace(found, message=f"{ROUTE} cannot convert this {kind} model: {found.message} ({first[:200]})")
+        return replace(found, message=f"{ROUTE} cannot convert this {a_model(kind)}: {found.message} ({first[:200]})")
     return Problem(message, path=str(path), rule=RULE,
                    fix="check that the file is whole and loads in its own framework; "
                        "or convert it yourself (ovc) and point `model` at the .xml")

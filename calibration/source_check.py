@@ -39,6 +39,11 @@ class Broken(Exception):
     """Where the framing stops making sense: str() is the reason."""
 
 
+def a_model(kind: str) -> str:
+    """"ONNX model", but "TensorFlow SavedModel" (a SavedModel is a model already)."""
+    return kind if kind.endswith("SavedModel") else f"{kind} model"
+
+
 @contextmanager
 def mapped(path: Path) -> Iterator[bytes]:
     with open_regular(path) as fh:
@@ -282,7 +287,6 @@ def source_problems(path: Path, kind: str) -> list[Problem]:
                 with mapped(params) as data:
                     check_pdiparams(data)
     except (Broken, OSError) as exc:
-        what = kind if kind.endswith("SavedModel") else f"{kind} model"
-        return [Problem(f"{'not a whole' if isinstance(exc, Broken) else 'cannot read this'} {what}: {exc}",
+        return [Problem(f"{'not a whole' if isinstance(exc, Broken) else 'cannot read this'} {a_model(kind)}: {exc}",
                         path=str(path), rule=RULES[kind], fix=FIXES[kind])]
     return []
