@@ -6,6 +6,8 @@ Measured at the output, because a layer's own error says little about what it do
 (depthwise convolutions with near-zero outputs have huge relative errors and no effect)."""
 from __future__ import annotations
 
+import os
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Callable
 
 import numpy as np
@@ -32,18 +34,32 @@ def distance(core: ov.Core, model: ov.Model, device: str, config: dict, inputs: 
 
 
 class InProcess:
-    """The probes one after another, in this process."""
+    """The probes in this process, `at_once` at a time. A probe's compile runs mostly on one core and
+    its few inferences are short, so two probes overlap well on two cores; each is its own compiled
+    model, so the distances are those of probes run one by one."""
+
+    def __init__(self, at_once: int | None = None):
+        self.at_once = max(1, at_once or min(2, len(os.sched_getaffinity(0))))
 
     def distances(self, core: ov.Core, quantized: ov.Model, groups: list[list[str]], candidate: Candidate,
                   device: str, config: dict, inputs: list[dict], reference: list[np.ndarray],
                   progress: Callable[[float], None], cancel: Callable[[], bool] | None) -> list[float]:
-        got = []
-        for n, group in enumerate(groups):
-            if cancel and cancel():
-                raise Cancelled()
-            got.append(distance(core, candidate(quantized, set(group)), device, config, inputs, reference))
-            progress((n + 1) / len(groups))
-        return got
+        def probe(group: list[str]) -> float:
+            return distance(core, candidate(quantized, set(group)), device, config, inputs, reference)
+
+        got: dict[int, float] = {}
+        with ThreadPoolExecutor(self.at_once, thread_name_prefix="int8wb-probe") as pool:
+            flying: dict = {}
+            for n, group in enumerate(groups):
+                if cancel and cancel():
+                    raise Cancelled()
+                flying[pool.submit(probe, group)] = n
+                while len(flying) >= self.at_once or (n == len(groups) - 1 and flying):
+                    done, _ = wait(flying, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        got[flying.pop(future)] = future.result()
+                    progress(len(got) / len(groups))
+        return [got[n] for n in range(len(groups))]
 
 
 def rank(core: ov.Core, fp32: ov.Model, quantized: ov.Model, groups: list[list[str]], candidate: Candidate,

@@ -98,3 +98,15 @@ def test_probe_tasks_alone_measure_what_the_process_measures(ray_cluster):
     got, want = rank(*args, where=on_cluster), rank(*args)
     assert on_cluster.on_cluster == 3  # the all-INT8 model and one probe per group
     assert got == want and want[0] == (0, want[0][1]) and want[0][1] > 0.5  # the 16-level input matters most
+
+
+def test_probes_two_at_a_time_measure_what_one_at_a_time_measures():
+    from int8wb.calibration.methods.accuracy_aware import revert
+    from int8wb.calibration.methods.ranking import InProcess, rank
+
+    core, fp32, quantized = ov.Core(), two_layer_model(False), two_layer_model(True)
+    groups = [["first"], ["second"], ["first", "second"]]
+    args = (core, fp32, quantized, groups, revert, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}, Samples(6), list(range(6)))
+    seen: list[float] = []
+    assert rank(*args, progress=seen.append, where=InProcess(2)) == rank(*args, where=InProcess(1))
+    assert seen[-1] == 1.0 and seen == sorted(seen)
