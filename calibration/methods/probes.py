@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +23,7 @@ import numpy as np
 import openvino as ov
 
 from ..problems import Cancelled
-from .ranking import Candidate, distance
+from .ranking import Candidate, InProcess, distance
 
 _joined: dict = {}
 
@@ -67,11 +68,13 @@ class OnRay:
     """Probes as Ray tasks of one CPU, and this process probes too. The job's own task holds its CPUs
     while it waits, so on a busy cluster the probe tasks may wait for CPUs that never come: this
     process takes probes from the back of the list, then re-runs the newest probe still in flight,
-    so the ranking never waits on the cluster and never takes longer than in process.
+    so the ranking never waits on the cluster and never takes longer than in process (where it
+    runs as many probes at a time as the in-process ranking does).
     `here=False`: every probe on the cluster (to test the tasks alone)."""
 
-    def __init__(self, ray, here: bool = True):
+    def __init__(self, ray, here: bool = True, at_once: int | None = None):
         self.ray, self.here = ray, here
+        self.at_once = InProcess(at_once).at_once  # this process's share runs as the in-process ranking does
         self.task = ray.remote(probe).options(num_cpus=1, max_retries=2)
         self.on_cluster = 0  # probes of the last ranking that a Ray task answered
 
@@ -84,7 +87,13 @@ class OnRay:
         todo = deque(range(n))  # nobody's yet: the cluster takes from the left, this process from the right
         flying: dict = {}       # task -> probe index
         got: dict[int, float] = {}
+        mine: dict = {}         # this process's probes in progress: future -> probe index
         self.on_cluster = 0
+
+        def here(i: int) -> float:
+            return distance(core, candidate(quantized, set(groups[i])), device, config, inputs, reference)
+
+        pool = ThreadPoolExecutor(self.at_once, thread_name_prefix="int8wb-probe")
         try:
             while len(got) < n:
                 if cancel and cancel():
@@ -97,19 +106,23 @@ class OnRay:
                         todo.append(i)  # the task failed: taken again
                     else:
                         got[i], self.on_cluster = answer, self.on_cluster + 1
+                while self.here and len(mine) < self.at_once and (todo or flying):
+                    if todo:
+                        i = todo.pop()
+                    else:  # every probe left is in flight: run the newest (least likely started) here
+                        ref = next(reversed(flying))
+                        i = flying.pop(ref)
+                        ray.cancel(ref, force=True)
+                    mine[pool.submit(here, i)] = i
+                if mine:
+                    done, _ = wait(mine, timeout=0.05, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        got[mine.pop(future)] = future.result()
                 progress(len(got) / n)
-                if len(got) == n or not self.here:
-                    continue
-                if todo:
-                    mine = todo.pop()
-                else:  # every probe left is in flight: run the newest (least likely started) here
-                    ref = next(reversed(flying))
-                    mine = flying.pop(ref)
-                    ray.cancel(ref, force=True)
-                got[mine] = distance(core, candidate(quantized, set(groups[mine])), device, config, inputs, reference)
         finally:
             for ref in flying:
                 ray.cancel(ref, force=True)
+            pool.shutdown(wait=True, cancel_futures=True)
         return [got[i] for i in range(n)]
 
     def _finished(self, flying: dict, timeout: float) -> list[tuple[int, float | None]]:
