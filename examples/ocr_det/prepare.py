@@ -170,9 +170,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--force", action="store_true", help="rebuild the model and the data")
     args = parser.parse_args()
-    build_model(args.force)
-    build_data(args.force)
-    build_masks(args.force)
+    with ocr.one_at_a_time(Path(ocr.__file__).resolve().parent / ".cache"):  # one lock: both use its wheel and fonts
+        build_model(args.force)
+        build_data(args.force)
+        build_masks(args.force)
 
 
 if __name__ == "__main__":
