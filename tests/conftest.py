@@ -155,3 +155,23 @@ def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+def example_result(example: Path, spec_name: str, output: Path, trust: bool = False, **calibration) -> dict:
+    """A shipped example's spec calibrated into `output` (outside the example's folder, so trusted
+    there), after its prepare.py; `calibration`: [calibration] keys to override."""
+    import subprocess
+    import sys
+
+    from int8wb.calibration import load_spec
+    from int8wb.calibration.trust import set_trusted
+    from int8wb.calibration.workflow import calibrate
+
+    subprocess.run([sys.executable, str(example / "prepare.py")], check=True)
+    spec = load_spec(example / spec_name)
+    spec.output.dir = str(output)
+    set_trusted(output)
+    spec.inference.duration = 0.5
+    for key, value in calibration.items():
+        setattr(spec.calibration, key, value)
+    return calibrate(spec, trust_custom_metrics=trust)

@@ -182,7 +182,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     biases = corrected_biases(fp32, quantized)
 
     seen: dict[frozenset, dict] = {}  # layer set -> its validation: the searches often meet again
-    rejection: list[Rejection] = []   # set once the all-INT8 validation says which samples to run first
+    rejection: Rejection | None = None  # set once the all-INT8 validation says which samples to run first
     samples_run = [0]
 
     def measure(chosen: list[int], full: bool = False) -> dict:
@@ -195,7 +195,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
             repeats[0] += 1
             return seen[frozenset(names)]
         compiled = core.compile_model(revert(quantized, names, biases, precise=precise), spec.device, int8_config)
-        early = rejection[0] if rejection and not full else None
+        early = None if full else rejection
         ev = evaluate(compiled, val_ds, val_idx, metric, output=out, references=baseline.references, cancel=cancel,
                       order=early.order if early else None, hopeless=early.hopeless if early else None)
         samples_run[0] += ev.stopped_after or len(val_idx)
@@ -220,7 +220,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     say(0.45)
     judge = functools.partial(accepts, spec, metric, baseline)
     early = Rejection(metric, baseline, Evaluation(first["accuracy"], first["scores"]), judge)
-    rejection = [early] if EARLY_REJECTION and early.order else []
+    rejection = early if EARLY_REJECTION and early.order else None
     if not first["ok"]:
         # Rank on the samples INT8 got most wrong, where a layer's damage shows.
         damage = stats.per_sample_drops(baseline.scores, first["scores"], metric.higher_is_better)

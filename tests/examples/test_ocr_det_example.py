@@ -22,8 +22,7 @@ from int8wb.calibration.decoders import decode
 from int8wb.calibration.detection import mean_average_precision
 from int8wb.calibration.inspection import inspect_model
 from int8wb.calibration.metrics import make_metric
-from int8wb.calibration.trust import set_trusted
-from int8wb.calibration.workflow import calibrate
+from conftest import example_result
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "ocr_det"
@@ -33,12 +32,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    subprocess.run([sys.executable, str(EXAMPLE / "prepare.py")], check=True)
-    spec = load_spec(EXAMPLE / "ocr_det.calibration.toml")
-    spec.output.dir = str(tmp_path_factory.mktemp("ocr_det"))
-    set_trusted(Path(spec.output.dir))  # results go outside the example's folder
-    spec.inference.duration = 0.5
-    return calibrate(spec)
+    return example_result(EXAMPLE, "ocr_det.calibration.toml", tmp_path_factory.mktemp("ocr_det"))
 
 
 def test_the_detector_finds_the_words(result):
@@ -59,13 +53,9 @@ def test_the_saved_model_gives_the_reported_figure(result):
 
 @pytest.fixture(scope="module")
 def seg_result(tmp_path_factory):
-    subprocess.run([sys.executable, str(EXAMPLE / "prepare.py")], check=True)
-    spec = load_spec(EXAMPLE / "ocr_det-seg.calibration.toml")
-    spec.output.dir = str(tmp_path_factory.mktemp("ocr_det_seg"))
-    set_trusted(Path(spec.output.dir))
-    spec.inference.duration = 0.5
-    spec.calibration.only_if_faster = False  # the figures are the point here, not the speed of a busy machine
-    return calibrate(spec)
+    # only_if_faster off: the figures are the point here, not the speed of a busy machine
+    return example_result(EXAMPLE, "ocr_det-seg.calibration.toml", tmp_path_factory.mktemp("ocr_det_seg"),
+                          only_if_faster=False)
 
 
 def test_the_segmentation_masks_are_the_shrunk_word_boxes_of_the_same_pages():

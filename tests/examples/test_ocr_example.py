@@ -2,7 +2,6 @@
 
 AccuracyAware on a real model where Default INT8 loses ~4 pp of exact match: the budget holds on
 the validation set, and the reported figures match an independent evaluation of the saved model."""
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,8 +10,7 @@ import openvino as ov
 import pytest
 
 from int8wb.calibration import load_spec
-from int8wb.calibration.trust import set_trusted
-from int8wb.calibration.workflow import calibrate
+from conftest import example_result
 
 ROOT = Path(__file__).resolve().parents[2]
 OCR = ROOT / "examples" / "ocr"
@@ -22,12 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    subprocess.run([sys.executable, str(OCR / "prepare.py")], check=True)
-    spec = load_spec(OCR / "ocr.calibration.toml")
-    spec.output.dir = str(tmp_path_factory.mktemp("ocr"))
-    set_trusted(Path(spec.output.dir))  # results go outside the example's folder
-    spec.inference.duration = 0.5
-    return calibrate(spec, trust_custom_metrics=True)
+    return example_result(OCR, "ocr.calibration.toml", tmp_path_factory.mktemp("ocr"), trust=True)
 
 
 def test_budget_met_on_validation(result):
