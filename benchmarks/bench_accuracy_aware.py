@@ -83,6 +83,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spec", default=str(SPEC))
     parser.add_argument("--max-drop", type=float, default=0.01)
+    parser.add_argument("--confidence", type=float, default=None,
+                        help="override [calibration] confidence (0: accept on the measured drop, NNCF's own rule)")
     parser.add_argument("--speed-seconds", type=float, default=5.0)
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--ours-only", action="store_true", help="skip NNCF (a quick look at ours alone)")
@@ -97,6 +99,8 @@ def main() -> None:
 
     spec = load_spec(args.spec)
     spec.calibration.max_drop = args.max_drop
+    if args.confidence is not None:
+        spec.calibration.confidence = args.confidence
     if args.int8_float:
         spec.inference.int8_float_precision = args.int8_float
     xml = ir_of(spec)  # an ONNX model is converted (once, cached) as the engine does
@@ -118,7 +122,8 @@ def main() -> None:
         speed = alternate_speed(core, models, spec, sample, args.speed_seconds, args.rounds)
         print(f"throughput ratio ours/NNCF {speed['ours'] / speed['nncf']:.2f}")
         return
-    print(f"model {info.path}: calibration {len(subset)}, validation {len(val_idx)}, max_drop {args.max_drop}")
+    print(f"model {info.path}: calibration {len(subset)}, validation {len(val_idx)}, max_drop {args.max_drop}, "
+          f"confidence {spec.calibration.confidence}")
 
     # --- ours
     fp32 = deployment.reshape(read_model(core, str(xml)), fixed, spec)
@@ -127,7 +132,7 @@ def main() -> None:
     outcome = calibrate_accuracy_aware(core, fp32, spec, cal, subset, (val, val_idx), metric, base, 0)
     ours_s = time.perf_counter() - t0
     print(f"ours: {ours_s:.1f} s, {len(outcome.fp32_layers)} of {outcome.quantized_units} layers in FP32, "
-          f"{len(outcome.probes)} validations")
+          f"{len(outcome.probes)} validations, ranking on {outcome.search.get('ranking_samples')} samples")
 
     if args.ours_only:
         compiled = core.compile_model(outcome.model, spec.device, config_for(INT8, spec.device,

@@ -217,6 +217,8 @@ class Search(_Record):
     samples_run: int = Field(0, description="Validation samples run over the whole search")
     probes_on_cluster: int = Field(0, description="Ranking probes a Ray task answered (the job's own process "
                                                   "takes the others, so a busy cluster never stalls it)")
+    ranking_samples: int = Field(0, description="Validation samples every ranking probe ran (16, fewer when "
+                                                "samples are large; 0: no ranking was needed)")
 
 
 class AccuracyAwareRecord(_Record):

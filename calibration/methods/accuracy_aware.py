@@ -43,6 +43,8 @@ from ..runtime import INT8, config_for
 from ..spec import Spec
 
 RANKING_SAMPLES = 16  # the validation samples INT8 hurt most; enough to order the layers
+RANKING_VALUES = 8_000_000  # ... or fewer, large ones: at most this many input values in all (at least 4)
+MIN_RANKING_SAMPLES = 4
 MAX_VALIDATIONS = 40  # full validations in all; the give-back pass stops there
 EARLY_REJECTION = True  # end a validation once its candidate cannot pass (rejection.py): same answers, sooner
 STOPPED_COST = 0.25    # the least a validation ended early counts against the cap: its compile, mostly
@@ -214,6 +216,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
 
     ranked: list[tuple[list[str], list[str], float]] = []
     where = None  # the ranking's probes: in this process, or on the job's Ray cluster
+    n = 0         # ... and the samples each probe runs
     cost: dict[str, int] = {}       # multiply-adds per layer
     group_macs: list[int] = []      # ... and per ranked group
     first = measure([])
@@ -224,8 +227,9 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     if not first["ok"]:
         # Rank on the samples INT8 got most wrong, where a layer's damage shows.
         damage = stats.per_sample_drops(baseline.scores, first["scores"], metric.higher_is_better)
-        order = [val_idx[i] for i in np.argsort(-damage, kind="stable")[:RANKING_SAMPLES]] if damage is not None \
-            else val_idx[:RANKING_SAMPLES]  # a metric without per-sample scores: the first samples
+        n = ranking_samples(val_ds.load(val_idx[0]))
+        order = [val_idx[i] for i in np.argsort(-damage, kind="stable")[:n]] if damage is not None \
+            else val_idx[:n]  # a metric without per-sample scores: the first samples
         groups, where = _groups(quantized), where_to_probe()
         types = {op.get_friendly_name(): op.get_type_name() for op in _units(quantized)}
         ranked = [(groups[g], [types[n] for n in groups[g]], score) for g, score in
@@ -282,10 +286,20 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     search = {"cut_short": untried > 0, "validations": len(probes), "max_validations": MAX_VALIDATIONS,
               "untried_groups": untried, "ranked_groups": len(ranked), "repeats_avoided": repeats[0],
               "ranked_on": "ray" if where else "this process", "probes_on_cluster": where.on_cluster if where else 0,
-              "stopped_early": sum(1 for p in probes if p.get("stopped_after")), "samples_run": samples_run[0]}
+              "stopped_early": sum(1 for p in probes if p.get("stopped_after")), "samples_run": samples_run[0],
+              "ranking_samples": n}
     return Outcome(final, best["ok"], best["accuracy"], best["drop"], best["drop_relative"], fp32_layers,
                    len(_units(quantized)),
                    [{k: v for k, v in p.items() if k != "scores"} for p in probes], search)
+
+
+def ranking_samples(sample: dict) -> int:
+    """How many samples the ranking probes run: 16 small ones (word crops, 224x224 images), fewer
+    large ones. A 960x736 page holds dozens of words, as much evidence as 16 crops, and every probe
+    runs every ranking sample: 16 pages made the ranking half of a detector's search (BENCHMARKS.md,
+    "AccuracyAware on the text detector")."""
+    values = sum(int(np.prod(np.shape(v))) for v in sample.values())
+    return max(MIN_RANKING_SAMPLES, min(RANKING_SAMPLES, RANKING_VALUES // max(values, 1)))
 
 
 def layer_macs(core: ov.Core, fp32: ov.Model, sample: dict, names: set[str] | None = None) -> dict[str, int]:

@@ -275,3 +275,14 @@ def test_a_layer_set_asked_again_is_answered_from_memory(project, monkeypatch):
     result = calibrate(write_spec(project, "twice", 'method = "accuracy_aware"\nmax_drop = 0.005'))
     sets = [tuple(p["groups"]) for p in result["accuracy_aware"]["probes"]]
     assert len(sets) == len(set(sets)) and result["search"]["repeats_avoided"] > 0
+
+
+def test_the_ranking_runs_fewer_samples_when_they_are_large(aa_result):
+    """16 small samples, fewer large ones (at least 4): every probe runs them all, and a page holds
+    the evidence of dozens of word crops."""
+    from int8wb.calibration.methods.accuracy_aware import ranking_samples
+
+    crop, page = np.zeros((1, 3, 48, 320), np.float32), np.zeros((1, 3, 736, 960), np.float32)
+    assert ranking_samples({"x": crop}) == 16 and ranking_samples({"x": page}) == 4
+    assert ranking_samples({"x": np.zeros((1, 3, 640, 640)), "scale": np.zeros((1, 2))}) == 6
+    assert aa_result["search"]["ranking_samples"] == 16  # the MLP's samples are small

@@ -1,4 +1,4 @@
-"""The PP-OCRv5 text detector case (slow: ~6 minutes; `make test-all` or `pytest -m slow`).
+"""The PP-OCRv5 and PP-OCRv6-tiny text detector cases (slow: ~8 minutes; `make test-all` or `pytest -m slow`).
 
 Default INT8 of a real DB detector given as ONNX, on rendered pages with known word boxes: the
 figures are pycocotools' AP at IoU 0.5 with a bootstrap interval over pages, and the saved model,
@@ -89,3 +89,18 @@ def test_the_saved_segmentation_model_gives_the_reported_figure(seg_result):
     for i in range(len(val)):
         tally.add(i, compiled(val.load(i), share_inputs=False)[0], sample_of(val, i), None)
     assert tally.finish().accuracy == pytest.approx(seg_result["int8"]["accuracy"])
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tmp_path_factory):
+    return example_result(EXAMPLE, "ocr_det-tiny-aa.calibration.toml", tmp_path_factory.mktemp("ocr_det_tiny"),
+                          only_if_faster=False)
+
+
+def test_accuracy_aware_searches_the_tiny_detector_and_keeps_its_bound(tiny_result):
+    """INT8 costs PP-OCRv6 tiny AP over IoU .5:.95: the search runs, on a few pages per probe, and
+    the answer's bound is within the point of AP it was given."""
+    search, budget = tiny_result["search"], tiny_result["budget"]
+    assert tiny_result["metric"] == "coco_map" and search["ranked_groups"] > 0
+    assert search["ranking_samples"] == 4 and 0 < len(tiny_result["fp32_layers"]) < 10
+    assert budget["met"] and budget["bound"] <= 0.01 and tiny_result["drop"] <= budget["bound"]

@@ -295,6 +295,8 @@ export interface Search {
   samples_run?: number;
   /** Ranking probes a Ray task answered (the job's own process takes the others, so a busy cluster never stalls it) */
   probes_on_cluster?: number;
+  /** Validation samples every ranking probe ran (16, fewer when samples are large; 0: no ranking was needed) */
+  ranking_samples?: number;
 }
 
 /** One variant's speed (benchmark_app style), over interleaved rounds (results since rounds). */
