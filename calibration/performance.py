@@ -137,6 +137,16 @@ def speedup(speed: dict[str, dict], variant: str, baseline: str) -> dict:
             "rounds": len(speed[variant]["rounds"])}
 
 
+def latency_speedup(speed: dict[str, dict], variant: str, baseline: str) -> dict | None:
+    """How many times lower `variant`'s batch-1 latency is than `baseline`'s (> 1: faster), per round
+    like `speedup`; None for figures without per-round latencies."""
+    if not (speed[variant].get("latency_rounds") and speed[baseline].get("latency_rounds")):
+        return None
+    value, ci = stats.ratio_ci(speed[baseline]["latency_rounds"], speed[variant]["latency_rounds"])
+    return {"value": round(value, 4), "ci": [round(ci[0], 4), round(ci[1], 4)], "verdict": stats.speed_verdict(ci),
+            "rounds": len(speed[variant]["latency_rounds"])}
+
+
 def profile(core: ov.Core, model: ov.Model, device: str, config: dict,
             sample: dict[str, np.ndarray]) -> list[dict]:
     """Per-layer rows of the compiled (runtime) model, times averaged over a few runs."""

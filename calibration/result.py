@@ -161,6 +161,10 @@ class Speedup(_Record):
     vs_default: Ratio | float = Field(
         description="INT8 throughput over FP32 as the device runs it by default (older results: a number)")
 
+    latency_vs_f32: Ratio | None = Field(None, description="FP32 strict f32 batch-1 latency over INT8's (> 1: INT8 "
+                                                          "faster with one request in flight)")
+    latency_vs_default: Ratio | None = Field(None, description="FP32-as-run-by-default batch-1 latency over INT8's")
+
     def ratio(self, key: Literal["vs_f32", "vs_default"]) -> Ratio:
         """The ratio as a record, whatever version wrote it (older results held one run's number)."""
         value = getattr(self, key)
@@ -258,6 +262,8 @@ class Recommendation(_Record):
     answer: bool = Field(True, description="Whether the INT8 model was written as the answer (<model>.int8.*); "
                                            "false: set aside as <model>.int8.not-faster.* ([calibration] only_if_faster)")
     speedup_vs_default: Ratio = Field(description="The evidence: INT8 throughput over FP32-as-run-by-default")
+    latency_vs_default: Ratio | None = Field(None, description="... and FP32-as-run's batch-1 latency over INT8's "
+                                                               "(INT8 ships when faster on one, slower on neither)")
     latency_ms: dict[Variant, float] = Field(description="Batch-1 median latency of both")
 
 

@@ -290,7 +290,9 @@ def _warnings(spec: Spec, evaluations: list[dict], outcome) -> list[Problem]:
 def _speed_fields(spec: Spec, speed: dict, layers: dict, device_default: str) -> dict:
     """The result's speed figures and per-layer tables, with the notes they call for."""
     throughput = {k: round(v["throughput"], 2) for k, v in speed.items()}
-    speedup = {"vs_f32": performance.speedup(speed, INT8, F32), "vs_default": performance.speedup(speed, INT8, DEFAULT)}
+    speedup = {"vs_f32": performance.speedup(speed, INT8, F32), "vs_default": performance.speedup(speed, INT8, DEFAULT),
+               "latency_vs_f32": performance.latency_speedup(speed, INT8, F32),
+               "latency_vs_default": performance.latency_speedup(speed, INT8, DEFAULT)}
     notes = []
     vs = speedup["vs_default"]
     if vs["verdict"] == "slower":
@@ -300,7 +302,8 @@ def _speed_fields(spec: Spec, speed: dict, layers: dict, device_default: str) ->
     int8_rows = [r for r in layers[INT8] if r["runtimePrecision"] in ("u8", "i8")]
     if not int8_rows:
         notes.append("No layer runs in INT8 on this device: the calibration brought no INT8 execution.")
-    return {"recommendation": recommend(spec, speedup["vs_default"], speed, device_default),
+    return {"recommendation": recommend(spec, speedup["vs_default"], speed, device_default,
+                                        speedup["latency_vs_default"]),
             "throughput": throughput,
             "latency_ms": {k: round(v["latency_ms"]["median"], 3) for k, v in speed.items()},
             "speed": speed,
@@ -311,25 +314,29 @@ def _speed_fields(spec: Spec, speed: dict, layers: dict, device_default: str) ->
             "notes": notes}
 
 
-def recommend(spec: Spec, vs_default: dict, speed: dict, device_default: str) -> dict:
+def recommend(spec: Spec, vs_default: dict, speed: dict, device_default: str, latency_vs: dict | None = None) -> dict:
     """INT8 only when it is faster, on evidence, than the FP32 model as the device runs it by default
-    (bf16 on AMX CPUs): the model the user already has. Otherwise: keep the FP32 model."""
-    low, high = vs_default["ci"]
+    (bf16 on AMX CPUs): the model the user already has. Faster in throughput (requests in flight) or in
+    batch-1 latency (one request), and slower in neither: a model served one request at a time gains
+    from the latency alone. Otherwise: keep the FP32 model."""
     latency = {k: round(speed[k]["latency_ms"]["median"], 3) for k in (DEFAULT, INT8)}
     against = f"FP32 as {spec.device} runs it by default ({device_default})"
-    if vs_default["verdict"] == "faster":
-        choice, reason = "int8", (f"INT8 is faster than {against}: {vs_default['value']:.2f}x its throughput "
-                                  f"(95 % interval {low:.2f}-{high:.2f}x)")
+    measures = {"its throughput": vs_default, **({"its batch-1 speed (latency ratio)": latency_vs} if latency_vs else {})}
+    figures = "; ".join(f"{m['value']:.2f}x {name} (95 % interval {m['ci'][0]:.2f}-{m['ci'][1]:.2f}x)"
+                        for name, m in measures.items())
+    verdicts = {m["verdict"] for m in measures.values()}
+    if "faster" in verdicts and "slower" not in verdicts:
+        choice, reason = "int8", f"INT8 is faster than {against}: {figures}"
     else:
-        what = "slower than" if vs_default["verdict"] == "slower" else "not measurably faster than"
-        choice, reason = "keep-fp32", (f"INT8 does not pay on this device: {what} {against}, {vs_default['value']:.2f}x "
-                                       f"its throughput (95 % interval {low:.2f}-{high:.2f}x); keep the FP32 model")
+        what = ("faster on one measure and slower on the other than" if "faster" in verdicts else
+                "slower than" if "slower" in verdicts else "not measurably faster than")
+        choice, reason = "keep-fp32", f"INT8 does not pay on this device: {what} {against}, {figures}; keep the FP32 model"
         reason += ("; the INT8 model is set aside as .int8.not-faster (write it as the answer anyway: "
                    "[calibration] only_if_faster = false)" if spec.calibration.only_if_faster else
                    "; the INT8 model is written as the answer all the same, as [calibration] only_if_faster = false asks")
     answer = choice == "int8" or not spec.calibration.only_if_faster
     return {"choice": choice, "reason": reason, "answer": answer, "speedup_vs_default": vs_default,
-            "latency_ms": latency}
+            "latency_vs_default": latency_vs, "latency_ms": latency}
 
 
 def _accuracy_aware_fields(outcome) -> dict:

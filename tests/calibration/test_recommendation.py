@@ -67,3 +67,33 @@ def test_calibrate_sets_a_slower_model_aside_under_names_that_say_so(example, mo
         "model.int8.not-faster.xml"]
     assert result["recommendation"]["choice"] == "keep-fp32" and result["recommendation"]["answer"] is False
     assert result["output"]["model"] == str(out / "model.int8.not-faster.xml")
+
+
+def timed(int8: list[float], base: list[float], int8_ms: list[float], base_ms: list[float]) -> dict:
+    s = speed(int8, base)
+    s["int8"]["latency_rounds"], s["fp32_default"]["latency_rounds"] = int8_ms, base_ms
+    return s
+
+
+@pytest.mark.parametrize("int8_ms, choice, words", [
+    ([3.00, 3.02, 2.99, 3.01, 3.00], "int8", "INT8 is faster than"),  # batch 1 gains, throughput even
+    ([3.40, 3.42, 3.39, 3.41, 3.40], "keep-fp32", "faster on one measure and slower on the other"),
+    ([3.20, 3.22, 3.19, 3.21, 3.20], "keep-fp32", "not measurably faster"),
+])
+def test_batch_1_latency_counts_as_evidence_too(int8_ms, choice, words):
+    """A model served one request at a time gains from lower latency alone; INT8 slower on either
+    measure is not shipped. Throughput here: INT8 1.2x in the mixed case, even otherwise."""
+    base_ms = [3.20, 3.21, 3.19, 3.22, 3.20]
+    thr = [240, 242, 238, 241, 240] if choice == "keep-fp32" and "one measure" in words else [200, 206, 197, 203, 200]
+    s = timed(thr, [200, 205, 198, 202, 200], int8_ms, base_ms)
+    lat = performance.latency_speedup(s, "int8", "fp32_default")
+    r = recommend(SPEC, performance.speedup(s, "int8", "fp32_default"), s, "bf16", lat)
+    assert r["choice"] == choice and words in r["reason"] and "batch-1 speed" in r["reason"]
+    assert r["latency_vs_default"] == lat and (lat["value"] > 1) == (int8_ms[0] < base_ms[0])
+    Recommendation.model_validate(r)
+
+
+def test_latency_ratio_is_the_baselines_latency_over_the_variants():
+    s = timed([1], [1], [2.0, 2.0, 2.0], [3.0, 3.0, 3.0])
+    assert performance.latency_speedup(s, "int8", "fp32_default")["value"] == pytest.approx(1.5)
+    assert performance.latency_speedup(speed([1], [1]), "int8", "fp32_default") is None  # older figures

@@ -272,6 +272,8 @@ export interface Recommendation {
   answer?: boolean;
   /** The evidence: INT8 throughput over FP32-as-run-by-default */
   speedup_vs_default: Ratio;
+  /** ... and FP32-as-run's batch-1 latency over INT8's (INT8 ships when faster on one, slower on neither) */
+  latency_vs_default?: Ratio | null;
   /** Batch-1 median latency of both */
   latency_ms: { [K in "fp32_f32" | "fp32_default" | "int8"]?: number };
 }
@@ -319,6 +321,10 @@ export interface Speedup {
   vs_f32: Ratio | number;
   /** INT8 throughput over FP32 as the device runs it by default (older results: a number) */
   vs_default: Ratio | number;
+  /** FP32 strict f32 batch-1 latency over INT8's (> 1: INT8 faster with one request in flight) */
+  latency_vs_f32?: Ratio | null;
+  /** FP32-as-run-by-default batch-1 latency over INT8's */
+  latency_vs_default?: Ratio | null;
 }
 
 /** What an editor shows of a finished job's result (`calibration.jobs.summarise`). */
