@@ -2,11 +2,11 @@
 
 For each case, `int8wb`'s Default calibration (the workflow, as `int8wb calibrate` runs it) decides what
 ships: its INT8 model when the recommendation is `int8`, else the FP32 model as the device runs it
-(`keep-fp32`). Then, interleaved in rounds (A B C, C B A, ...) on one sample at the deployment shape:
+(`keep-fp32`). Then, interleaved in rounds on one sample at the deployment shape:
 - `fp32_default`: the FP32 model as the device runs it (bf16 on AMX CPUs): the model the user has;
 - `shipped`: what we ship, compiled as the result says to deploy it;
 - `nncf_default`: bare `nncf.quantize` (PERFORMANCE preset, CPU target) on the same calibration samples.
-Throughput (requests in flight) and batch-1 latency (one request) per round; the ratios' 95 % intervals
+Throughput (requests in flight) and batch-1 latency (one request) per round (the order rotates every round); the ratios' 95 % intervals
 come from the rounds (Student t over per-round log ratios, as the product computes `speedup`).
 
 Goal: shipped ≥ fp32_default (lower bound ≥ 1.0) and ≥ nncf_default.

@@ -97,3 +97,15 @@ def test_latency_ratio_is_the_baselines_latency_over_the_variants():
     s = timed([1], [1], [2.0, 2.0, 2.0], [3.0, 3.0, 3.0])
     assert performance.latency_speedup(s, "int8", "fp32_default")["value"] == pytest.approx(1.5)
     assert performance.latency_speedup(speed([1], [1]), "int8", "fp32_default") is None  # older figures
+
+
+def test_every_variant_runs_in_every_position_and_after_each_other():
+    """Rounds rotate the order (and reverse it every other cycle): alternating A B C with C B A kept
+    B in the middle of every round, a position bias between two variants that no interval sees."""
+    names = ["fp32_f32", "fp32_default", "int8"]
+    orders = [performance.round_order(names, r) for r in range(6)]
+    assert all(sorted(o) == sorted(names) for o in orders)
+    for name in names:
+        assert sorted(o.index(name) for o in orders) == [0, 0, 1, 1, 2, 2]
+        assert {o[o.index(name) - 1] for o in orders if o.index(name) > 0} == set(names) - {name}
+    assert [performance.round_order(["a", "b"], r) for r in range(4)] == [["a", "b"], ["b", "a"], ["b", "a"], ["a", "b"]]
