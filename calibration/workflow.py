@@ -24,7 +24,7 @@ from .metrics import degradation, make_metric
 from .output import Staging, mark
 from .output_names import model_stem, output_paths, superseded
 from .precise import precise_layers
-from .problems import Cancelled, CalibrationError, Problem
+from .problems import CalibrationError, Problem
 from .report import render_html
 from .result import AccuracyAwareBudget, AccuracyAwareRecord, Result
 from .runtime import DEFAULT, F32, INT8, config_for, default_precision, read_model
