@@ -167,8 +167,9 @@ class InferenceSpec(_Table):
     requests: int | Literal["auto"] = Field("auto", description="Parallel infer requests (\"auto\": optimal)")
     duration: float = Field(3.0, gt=0, le=600, description="Seconds of throughput measurement per model variant, "
                             "split over `rounds`; batch-1 latency (one request in flight) runs half as long")
-    rounds: int = Field(5, ge=1, le=100, description="Interleaved rounds (A B C A B C ...): every variant runs once "
-                        "per round, so all see the same machine; the spread and the intervals come from them")
+    rounds: int = Field(5, ge=1, le=100, description="Interleaved rounds (A B C, B C A, C A B, then reversed ...): "
+                        "every variant runs once per round, so all see the same machine; the spread and the "
+                        "intervals come from them")
     int8_float_precision: Literal["default", "f32"] = Field(
         "default", description="How the INT8 model's layers that stay in floating point run, for its accuracy, "
                                "AccuracyAware's search and its speed: the device default (bf16 on AMX CPUs) or "

@@ -172,7 +172,7 @@ export interface InferenceSpec {
   requests?: number | "auto";
   /** Seconds of throughput measurement per model variant, split over `rounds`; batch-1 latency (one request in flight) runs half as long */
   duration?: number;
-  /** Interleaved rounds (A B C A B C ...): every variant runs once per round, so all see the same machine; the spread and the intervals come from them */
+  /** Interleaved rounds (A B C, B C A, C A B, then reversed ...): every variant runs once per round, so all see the same machine; the spread and the intervals come from them */
   rounds?: number;
   /** How the INT8 model's layers that stay in floating point run, for its accuracy, AccuracyAware's search and its speed: the device default (bf16 on AMX CPUs) or strict f32. Deploy the INT8 model the same way. */
   int8_float_precision?: "default" | "f32";
