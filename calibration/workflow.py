@@ -321,7 +321,7 @@ def recommend(spec: Spec, vs_default: dict, speed: dict, device_default: str, la
     from the latency alone. Otherwise: keep the FP32 model."""
     latency = {k: round(speed[k]["latency_ms"]["median"], 3) for k in (DEFAULT, INT8)}
     against = f"FP32 as {spec.device} runs it by default ({device_default})"
-    measures = {"its throughput": vs_default, **({"its batch-1 speed (latency ratio)": latency_vs} if latency_vs else {})}
+    measures = {"its throughput": vs_default, **({"its batch-1 speed": latency_vs} if latency_vs else {})}
     figures = "; ".join(f"{m['value']:.2f}x {name} (95 % interval {m['ci'][0]:.2f}-{m['ci'][1]:.2f}x)"
                         for name, m in measures.items())
     verdicts = {m["verdict"] for m in measures.values()}
