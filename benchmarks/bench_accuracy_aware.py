@@ -1,5 +1,5 @@
 """Issue goal: our AccuracyAware vs nncf.quantize_with_accuracy_control on PP-OCRv5 rec
-(300 calibration + 300 validation word images, exact match, max_drop 0.01), in one run:
+(300 calibration + 1,200 validation word images, exact match, max_drop 0.01), in one run:
 wall-time ratio ≤ 0.5, our drop ≤ budget, our model's throughput ≥ NNCF's model's. `--spec` takes
 any AccuracyAware spec, e.g. the text detector scored by voc_map50:
     .venv/bin/python benchmarks/bench_accuracy_aware.py --spec examples/ocr_det/ocr_det-aa.calibration.toml

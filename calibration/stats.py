@@ -202,3 +202,48 @@ def resolvable_drop(samples: int, confidence: float = CONFIDENCE) -> float:
 
 def samples_needed(max_drop: float, confidence: float = CONFIDENCE) -> int:
     return math.ceil(-math.log(1.0 - confidence) / max_drop) if max_drop > 0 else 0
+
+
+def _loss_bound(lost: int, samples: int, confidence: float) -> float:
+    """The one-sided bound of the drop of a model that loses `lost` of `samples` 0/1 scores and gains
+    none: the `confidence` quantile of Binomial(samples, lost / samples) / samples, the distribution
+    the bootstrap draws from (a shade above its interpolated percentile: these checks err towards
+    warning)."""
+    from statistics import NormalDist
+
+    n, p = samples, lost / samples
+    if p <= 0:
+        return 0.0
+    if n * p > 500 or p >= 1:  # the normal law is close here (and the pmf below would underflow)
+        return p + NormalDist().inv_cdf(confidence) * math.sqrt(p * (1 - p) / n)
+    pmf = math.exp(n * math.log1p(-p))
+    cdf, q = pmf, 0
+    while cdf < confidence and q < n:
+        pmf *= (n - q) / (q + 1) * p / (1 - p)
+        q += 1
+        cdf += pmf
+    return q / n
+
+
+def losses_accepted(samples: int, max_drop: float, confidence: float = CONFIDENCE) -> int:
+    """How many of `samples` a model may lose (gaining none) and still be shown within max_drop at
+    `confidence`, the acceptance rule of AccuracyAware."""
+    k = 0
+    while k < samples and _loss_bound(k + 1, samples, confidence) <= max_drop + 1e-12:
+        k += 1
+    return k
+
+
+def samples_with_room(max_drop: float, confidence: float = CONFIDENCE) -> int:
+    """Samples at which a model losing half the budget is still shown within it (about 2 z^2 / max_drop,
+    z the normal quantile at `confidence`). With fewer, an accepted model may change only a sample or
+    two, and INT8's noise on a few fragile samples decides which layers go back to float."""
+    from statistics import NormalDist
+
+    if max_drop <= 0:
+        return 0
+    z = NormalDist().inv_cdf(confidence)
+    n = max(1, math.floor(2 * z * z / max_drop))
+    while _loss_bound(math.ceil(n * max_drop / 2), n, confidence) > max_drop + 1e-12:
+        n += 1
+    return n

@@ -4,7 +4,7 @@
 - Default INT8 (nncf.quantize on the 300 calibration images, preset performance, target CPU);
 - nncf.quantize_with_accuracy_control (max_drop 0.01 absolute, validation_fn = exact match over
   the validation set): wall time, accuracy, how many operations/quantizers it reverted;
-- one timed pass (batch 1, one request) over the 300 validation images per model variant.
+- one timed pass (batch 1, one request) over the validation images per model variant.
 
     python examples/ocr/measure.py [--skip-aa] [--repeats N]   # figures -> .cache/results.json
     python examples/ocr/measure.py --timing-only                # re-time the saved models -> .cache/timing.json

@@ -286,3 +286,45 @@ def test_the_ranking_runs_fewer_samples_when_they_are_large(aa_result):
     assert ranking_samples({"x": crop}) == 16 and ranking_samples({"x": page}) == 4
     assert ranking_samples({"x": np.zeros((1, 3, 640, 640)), "scale": np.zeros((1, 2))}) == 6
     assert aa_result["search"]["ranking_samples"] == 16  # the MLP's samples are small
+
+
+def give_back_run(needed: set[int], groups: int, cap: int | None = None, ok=None):
+    """The give-back pass over `groups` groups (all in float at first) where the budget holds while
+    every group of `needed` stays in float (or `ok(chosen)` says so)."""
+    from int8wb.calibration.methods.accuracy_aware import give_back
+
+    chosen, calls = set(range(groups)), []
+    holds = ok or (lambda kept: needed <= kept)
+
+    def without(chunk):
+        calls.append(list(chunk))
+        if holds(chosen - set(chunk)):
+            chosen.difference_update(chunk)
+            return True
+        return False
+
+    untried = give_back(list(range(groups)), without, lambda: cap is not None and len(calls) >= cap)
+    return chosen, untried, calls
+
+
+def test_give_back_finds_the_few_groups_the_budget_needs_in_few_validations():
+    kept, untried, calls = give_back_run({3, 50, 51}, 100)
+    assert kept == {3, 50, 51} and untried == 0
+    assert len(calls) <= 40  # one at a time: 100
+    assert all(len(c) == 1 for c in calls[:1])  # the costliest group is tried alone
+
+
+def test_give_back_keeps_every_group_when_none_can_go():
+    kept, untried, calls = give_back_run(set(range(20)), 20)
+    assert kept == set(range(20)) and untried == 0 and len(calls) == 20 and all(len(c) == 1 for c in calls)
+
+
+def test_give_back_does_not_trust_that_errors_add_up_one_group_at_a_time():
+    """Each group alone fits the budget, any two together do not: exactly one goes back to INT8."""
+    kept, untried, calls = give_back_run(set(), 12, ok=lambda chosen: len(chosen) >= 11)
+    assert len(kept) == 11 and untried == 0 and len(calls) == 13  # one failed pair, then one at a time
+
+
+def test_give_back_says_how_many_groups_it_never_tried():
+    kept, untried, calls = give_back_run(set(range(30)), 30, cap=5)
+    assert len(calls) == 5 and untried == 25 and kept == set(range(30))

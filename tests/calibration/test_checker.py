@@ -254,3 +254,22 @@ def test_a_budget_the_validation_set_cannot_resolve_is_a_warning(tmp_path):
     spec.write_text(text.replace("max_drop = 0.01", "max_drop = 0.001"))
     (p,) = [p for p in check_spec(spec) if p.rule == "budget-unresolvable"]
     assert p.key == "gate.max_drop" and "at least 2996" in p.fix
+
+
+def test_an_accuracy_aware_budget_with_no_room_is_a_warning(tmp_path):
+    """540 samples resolve 1 pp, but at 95 % a candidate then passes only if it loses about 2 of them:
+    the search would decide on a few fragile samples. A 2 pp budget has room; so has judging the
+    measured drop alone."""
+    from conftest import copy_example
+
+    spec = copy_example(tmp_path)
+    text = spec.read_text().replace('method = "default"', 'method = "accuracy_aware"\nmax_drop = 0.01')
+    spec.write_text(text)
+    (p,) = [p for p in check_spec(spec) if p.rule.startswith("budget-")]
+    assert (p.rule, p.severity, p.key) == ("budget-tight", "warning", "calibration.max_drop")
+    assert "540 [validation] samples" in p.message and "loses about 2 of them" in p.message
+    assert "at least 600 [validation] samples" in p.fix
+    spec.write_text(text.replace("max_drop = 0.01", "max_drop = 0.02", 1))
+    assert not [p for p in check_spec(spec) if p.rule.startswith("budget-")]
+    spec.write_text(text.replace("max_drop = 0.01", "max_drop = 0.01\nconfidence = 0", 1))
+    assert not [p for p in check_spec(spec) if p.rule.startswith("budget-")]

@@ -72,6 +72,25 @@ def test_what_a_validation_set_can_resolve():
     assert stats.samples_needed(0.005) == 600 and stats.resolvable_drop(600) <= 0.005
 
 
+def lost(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.ones(n), np.r_[np.zeros(k), np.ones(n - k)]
+
+
+@pytest.mark.parametrize("n, budget", [(300, 0.01), (540, 0.01), (600, 0.01), (1200, 0.01), (1200, 0.005)])
+def test_how_many_lost_samples_a_budget_accepts_is_the_acceptance_rule_s(n, budget):
+    """The count the `budget-tight` warning names is where the bootstrap bound crosses the budget."""
+    k = stats.losses_accepted(n, budget)
+    assert stats.drop_upper_bound(*lost(n, k)) <= budget + 1e-12 < stats.drop_upper_bound(*lost(n, k + 1))
+
+
+def test_samples_with_room_let_a_model_lose_half_the_budget():
+    for budget in (0.02, 0.01, 0.005):
+        n = stats.samples_with_room(budget)
+        assert stats.drop_upper_bound(*lost(n, int(np.ceil(n * budget / 2)))) <= budget + 1e-12
+        assert stats.drop_upper_bound(*lost(n - 1, int(np.ceil((n - 1) * budget / 2)))) > budget
+    assert stats.samples_with_room(0.01) == 600 and stats.losses_accepted(300, 0.01) == 1
+
+
 def test_speed_intervals_cover_the_true_ratio_as_often_as_they_claim():
     """Five rounds on a noisy machine (each round ±30 %, shared by both variants of a round less
     so): the 95 % interval must hold the true ratio about 95 % of the time, not 80 %."""
