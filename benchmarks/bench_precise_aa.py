@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from int8wb.calibration import load_spec  # noqa: E402
+from int8wb.calibration.methods import accuracy_aware  # noqa: E402
 from int8wb.calibration.performance import measure_interleaved, speedup  # noqa: E402
 from int8wb.calibration.precise import precise_layers  # noqa: E402
 from int8wb.calibration.problems import CalibrationError  # noqa: E402
@@ -35,11 +36,13 @@ SPEC = ROOT / "examples" / "ocr" / "ocr.calibration.toml"
 PRECISIONS = ("default", "f32")
 
 
-def run(spec_path: Path, precision: str, out: Path, confidence: float | None) -> dict:
+def run(spec_path: Path, precision: str, out: Path, confidence: float | None, validation: int | None = None) -> dict:
     spec = load_spec(spec_path)
     spec.inference.int8_float_precision = precision
     if confidence is not None:
         spec.calibration.confidence = confidence
+    if validation:
+        spec.validation.subset = validation
     spec.output.dir = str(out / precision)  # below the spec's folder, or the workflow refuses it
     t0 = time.perf_counter()
     try:
@@ -67,6 +70,9 @@ def summary(result: dict) -> dict:
             "heldout_drop_ci": (result.get("heldout") or {}).get("drop_ci"),
             "precise_in_ir": len(precise_layers(result["output"]["model"])),
             "runtime_precisions": dict(Counter(r["runtimePrecision"] for r in result["layers"][INT8])),
+            "fp32_macs": sum(layer.get("macs", 0) for layer in result.get("fp32_layers") or []),
+            "quantized_macs": max((p["macs"] for p in aa.get("probes") or []), default=0),
+            "cut_short": (result.get("search") or {}).get("cut_short"),
             "float_precision": result["deployment"]["float_precision"],
             "confidence": result["controls"].get("confidence"),
             "calibration_s": result["timing_s"]["calibration"], "wall_s": result.get("wall_s"),
@@ -96,6 +102,15 @@ def speed(spec_path: Path, out: Path, rounds: int, seconds: float) -> None:
               + (f"  vs FP32 default {ratio['value']:.2f}x {ratio['ci']}" if ratio else ""))
 
 
+def one_at_a_time(order, without, exhausted) -> int:
+    """The give-back pass before chunks (commit 2fc2dea): one group per validation."""
+    for i, group in enumerate(order):
+        if exhausted():
+            return len(order) - i
+        without([group])
+    return 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", type=Path, default=SPEC)
@@ -103,15 +118,20 @@ def main() -> None:
     parser.add_argument("--only", choices=PRECISIONS, help="calibrate at this precision only")
     parser.add_argument("--reuse", action="store_true", help="measure the models already calibrated in --out")
     parser.add_argument("--confidence", type=float, help="override [calibration] confidence (0: the drop alone)")
+    parser.add_argument("--validation", type=int, help="validate on this many of the spec's validation samples")
+    parser.add_argument("--one-at-a-time", action="store_true",
+                        help="the give-back pass as before chunks: one group per validation")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--speed-seconds", type=float, default=2.0)
     args = parser.parse_args()
     args.out = args.out.resolve()  # the workflow resolves a relative output dir against the spec
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.one_at_a_time:
+        accuracy_aware.give_back = one_at_a_time
     if not args.reuse:
         for precision in PRECISIONS:
             if args.only in (None, precision):
-                run(args.spec.resolve(), precision, args.out, args.confidence)
+                run(args.spec.resolve(), precision, args.out, args.confidence, args.validation)
     for precision in PRECISIONS:
         if (args.out / f"{precision}.summary.json").exists():
             print(precision, (args.out / f"{precision}.summary.json").read_text())
