@@ -88,6 +88,8 @@ def one_split(seed: int, args, lines: list[str]) -> dict:
     row["ours_s"] = time.perf_counter() - t0
     models = {"ours": ours.model}
     row["ours_fp32_layers"], row["ours_met"] = len(ours.fp32_layers), ours.met
+    row["ours_fp32_macs"] = sum(layer["macs"] for layer in ours.fp32_layers)
+    row["ours_validations"] = ours.search.get("validations")
     row["ours_cut_short"] = ours.search.get("cut_short")
     if not args.ours_only:
         t0 = time.perf_counter()

@@ -98,46 +98,89 @@ def needs_fields(data, wanted: dict[int, str]) -> None:
             raise Broken(f"it has no {what}")
 
 
+# The parts of TFLite's schema that hold offsets: per table, field index -> what it points to ("vec", element
+# bytes), ("tables", table) or ("str",). The converter writes the model back to front, so its names, shapes and
+# operator codes lie at the end of the file: a file cut by a few bytes is caught only by walking them.
+_TFLITE = {
+    "Model": {1: ("tables", "OperatorCode"), 2: ("tables", "SubGraph"), 3: ("str",), 4: ("tables", "Buffer"),
+              5: ("vec", 4), 6: ("tables", "Metadata"), 7: ("tables", "SignatureDef")},
+    "OperatorCode": {1: ("str",)},
+    "SubGraph": {0: ("tables", "Tensor"), 1: ("vec", 4), 2: ("vec", 4), 3: ("tables", "Operator"), 4: ("str",)},
+    "Tensor": {0: ("vec", 4), 3: ("str",), 4: ("table", "Quantization"), 7: ("vec", 4)},
+    "Quantization": {0: ("vec", 4), 1: ("vec", 4), 2: ("vec", 4), 3: ("vec", 8)},
+    "Operator": {1: ("vec", 4), 2: ("vec", 4), 4: ("table", "Options"), 5: ("vec", 1), 8: ("vec", 4)},
+    "Options": {},  # a union of per-operator option tables: only their own extent is checked
+    "Buffer": {0: ("vec", 1)},
+    "Metadata": {0: ("str",)},
+    "SignatureDef": {0: ("tables", "TensorMap"), 1: ("tables", "TensorMap"), 2: ("str",)},
+    "TensorMap": {0: ("str",)},
+}
+
+
 def check_tflite(data) -> None:
     if data[4:8] != b"TFL3":
         raise Broken("it does not carry the TensorFlow Lite mark (TFL3)")
     size = len(data)
+    cut = f"the file is cut short ({size:,} bytes)"
 
     def u32(pos: int) -> int:
         if pos < 0 or pos + 4 > size:
-            raise Broken(f"an offset points past the end ({size:,} bytes): the file is cut short")
+            raise Broken(f"an offset points past the end: {cut}")
         return struct.unpack_from("<I", data, pos)[0]
 
-    def field(table: int, index: int) -> int | None:
-        vtable = table - struct.unpack_from("<i", data, table)[0]
+    def table(pos: int) -> int:
+        """The vtable of the table at `pos`, once the table's own bytes are known to be inside the file."""
+        if pos < 0 or pos + 4 > size:
+            raise Broken(f"a table lies past the end: {cut}")
+        vtable = pos - struct.unpack_from("<i", data, pos)[0]
         if vtable < 0 or vtable + 4 > size:
-            raise Broken("a table's layout lies outside the file: the file is cut short")
+            raise Broken(f"a table's layout lies outside the file: {cut}")
+        vsize, inline = struct.unpack_from("<HH", data, vtable)
+        if vtable + vsize > size or pos + inline > size:
+            raise Broken(f"a table runs past the end: {cut}")
+        return vtable
+
+    def field(pos: int, index: int) -> int | None:
+        vtable = table(pos)
         vsize = struct.unpack_from("<H", data, vtable)[0]
         slot = 4 + 2 * index
-        off = struct.unpack_from("<H", data, vtable + slot)[0] if slot + 2 <= vsize and vtable + slot + 2 <= size else 0
-        return table + off if off else None
+        off = struct.unpack_from("<H", data, vtable + slot)[0] if slot + 2 <= vsize else 0
+        return pos + off if off else None
 
-    def vector(pos: int) -> tuple[int, int]:
+    def vector(pos: int, item: int) -> tuple[int, int]:
         start = pos + u32(pos)
-        return start + 4, u32(start)
+        count = u32(start)
+        if start + 4 + count * item > size:
+            raise Broken(f"a list of {count:,} items runs past the end: {cut}")
+        return start + 4, count
+
+    def walk(pos: int, kind: str) -> None:
+        for index, (what, *arg) in _TFLITE[kind].items():
+            at = field(pos, index)
+            if at is None:
+                continue
+            if what == "str":
+                start, length = vector(at, 1)
+                if start + length + 1 > size:  # and its closing zero
+                    raise Broken(f"a name runs past the end: {cut}")
+            elif what == "vec":
+                vector(at, arg[0])
+            elif what == "table":
+                walk(at + u32(at), arg[0])
+            else:
+                first, count = vector(at, 4)
+                for i in range(count):
+                    walk(first + 4 * i + u32(first + 4 * i), arg[0])
 
     model = u32(0)
-    u32(model)
-    at = field(model, 2)  # subgraphs
-    if at is None:
+    if field(model, 2) is None:
         raise Broken("it has no subgraph")
-    at = field(model, 4)  # buffers: the weights
-    if at is None:
+    walk(model, "Model")
+    if (at := field(model, 4)) is None:  # buffers: weights inside the flatbuffer, or after it at an offset
         return
-    first, count = vector(at)
+    first, count = vector(at, 4)
     for i in range(count):
         buf = first + 4 * i + u32(first + 4 * i)
-        u32(buf)
-        if (data_at := field(buf, 0)) is not None:
-            start, length = vector(data_at)
-            if start + length > size:
-                raise Broken(f"weights buffer {i} ends at byte {start + length:,}, past the end ({size:,} bytes): "
-                             "the file is cut short")
         if (off_at := field(buf, 1)) is not None and (size_at := field(buf, 2)) is not None:
             offset, length = (struct.unpack_from("<Q", data, p)[0] for p in (off_at, size_at))
             if offset > 1 and offset + length > size:

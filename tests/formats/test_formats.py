@@ -146,3 +146,15 @@ def test_the_editor_shows_a_broken_source_model_by_its_rule(tmp_path):
     shown = hover(str(source))["markdown"]
     assert shown.startswith("**digits.tflite**: TensorFlow Lite model") and "cut short" in shown and "fix:" in shown
     assert [p.rule for p in model(str(source), settled=True)["problems"]] == ["broken-tflite"]
+
+
+def test_a_tflite_file_cut_by_any_number_of_bytes_is_caught():
+    """The converter writes names, shapes and operator codes last: a file that lost its last few
+    bytes still has every weight, and only a walk of those tables shows it is not whole."""
+    from int8wb.calibration.source_check import Broken, check_tflite
+
+    data = (FORMATS / "digits.tflite").read_bytes()
+    check_tflite(data)
+    for cut in [*range(1, 64), *range(64, len(data) - 8, 97)]:
+        with pytest.raises(Broken, match="cut short|past the end|outside the file|no subgraph|TFL3"):
+            check_tflite(data[:-cut])
