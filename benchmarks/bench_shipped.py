@@ -9,9 +9,9 @@ ships: its INT8 model when the recommendation is `int8`, else the FP32 model as 
 Throughput (requests in flight) and batch-1 latency (one request) per round (the order rotates every round); the ratios' 95 % intervals
 come from the rounds (Student t over per-round log ratios, as the product computes `speedup`).
 
-Goal: shipped ≥ fp32_default (lower bound ≥ 1.0) and ≥ nncf_default.
+Goal: shipped ≥ fp32_default (lower bound ≥ 1.0) and ≥ nncf_default (and any saved model given with `--with`).
 
-    .venv/bin/python benchmarks/bench_shipped.py [--only rec|resnet50] [--rounds 8]
+    .venv/bin/python benchmarks/bench_shipped.py [--only rec|resnet50] [--rounds 8] [--with nncf_aa=MODEL.xml]
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ CASES = {"rec": ROOT / "examples" / "ocr" / "ocr.calibration.toml",
          "resnet50": ROOT / "benchmarks" / ".data" / "resnet50" / "resnet50.calibration.toml"}
 
 
-def run_case(name: str, spec_path: Path, rounds: int, seconds: float) -> None:
+def run_case(name: str, spec_path: Path, rounds: int, seconds: float, extra: dict[str, Path] | None = None) -> None:
     spec = load_spec(spec_path)
     spec.calibration.method = "default"  # the maximum-performance promise
     out = Path(tempfile.mkdtemp(prefix=f"bench-shipped-{name}-"))
@@ -66,9 +66,11 @@ def run_case(name: str, spec_path: Path, rounds: int, seconds: float) -> None:
         else (fp32, config_for(DEFAULT, spec.device))
     sample = dataset.load(subset[0])
     settings = spec.inference.model_copy(update={"duration": seconds * rounds, "rounds": rounds})
-    speed = measure_interleaved(core, {"fp32_default": (fp32, config_for(DEFAULT, spec.device), sample),
-                                       "shipped": (*shipped, sample),
-                                       "nncf_default": (theirs, int8_config, sample)}, spec.device, settings)
+    variants = {"fp32_default": (fp32, config_for(DEFAULT, spec.device), sample), "shipped": (*shipped, sample),
+                "nncf_default": (theirs, int8_config, sample)}
+    for other, xml_path in (extra or {}).items():  # saved INT8 models (NNCF's AccuracyAware), at the same shape
+        variants[other] = (deployment.reshape(read_model(core, str(xml_path)), fixed, spec), int8_config, sample)
+    speed = measure_interleaved(core, variants, spec.device, settings)
     print(f"\n### {name} ({spec_path.relative_to(ROOT)}, shape {fixed or 'as in the model'}, "
           f"device default {default_precision(core, spec.device)}, ships {rec['choice']})\n")
     print("| variant | throughput, median (min–max) | batch-1 latency, median |\n|---|---|---|")
@@ -77,7 +79,7 @@ def run_case(name: str, spec_path: Path, rounds: int, seconds: float) -> None:
         print(f"| {variant} | {figures['throughput']:.1f}/s ({min(rounds_):.1f}–{max(rounds_):.1f}) | "
               f"{figures['latency_ms']['median']:.3f} ms |")
     print()
-    for against in ("fp32_default", "nncf_default"):
+    for against in ("fp32_default", "nncf_default", *(extra or {})):
         ratio = speedup(speed, "shipped", against)
         lat, (low, high) = latency_ratio(speed, against)
         print(f"- shipped / {against}: throughput {ratio['value']:.3f}× [{ratio['ci'][0]:.3f}–{ratio['ci'][1]:.3f}] "
@@ -94,14 +96,18 @@ def main() -> None:
     parser.add_argument("--only", choices=list(CASES))
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=2.0, help="throughput seconds per variant per round")
+    parser.add_argument("--with", dest="extra", action="append", default=[], metavar="NAME=MODEL.xml",
+                        help="also measure this saved INT8 model, e.g. nncf_aa=examples/ocr/.cache/bench/nncf.xml "
+                             "(from bench_accuracy_aware.py); with --only")
     args = parser.parse_args()
+    extra = {name: Path(path) for name, path in (item.split("=", 1) for item in args.extra)}
     nncf.set_log_level(40)
     print(machine_facts())
     for name, path in CASES.items():
         if args.only in (None, name):
             if not path.is_file():
                 sys.exit(f"{path} missing: run `python examples/ocr/prepare.py` and `benchmarks/bench_default.py` first")
-            run_case(name, path, args.rounds, args.seconds)
+            run_case(name, path, args.rounds, args.seconds, extra if args.only else None)
 
 
 if __name__ == "__main__":
