@@ -27,11 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from int8wb.calibration import deployment, inspect_model, load_spec, stats  # noqa: E402
+from int8wb.calibration import deployment, inspect_model, load_spec  # noqa: E402
 from int8wb.calibration.conversion import ir_of  # noqa: E402
 from int8wb.calibration.datasets import open_dataset  # noqa: E402
 from int8wb.calibration.methods.nncf import quiet  # noqa: E402
-from int8wb.calibration.performance import measure_interleaved, speedup  # noqa: E402
+from int8wb.calibration.performance import latency_speedup, measure_interleaved, speedup  # noqa: E402
 from int8wb.calibration.runtime import DEFAULT, INT8, config_for, default_precision, read_model  # noqa: E402
 from int8wb.calibration.trust import set_trusted  # noqa: E402
 from int8wb.calibration.workflow import calibrate  # noqa: E402
@@ -81,14 +81,9 @@ def run_case(name: str, spec_path: Path, rounds: int, seconds: float, extra: dic
     print()
     for against in ("fp32_default", "nncf_default", *(extra or {})):
         ratio = speedup(speed, "shipped", against)
-        lat, (low, high) = latency_ratio(speed, against)
+        lat = latency_speedup(speed, "shipped", against)
         print(f"- shipped / {against}: throughput {ratio['value']:.3f}× [{ratio['ci'][0]:.3f}–{ratio['ci'][1]:.3f}] "
-              f"({ratio['verdict']}); batch-1 latency {against} / shipped {lat:.3f}× [{low:.3f}–{high:.3f}]")
-
-
-def latency_ratio(speed: dict, against: str) -> tuple[float, tuple[float, float]]:
-    """How many times lower the shipped model's batch-1 latency is (> 1: faster), with its interval."""
-    return stats.ratio_ci(speed[against]["latency_rounds"], speed["shipped"]["latency_rounds"])
+              f"({ratio['verdict']}); batch-1 latency {against} / shipped {lat['value']:.3f}× [{lat['ci'][0]:.3f}–{lat['ci'][1]:.3f}]")
 
 
 def main() -> None:

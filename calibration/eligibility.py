@@ -175,25 +175,23 @@ def budget_problems(spec: Spec, samples: int) -> list[Problem]:
     budgets = [("gate", "max_drop", spec.gate.max_drop)]
     if spec.calibration.method == "accuracy_aware":
         budgets.append(("calibration", "max_drop", spec.calibration.max_drop))
-    floor = stats.resolvable_drop(samples)
+    floor, where = stats.resolvable_drop(samples), "validation" if spec.validation else "dataset"
     for table, key, budget in budgets:
         if budget is not None and budget < floor:
-            where = "validation" if spec.validation else "dataset"
             return [spec.problem(
                 f"{samples} [{where}] samples cannot resolve max_drop = {budget:g}: even with no sample changed, "
                 f"the drop is only known to be below {floor:.2%} at 95 % confidence", table, key,
                 rule="budget-unresolvable", severity="warning",
                 fix=f"use at least {stats.samples_needed(budget)} [{where}] samples, or a budget of {floor:.3g} or more")]
     confidence, budget = spec.calibration.confidence, spec.calibration.max_drop
-    if spec.calibration.method == "accuracy_aware" and confidence > 0 and samples < stats.samples_with_room(budget, confidence):
-        where = "validation" if spec.validation else "dataset"
+    roomy = stats.samples_with_room(budget, confidence) if confidence > 0 else 0
+    if spec.calibration.method == "accuracy_aware" and samples < roomy:
         lost = stats.losses_accepted(samples, budget, confidence)
         return [spec.problem(
             f"{samples} [{where}] samples leave AccuracyAware no room under max_drop = {budget:g}: at {confidence:.0%} "
             f"confidence a candidate passes only if it loses about {lost} of them, so INT8's noise on a few fragile "
             f"samples sends most layers back to float", "calibration", "max_drop", rule="budget-tight", severity="warning",
-            fix=f"use at least {stats.samples_with_room(budget, confidence)} [{where}] samples (a model losing half the "
-                f"budget then passes), or a larger budget")]
+            fix=f"use at least {roomy} [{where}] samples (a model losing half the budget then passes), or a larger budget")]
     return []
 
 

@@ -13,6 +13,7 @@ bootstrap's resamples are seeded: the same figures always give the same interval
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
@@ -209,8 +210,6 @@ def _loss_bound(lost: int, samples: int, confidence: float) -> float:
     none: the `confidence` quantile of Binomial(samples, lost / samples) / samples, the distribution
     the bootstrap draws from (a shade above its interpolated percentile: these checks err towards
     warning)."""
-    from statistics import NormalDist
-
     n, p = samples, lost / samples
     if p <= 0:
         return 0.0
@@ -238,8 +237,6 @@ def samples_with_room(max_drop: float, confidence: float = CONFIDENCE) -> int:
     """Samples at which a model losing half the budget is still shown within it (about 2 z^2 / max_drop,
     z the normal quantile at `confidence`). With fewer, an accepted model may change only a sample or
     two, and INT8's noise on a few fragile samples decides which layers go back to float."""
-    from statistics import NormalDist
-
     if max_drop <= 0:
         return 0
     z = NormalDist().inv_cdf(confidence)
