@@ -103,30 +103,45 @@ class _Bench:
 
 def measure_interleaved(core: ov.Core, variants: dict[str, tuple[ov.Model, dict, dict[str, np.ndarray]]],
                         device: str, settings: InferenceSpec, progress: Callable[[float], None] | None = None,
-                        cancel: Callable[[], bool] | None = None) -> dict[str, dict]:
+                        cancel: Callable[[], bool] | None = None,
+                        undecided: Callable[[dict[str, dict]], bool] | None = None) -> dict[str, dict]:
     """Speed of each variant (name -> (model, config, sample)), measured in interleaved rounds: every
     round runs each variant once, in rotating order (`round_order`), so a busy spell on a shared machine hits
-    them alike; ratios are then taken per round. `throughput` is the median over rounds."""
+    them alike; ratios are then taken per round. `throughput` is the median over rounds.
+    `undecided(records)`: when it says the first rounds decide nothing, `settings.more_rounds` more run
+    (one second look, never more: each look adds its chance of a false verdict)."""
     benches = {name: _Bench(core, model, device, config, settings, sample)
                for name, (model, config, sample) in variants.items()}
     for bench in benches.values():
         bench.throughput(WARMUP_S, cancel)
         bench.latency(WARMUP_S / 2, cancel)
     seconds = settings.duration / settings.rounds
-    for r in range(settings.rounds):
-        for name in round_order(list(benches), r):
-            if cancel and cancel():
-                raise Cancelled()
-            bench = benches[name]
-            bench.rounds.append(bench.throughput(seconds, cancel))
-            times = bench.latency(seconds / 2, cancel)
-            bench.latencies += times
-            bench.latency_rounds.append(float(np.median(times)))
-        if progress:
-            progress((r + 1) / settings.rounds)
+    second = settings.more_rounds if undecided else 0
+    total = settings.rounds + second  # progress runs to the first look's share, then on if it looks again
+
+    def run(first: int, count: int) -> None:
+        for r in range(first, first + count):
+            for name in round_order(list(benches), r):
+                if cancel and cancel():
+                    raise Cancelled()
+                bench = benches[name]
+                bench.rounds.append(bench.throughput(seconds, cancel))
+                times = bench.latency(seconds / 2, cancel)
+                bench.latencies += times
+                bench.latency_rounds.append(float(np.median(times)))
+            if progress:
+                progress((r + 1) / total)
+
+    run(0, settings.rounds)
+    looks = 1
+    if second and not (cancel and cancel()) and undecided({n: b.record() for n, b in benches.items()}):
+        run(settings.rounds, second)
+        looks = 2
     if cancel and cancel():
         raise Cancelled()
-    return {name: bench.record() for name, bench in benches.items()}
+    if progress:
+        progress(1.0)
+    return {name: {**bench.record(), "looks": looks} for name, bench in benches.items()}
 
 
 def round_order(names: list[str], r: int) -> list[str]:

@@ -53,6 +53,7 @@ class Speed(TypedDict):
     spread: NotRequired[list[float]]          # [min, max] over rounds
     latency_rounds: NotRequired[list[float]]  # median batch-1 latency of each round, ms
     latency_mode: NotRequired[str]
+    looks: NotRequired[int]                   # 2: the first rounds decided nothing, `more_rounds` ran
     config: NotRequired[dict[str, Any]]
 
 

@@ -170,6 +170,10 @@ class InferenceSpec(_Table):
     rounds: int = Field(5, ge=1, le=100, description="Interleaved rounds (A B C, B C A, C A B, then reversed ...): "
                         "every variant runs once per round, so all see the same machine; the spread and the "
                         "intervals come from them")
+    more_rounds: int = Field(5, ge=0, le=100, description="A second look: when the first `rounds` show INT8 neither "
+                             "faster nor slower than FP32 as the device runs it, this many more rounds run and the "
+                             "recommendation is judged on all of them (0: never). Two looks make a false \"faster\" "
+                             "at most 5 % likely instead of 2.5 %")
     int8_float_precision: Literal["default", "f32"] = Field(
         "default", description="How the INT8 model's layers that stay in floating point run, for its accuracy, "
                                "AccuracyAware's search and its speed: the device default (bf16 on AMX CPUs) or "

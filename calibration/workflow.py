@@ -140,7 +140,7 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
         speed = performance.measure_interleaved(
             core, {name: (model, config_for(name, spec.device, int8_float), sample)
                    for name, model in ((F32, fp32), (DEFAULT, fp32), (INT8, int8))},
-            spec.device, spec.inference, step.within(SPEED), cancel)
+            spec.device, spec.inference, step.within(SPEED), cancel, undecided)
         step("per-layer profile")
         layers = {F32: performance.profile(core, fp32, spec.device, config_for(F32, spec.device), sample),
                   INT8: performance.profile(core, int8, spec.device, config_for(INT8, spec.device, int8_float),
@@ -314,6 +314,14 @@ def _speed_fields(spec: Spec, speed: dict, layers: dict, device_default: str) ->
             "notes": notes}
 
 
+def undecided(speed: dict[str, dict]) -> bool:
+    """Whether the rounds so far leave the recommendation without evidence either way: INT8 neither
+    faster nor slower than FP32-as-run in throughput or in batch-1 latency."""
+    latency = performance.latency_speedup(speed, INT8, DEFAULT)
+    verdicts = {performance.speedup(speed, INT8, DEFAULT)["verdict"], latency["verdict"] if latency else None}
+    return not verdicts & {"faster", "slower"}
+
+
 def recommend(spec: Spec, vs_default: dict, speed: dict, device_default: str, latency_vs: dict | None = None) -> dict:
     """INT8 only when it is faster, on evidence, than the FP32 model as the device runs it by default
     (bf16 on AMX CPUs): the model the user already has. Faster in throughput (requests in flight) or in
@@ -324,6 +332,8 @@ def recommend(spec: Spec, vs_default: dict, speed: dict, device_default: str, la
     measures = {"its throughput": vs_default, **({"its batch-1 speed": latency_vs} if latency_vs else {})}
     figures = "; ".join(f"{m['value']:.2f}x {name} (95 % interval {m['ci'][0]:.2f}-{m['ci'][1]:.2f}x)"
                         for name, m in measures.items())
+    if speed[INT8].get("looks", 1) > 1:
+        figures += f" (over {vs_default['rounds']} rounds: the first {spec.inference.rounds} decided nothing)"
     verdicts = {m["verdict"] for m in measures.values()}
     if "faster" in verdicts and "slower" not in verdicts:
         choice, reason = "int8", f"INT8 is faster than {against}: {figures}"

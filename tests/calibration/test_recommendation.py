@@ -109,3 +109,54 @@ def test_every_variant_runs_in_every_position_and_after_each_other():
         assert sorted(o.index(name) for o in orders) == [0, 0, 1, 1, 2, 2]
         assert {o[o.index(name) - 1] for o in orders if o.index(name) > 0} == set(names) - {name}
     assert [performance.round_order(["a", "b"], r) for r in range(4)] == [["a", "b"], ["b", "a"], ["b", "a"], ["a", "b"]]
+
+
+def _measure(rounds: int, more: int, undecided, progress=None) -> dict:
+    import numpy as np
+    import openvino as ov
+
+    from conftest import conv_net
+    from int8wb.calibration.spec import InferenceSpec
+
+    model = conv_net()
+    sample = {model.inputs[0].get_any_name(): np.zeros((1, 3, 16, 16), np.float32)}
+    settings = InferenceSpec(duration=0.1 * rounds, rounds=rounds, more_rounds=more)
+    variants = {"fp32_default": (model, {}, sample), "int8": (model, {}, sample)}
+    return performance.measure_interleaved(ov.Core(), variants, "CPU", settings, progress, undecided=undecided)
+
+
+@pytest.mark.parametrize("decides, more, rounds", [(True, 3, 2), (False, 3, 5), (False, 0, 2)])
+def test_a_second_look_runs_only_when_the_first_decides_nothing(decides, more, rounds):
+    """The second look runs `more_rounds` more, once, judged on all rounds; and only when the first
+    rounds leave INT8 undecided (asked on the first rounds' own figures)."""
+    asked, steps = [], []
+
+    def undecided(records):
+        asked.append({k: len(v["rounds"]) for k, v in records.items()})
+        return not decides
+
+    got = _measure(2, more, undecided, steps.append)
+    assert asked == ([{"fp32_default": 2, "int8": 2}] if more else [])
+    for record in got.values():
+        assert len(record["rounds"]) == len(record["latency_rounds"]) == rounds
+        assert record["looks"] == (2 if rounds > 2 else 1)
+    assert steps == sorted(steps) and steps[-1] == 1.0  # progress never runs backwards
+
+
+def test_undecided_means_no_verdict_on_either_measure():
+    even, quick = [200, 206, 197, 203, 200], [3.00, 3.02, 2.99, 3.01, 3.00]
+    base, base_ms = [200, 205, 198, 202, 200], [3.20, 3.21, 3.19, 3.22, 3.20]
+    from int8wb.calibration.workflow import undecided
+
+    assert undecided(timed(even, base, [3.20, 3.22, 3.19, 3.21, 3.20], base_ms))
+    assert not undecided(timed(even, base, quick, base_ms))  # batch-1 latency decides
+    assert not undecided(timed([150, 148, 152, 149, 151], base, [3.20, 3.22, 3.19, 3.21, 3.20], base_ms))
+
+
+def test_the_reason_says_when_the_second_look_decided():
+    s = timed([200, 206, 197, 203, 200] * 2, [200, 205, 198, 202, 200] * 2,
+              [3.00, 3.02, 2.99, 3.01, 3.00] * 2, [3.20, 3.21, 3.19, 3.22, 3.20] * 2)
+    s["int8"]["looks"] = 2
+    r = recommend(SPEC, performance.speedup(s, "int8", "fp32_default"), s, "bf16",
+                  performance.latency_speedup(s, "int8", "fp32_default"))
+    assert r["choice"] == "int8" and "over 10 rounds: the first 5 decided nothing" in r["reason"]

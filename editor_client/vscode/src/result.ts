@@ -174,6 +174,8 @@ export interface InferenceSpec {
   duration?: number;
   /** Interleaved rounds (A B C, B C A, C A B, then reversed ...): every variant runs once per round, so all see the same machine; the spread and the intervals come from them */
   rounds?: number;
+  /** A second look: when the first `rounds` show INT8 neither faster nor slower than FP32 as the device runs it, this many more rounds run and the recommendation is judged on all of them (0: never). Two looks make a false "faster" at most 5 % likely instead of 2.5 % */
+  more_rounds?: number;
   /** How the INT8 model's layers that stay in floating point run, for its accuracy, AccuracyAware's search and its speed: the device default (bf16 on AMX CPUs) or strict f32. Deploy the INT8 model the same way. */
   int8_float_precision?: "default" | "f32";
 }
@@ -313,6 +315,7 @@ export interface Speed {
   spread?: number[];
   latency_rounds?: number[];
   latency_mode?: string;
+  looks?: number;
   config?: { [key: string]: unknown };
 }
 
