@@ -156,6 +156,10 @@ class CalibrationSpec(_Table):
         "samples), so the answer does not fit the validation set's luck; 0: on the measured drop alone")
     only_if_faster: bool = Field(True, description="The INT8 model is the answer only when measurably faster than FP32 "
                                  "as the device runs it; else it is set aside as <model>.int8.not-faster.* (false: always)")
+    faster_in: Literal["either", "throughput", "latency"] = Field(
+        "either", description="Which speed the recommendation rests on: either (faster in throughput or in batch-1 "
+        "latency, slower in neither), throughput (requests in flight) or latency (batch 1, one request in flight: "
+        "a model served one request at a time)")
     precise_reverted: bool = Field(False, description="accuracy_aware, on a device that runs floats in bf16 by default: "
                                    "the layers put back in float are marked strict f32 in the IR (measured and shipped "
                                    "so); off by default, as it did not shorten the search on PP-OCRv5 (BENCHMARKS.md)")

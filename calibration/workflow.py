@@ -140,7 +140,8 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
         speed = performance.measure_interleaved(
             core, {name: (model, config_for(name, spec.device, int8_float), sample)
                    for name, model in ((F32, fp32), (DEFAULT, fp32), (INT8, int8))},
-            spec.device, spec.inference, step.within(SPEED), cancel, undecided)
+            spec.device, spec.inference, step.within(SPEED), cancel,
+            lambda records: undecided(records, spec.calibration.faster_in))
         step("per-layer profile")
         layers = {F32: performance.profile(core, fp32, spec.device, config_for(F32, spec.device), sample),
                   INT8: performance.profile(core, int8, spec.device, config_for(INT8, spec.device, int8_float),
@@ -314,26 +315,37 @@ def _speed_fields(spec: Spec, speed: dict, layers: dict, device_default: str) ->
             "notes": notes}
 
 
-def undecided(speed: dict[str, dict]) -> bool:
+def counted(faster_in: str, vs_default: dict, latency_vs: dict | None) -> dict[str, dict]:
+    """The speed-ups the recommendation rests on, by name (`[calibration] faster_in`); results
+    without per-round latencies have only the throughput."""
+    both = {"its throughput": vs_default, **({"its batch-1 speed": latency_vs} if latency_vs else {})}
+    keep = {"throughput": "its throughput", "latency": "its batch-1 speed"}.get(faster_in)
+    return {keep: both[keep]} if keep in both else both
+
+
+def undecided(speed: dict[str, dict], faster_in: str = "either") -> bool:
     """Whether the rounds so far leave the recommendation without evidence either way: INT8 neither
-    faster nor slower than FP32-as-run in throughput or in batch-1 latency."""
-    latency = performance.latency_speedup(speed, INT8, DEFAULT)
-    verdicts = {performance.speedup(speed, INT8, DEFAULT)["verdict"], latency["verdict"] if latency else None}
-    return not verdicts & {"faster", "slower"}
+    faster nor slower than FP32-as-run on the measures it rests on."""
+    measures = counted(faster_in, performance.speedup(speed, INT8, DEFAULT), performance.latency_speedup(speed, INT8, DEFAULT))
+    return not {m["verdict"] for m in measures.values()} & {"faster", "slower"}
 
 
 def recommend(spec: Spec, vs_default: dict, speed: dict, device_default: str, latency_vs: dict | None = None) -> dict:
     """INT8 only when it is faster, on evidence, than the FP32 model as the device runs it by default
     (bf16 on AMX CPUs): the model the user already has. Faster in throughput (requests in flight) or in
     batch-1 latency (one request), and slower in neither: a model served one request at a time gains
-    from the latency alone. Otherwise: keep the FP32 model."""
+    from the latency alone (or on the one measure `[calibration] faster_in` names). Otherwise: keep
+    the FP32 model."""
     latency = {k: round(speed[k]["latency_ms"]["median"], 3) for k in (DEFAULT, INT8)}
     against = f"FP32 as {spec.device} runs it by default ({device_default})"
-    measures = {"its throughput": vs_default, **({"its batch-1 speed": latency_vs} if latency_vs else {})}
+    shown = counted("either", vs_default, latency_vs)
     figures = "; ".join(f"{m['value']:.2f}x {name} (95 % interval {m['ci'][0]:.2f}-{m['ci'][1]:.2f}x)"
-                        for name, m in measures.items())
+                        for name, m in shown.items())
     if speed[INT8].get("looks", 1) > 1:
         figures += f" (over {vs_default['rounds']} rounds: the first {spec.inference.rounds} decided nothing)"
+    measures = counted(spec.calibration.faster_in, vs_default, latency_vs)
+    if len(measures) < len(shown):
+        figures += f"; judged on {next(iter(measures))} alone ([calibration] faster_in = \"{spec.calibration.faster_in}\")"
     verdicts = {m["verdict"] for m in measures.values()}
     if "faster" in verdicts and "slower" not in verdicts:
         choice, reason = "int8", f"INT8 is faster than {against}: {figures}"

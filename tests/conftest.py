@@ -153,8 +153,12 @@ def ray_cluster():
     seconds to start); skipped without ray installed."""
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'int8-workbench[ray]')")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from ray._private import worker  # where this cluster keeps its logs and sockets
+
+    session = worker._global_node.get_session_dir_path()
     yield ray
     ray.shutdown()
+    shutil.rmtree(session, ignore_errors=True)  # Ray keeps every session's folder under /tmp/ray: not ours to leave
 
 
 def example_result(example: Path, spec_name: str, output: Path, trust: bool = False, **calibration) -> dict:

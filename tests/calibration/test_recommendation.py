@@ -160,3 +160,24 @@ def test_the_reason_says_when_the_second_look_decided():
     r = recommend(SPEC, performance.speedup(s, "int8", "fp32_default"), s, "bf16",
                   performance.latency_speedup(s, "int8", "fp32_default"))
     assert r["choice"] == "int8" and "over 10 rounds: the first 5 decided nothing" in r["reason"]
+
+
+@pytest.mark.parametrize("faster_in, choice", [("either", "keep-fp32"), ("latency", "int8"), ("throughput", "keep-fp32")])
+def test_a_model_served_one_request_at_a_time_is_judged_on_latency(faster_in, choice):
+    """INT8 3 % slower in throughput and 6 % faster at batch 1: the default rule keeps FP32 (slower on
+    one measure), `faster_in = "latency"` ships INT8, `"throughput"` keeps FP32; the figures of
+    both are shown whichever decides."""
+    from int8wb.calibration.workflow import undecided
+
+    s = timed([194, 199, 192, 196, 194], [200, 205, 198, 202, 200], [3.00, 3.02, 2.99, 3.01, 3.00],
+              [3.20, 3.21, 3.19, 3.22, 3.20])
+    spec = Spec.model_validate({"model": "m.xml", "dataset": {"kind": "generated"},
+                                "calibration": {"faster_in": faster_in}})
+    r = recommend(spec, performance.speedup(s, "int8", "fp32_default"), s, "bf16",
+                  performance.latency_speedup(s, "int8", "fp32_default"))
+    assert r["choice"] == choice and "its throughput" in r["reason"] and "its batch-1 speed" in r["reason"]
+    assert (f'faster_in = "{faster_in}"' in r["reason"]) is (faster_in != "either")
+    # the second look asks the same question: only the latency's verdict counts
+    even = timed([194, 199, 192, 196, 194], [200, 205, 198, 202, 200], [3.20, 3.22, 3.19, 3.21, 3.20],
+                 [3.20, 3.21, 3.19, 3.22, 3.20])
+    assert undecided(even, faster_in) is (faster_in == "latency")
