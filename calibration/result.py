@@ -204,6 +204,9 @@ class AccuracyAwareBudget(_Record):
     confidence: float | None = Field(None, description="The confidence the budget was judged at (0: measured drop)")
     bound: float | None = Field(None, description="The drop bound judged: the one-sided upper bound at `confidence`")
     guarantee: str | None = Field(None, description="The promise in words, and on which data")
+    heldout: Literal["met", "exceeded", "undecided"] | None = Field(
+        None, description="The held-out set's verdict on the budget (its drop's 95 % interval against max_drop); "
+                          "exceeded: the promise does not hold on unseen data and the answer is set aside")
 
 
 class Search(_Record):

@@ -64,7 +64,7 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
     The outputs (model, weights, result JSON, report) are committed as one unit; `journal` is where
     a job runner reads what was committed should this process die (see `commit.commit_set`).
     Raises CalibrationError with nothing written for bad input, Cancelled when asked to stop,
-    and CalibrationError(budget-unreachable) after keeping the best over-budget attempt."""
+    and CalibrationError(budget-unreachable or budget-not-confirmed) after keeping the best over-budget attempt."""
     step = _Progress(progress)
     started = time.time()
     step("checking")
@@ -133,7 +133,8 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
         compiled = core.compile_model(int8, spec.device, config_for(INT8, spec.device, int8_float))
         q = _accuracy(compiled, roles, metric, out, base, step.within("INT8 accuracy"), cancel)
         del compiled
-        budget = _budget(spec, metric, base["validation"], q["validation"], outcome)
+        budget = _budget(spec, metric, base["validation"], q["validation"], outcome,
+                         (base["evaluation"], q["evaluation"]) if "evaluation" in base else None)
 
         sample = dataset.load(subset[0])
         step(SPEED)
@@ -184,6 +185,12 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
     for old in superseded(spec.output_dir, stem, spec.path, aside):
         old.unlink(missing_ok=True)
     step("per-layer profile", 1.0)
+    if not met and budget.heldout == "exceeded":
+        raise CalibrationError(spec.problem(
+            f"the answer keeps max_drop ≤ {budget.max_drop:g} on the validation samples but not on the held-out "
+            f"ones: {budget.guarantee.removeprefix('none: on unseen data, ')}; it is kept as {finals['model'].name}",
+            "calibration", "max_drop", rule="budget-not-confirmed",
+            fix="give [validation] more samples (the search fitted the ones it has), or raise max_drop"))
     if not met:
         unit = "" if spec.calibration.drop_type == "absolute" else " (relative)"
         raise CalibrationError(spec.problem(
@@ -218,8 +225,12 @@ def _refuse(problems: list) -> None:
         raise CalibrationError(problems)
 
 
-def _budget(spec: Spec, metric, fp32: Evaluation, int8: Evaluation, outcome) -> AccuracyAwareBudget | None:
-    """AccuracyAware's promise, checked on the saved model's own validation run, at the spec's confidence."""
+def _budget(spec: Spec, metric, fp32: Evaluation, int8: Evaluation, outcome,
+            held: tuple[Evaluation, Evaluation] | None = None) -> AccuracyAwareBudget | None:
+    """AccuracyAware's promise, checked on the saved model's own validation run, at the spec's
+    confidence, then confirmed on the held-out set when there is one: samples the search never
+    saw, so the luckiest of its candidates cannot pass there by luck. A held-out drop over the
+    budget on evidence (its whole interval) breaks the promise: the answer is set aside."""
     if outcome is None:
         return None
     drop, drop_rel = degradation(metric, fp32.accuracy, int8.accuracy)
@@ -228,12 +239,32 @@ def _budget(spec: Spec, metric, fp32: Evaluation, int8: Evaluation, outcome) -> 
     ok, bound = accepts(spec, metric, fp32, int8)
     sure = f"with {c.confidence:.0%} confidence (one-sided, paired bootstrap)" \
         if c.confidence and fp32.scores is not None else "as measured"
+    verdict, unseen = _held_out_verdict(spec, metric, held)
+    met = outcome.met and ok and within(measured, c.max_drop) and verdict != "exceeded"
     guarantee = (f"{c.drop_type} drop ≤ {c.max_drop:g} {sure} on the {fp32.size} validation samples; "
-                 "unseen data: see the held-out figures" if outcome.met and ok else
+                 f"unseen data: {unseen}" if met else
+                 f"none: on unseen data, {unseen}" if verdict == "exceeded" else
                  f"none: the best model found keeps a drop bound of {bound:.4g} > {c.max_drop:g}")
-    return AccuracyAwareBudget(max_drop=c.max_drop, drop_type=c.drop_type, measured=measured,
-                               met=outcome.met and ok and within(measured, c.max_drop), confidence=c.confidence,
-                               bound=round(bound, 6), guarantee=guarantee)
+    return AccuracyAwareBudget(max_drop=c.max_drop, drop_type=c.drop_type, measured=measured, met=met,
+                               confidence=c.confidence, bound=round(bound, 6), guarantee=guarantee, heldout=verdict)
+
+
+def _held_out_verdict(spec: Spec, metric, held: tuple[Evaluation, Evaluation] | None) -> tuple[str | None, str]:
+    """The held-out set's verdict on the budget ("met", "exceeded", "undecided": its drop's 95 %
+    interval against max_drop), and the same in words."""
+    if held is None:
+        return None, "no held-out set ([evaluation]) to confirm it on"
+    fp32, int8 = held
+    if fp32.scores is None or int8.scores is None:
+        return None, "see the held-out figures (the metric gives no per-sample scores to bound them with)"
+    low, high = stats.paired_drop_ci(fp32.scores, int8.scores, metric.higher_is_better)
+    if spec.calibration.drop_type == "relative":
+        scale = abs(fp32.accuracy) or 1.0
+        low, high = low / scale, high / scale
+    verdict = stats.budget_verdict((low, high), spec.calibration.max_drop)
+    words = {"met": "within the budget", "exceeded": "over the budget", "undecided": "not decided either way"}[verdict]
+    return verdict, (f"{words} on the {fp32.size} held-out samples (drop 95 % interval "
+                     f"{low:.4g} to {high:.4g})")
 
 
 def _accuracy(compiled, roles: dict, metric, out: int, reference: dict | None, progress, cancel) -> dict:

@@ -1,6 +1,7 @@
 """AccuracyAware keeps its promise: on a model that Default quantization breaks, it reverts the
 layer that breaks it, meets the budget on validation data, and says so honestly when it cannot."""
 import json
+import shutil
 
 import numpy as np
 import openvino as ov
@@ -328,3 +329,29 @@ def test_give_back_does_not_trust_that_errors_add_up_one_group_at_a_time():
 def test_give_back_says_how_many_groups_it_never_tried():
     kept, untried, calls = give_back_run(set(range(30)), 30, cap=5)
     assert len(calls) == 5 and untried == 25 and kept == set(range(30))
+
+
+def test_an_answer_over_budget_on_the_held_out_set_is_set_aside(project, tmp_path):
+    """The held-out samples confirm the answer: here they come from elsewhere (inputs 4x the range
+    calibration saw, which the INT8 input quantizer clips), so the answer that keeps the budget on
+    validation loses far more on them. Its promise does not hold on unseen data: it is set aside,
+    and the error says which data broke it."""
+    for name in ("mlp.xml", "mlp.bin", "calibration.npz", "validation.npz"):
+        shutil.copy(project / name, tmp_path / name)
+    held = np.load(project / "heldout.npz")
+    np.savez(tmp_path / "heldout.npz", x=held["x"] * 4, labels=held["labels"])
+    spec = write_spec(tmp_path, "shifted", 'method = "accuracy_aware"\nmax_drop = 0.005')
+    with pytest.raises(CalibrationError) as exc:
+        calibrate(spec)
+    problem = exc.value.problems[0]
+    assert problem.rule == "budget-not-confirmed" and problem.key == "calibration.max_drop"
+    assert "on the validation samples but not on the held-out ones: over the budget on the" in problem.message
+    kept = json.loads((tmp_path / "out-shifted" / "mlp.int8.over-budget.json").read_text())
+    assert kept["budget"]["heldout"] == "exceeded" and kept["budget"]["met"] is False
+    assert kept["drop"] <= 0.005 and kept["heldout"]["drop_ci"][0] > 0.005  # validation fine, held-out not
+    assert not (tmp_path / "out-shifted" / "mlp.int8.xml").exists()
+
+
+def test_the_held_out_set_confirms_a_kept_promise(aa_result):
+    assert aa_result["budget"]["heldout"] in ("met", "undecided")
+    assert "held-out samples (drop 95 % interval" in aa_result["budget"]["guarantee"]

@@ -83,6 +83,8 @@ export interface AccuracyAwareBudget {
   bound?: number | null;
   /** The promise in words, and on which data */
   guarantee?: string | null;
+  /** The held-out set's verdict on the budget (its drop's 95 % interval against max_drop); exceeded: the promise does not hold on unseen data and the answer is set aside */
+  heldout?: "met" | "exceeded" | "undecided" | null;
 }
 
 export interface AccuracyAwareRecord {
