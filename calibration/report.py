@@ -40,7 +40,7 @@ def summary_rows(result: Result | dict) -> list[tuple[str, str, str, str]]:
         b = r.budget
         rows.append(("budget", f"max_drop {b.max_drop:g}" + (" relative" if b.drop_type == "relative" else ""),
                      f"bound {b.bound:.4g}" if b.bound is not None else f"{b.measured:.4g}",
-                     "met" if b.met else "NOT met"))
+                     ("met" if b.met else "NOT met") + (f" (held-out: {b.heldout})" if b.heldout else "")))
     if r.fp32_layers is not None:
         cut = " (search cut short: not minimal)" if r.search and r.search.cut_short else ""
         of = f" of {r.accuracy_aware.quantized_layers} quantized" if r.accuracy_aware else ""
@@ -170,9 +170,11 @@ def _budget(r: Result) -> dict | None:
         return None
     if isinstance(budget, AccuracyAwareBudget):
         relative = budget.drop_type == "relative"
-        return {"max_drop": budget.max_drop, "relative": relative, "measured": budget.measured, "met": budget.met}
+        return {"max_drop": budget.max_drop, "relative": relative, "measured": budget.measured, "met": budget.met,
+                "heldout": budget.heldout, "guarantee": budget.guarantee}
     measured = r.drop
-    return {"max_drop": budget, "relative": False, "measured": measured, "met": within(measured, budget)}
+    return {"max_drop": budget, "relative": False, "measured": measured, "met": within(measured, budget),
+            "heldout": None, "guarantee": None}
 
 
 def _view(r: Result) -> dict:

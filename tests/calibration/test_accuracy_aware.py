@@ -350,6 +350,13 @@ def test_an_answer_over_budget_on_the_held_out_set_is_set_aside(project, tmp_pat
     assert kept["budget"]["heldout"] == "exceeded" and kept["budget"]["met"] is False
     assert kept["drop"] <= 0.005 and kept["heldout"]["drop_ci"][0] > 0.005  # validation fine, held-out not
     assert not (tmp_path / "out-shifted" / "mlp.int8.xml").exists()
+    from int8wb.calibration.report import summary_rows
+
+    assert ("budget", "max_drop 0.005", f"bound {kept['budget']['bound']:.4g}", "NOT met (held-out: exceeded)") \
+        in summary_rows(kept)
+    page = " ".join((tmp_path / "out-shifted" / "mlp.int8.over-budget.report.html").read_text(encoding="utf-8").split())
+    assert "holds on the validation set but not on the held-out set: over the budget on the" in page
+    assert 'data-field="budget.heldout">held-out: exceeded' in page
 
 
 def test_the_held_out_set_confirms_a_kept_promise(aa_result):

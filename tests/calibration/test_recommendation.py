@@ -6,7 +6,7 @@ import pytest
 from int8wb.calibration import performance
 from int8wb.calibration.result import Recommendation
 from int8wb.calibration.spec import Spec
-from int8wb.calibration.workflow import recommend
+from int8wb.calibration.recommendation import recommend
 
 SPEC = Spec.model_validate({"model": "m.xml", "dataset": {"kind": "generated"}})
 
@@ -146,7 +146,7 @@ def test_a_second_look_runs_only_when_the_first_decides_nothing(decides, more, r
 def test_undecided_means_no_verdict_on_either_measure():
     even, quick = [200, 206, 197, 203, 200], [3.00, 3.02, 2.99, 3.01, 3.00]
     base, base_ms = [200, 205, 198, 202, 200], [3.20, 3.21, 3.19, 3.22, 3.20]
-    from int8wb.calibration.workflow import undecided
+    from int8wb.calibration.recommendation import undecided
 
     assert undecided(timed(even, base, [3.20, 3.22, 3.19, 3.21, 3.20], base_ms))
     assert not undecided(timed(even, base, quick, base_ms))  # batch-1 latency decides
@@ -167,7 +167,7 @@ def test_a_model_served_one_request_at_a_time_is_judged_on_latency(faster_in, ch
     """INT8 3 % slower in throughput and 6 % faster at batch 1: the default rule keeps FP32 (slower on
     one measure), `faster_in = "latency"` ships INT8, `"throughput"` keeps FP32; the figures of
     both are shown whichever decides."""
-    from int8wb.calibration.workflow import undecided
+    from int8wb.calibration.recommendation import undecided
 
     s = timed([194, 199, 192, 196, 194], [200, 205, 198, 202, 200], [3.00, 3.02, 2.99, 3.01, 3.00],
               [3.20, 3.21, 3.19, 3.22, 3.20])

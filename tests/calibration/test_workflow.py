@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from int8wb.calibration import CalibrationError, inspect_model, load_spec, workflow
+from int8wb.calibration import CalibrationError, inspect_model, load_spec, recommendation
 from int8wb.calibration.workflow import calibrate
 from conftest import copy_example, tree
 
@@ -61,7 +61,7 @@ def test_result_has_the_promised_fields(result):
     n = 5 * looks  # the example's 5 rounds, and 5 more when they decided nothing
     first = {k: {**v, "rounds": v["rounds"][:5], "latency_rounds": v["latency_rounds"][:5]}
              for k, v in res["speed"].items()}
-    assert (looks == 2) == workflow.undecided(first)
+    assert (looks == 2) == recommendation.undecided(first)
     for variant in ("fp32_f32", "fp32_default", "int8"):
         assert res["throughput"][variant] > 0 and res["latency_ms"][variant] > 0
         speed = res["speed"][variant]
