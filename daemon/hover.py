@@ -61,21 +61,34 @@ def _last_drop(ls: Int8Server, spec, n: int, line: str) -> types.Hover | None:
     """On a `max_drop = ...` line: the last result's drop with its 95 % interval, against that budget."""
     store = ls.store_for(resolved(spec))
     last = store.last_result(str(resolved(spec))) if store else None
-    s = (last or {}).get("summary") or {}
+    budget = MAX_DROP_VALUE.search(line)
+    text = drop_text((last or {}).get("summary") or {}, float(budget.group(1)) if budget else None)
+    return hover_of(ls, text, n, len(line)) if text else None
+
+
+def drop_text(s: dict, budget: float | None) -> str | None:
+    """The last result's drops (validation, then held out: the data the search never saw), each with
+    its 95 % interval and its verdict against `budget`."""
     if not isinstance(s.get("drop"), (int, float)):
         return None
-    text = f"**Last result**: drop {s['drop'] * 100:.2f} pp"
-    ci = s.get("drop_ci")
-    budget = MAX_DROP_VALUE.search(line)
-    if isinstance(ci, list) and len(ci) == 2:
-        text += f", 95 % interval {ci[0] * 100:.2f} to {ci[1] * 100:.2f} pp"
-        if budget:
-            verdict = stats.budget_verdict(ci, float(budget.group(1)))
-            text += {"met": ": within this budget on evidence", "exceeded": ": over this budget on evidence",
-                     "undecided": ": the data cannot tell whether it is within this budget (more samples decide it)"}[verdict]
+    text = "**Last result**: drop " + _judged(s["drop"], s.get("drop_ci"), budget)
+    held = s.get("heldout")
+    if isinstance(held, dict) and isinstance(held.get("drop"), (int, float)):
+        text += f"\n\n**Held out** ({held.get('size', '?')} samples): drop " + _judged(held["drop"], held.get("drop_ci"), budget)
     if isinstance(s.get("deployment"), dict):  # the verdict holds for the profile it was measured on
         text += f"\n\nMeasured at: {describe(s['deployment'])}"
-    return hover_of(ls, text, n, len(line))
+    return text
+
+
+def _judged(drop: float, ci, budget: float | None) -> str:
+    text = f"{drop * 100:.2f} pp"
+    if isinstance(ci, list) and len(ci) == 2:
+        text += f", 95 % interval {ci[0] * 100:.2f} to {ci[1] * 100:.2f} pp"
+        if budget is not None:
+            verdict = stats.budget_verdict(ci, budget)
+            text += {"met": ": within this budget on evidence", "exceeded": ": over this budget on evidence",
+                     "undecided": ": the data cannot tell whether it is within this budget (more samples decide it)"}[verdict]
+    return text
 
 
 def _line(text: str, n: int) -> str | None:

@@ -33,6 +33,7 @@ def summarise(result: dict) -> dict:
         "speedup_vs_default": vs_default.get("value"),
         "speedup_verdict": vs_default.get("verdict"),
         "drop_ci": result.get("drop_ci"),
+        "heldout": result.get("heldout"),
         "throughput": result.get("throughput"),
         "model_size": result.get("model_size"),
         "int8_layer_count": result.get("int8_layer_count"),

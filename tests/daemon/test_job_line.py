@@ -17,3 +17,20 @@ def test_the_line_says_what_to_ship_and_where_a_slower_model_went():
     assert job_line(done(recommendation={"choice": "int8", "answer": True})).endswith(", ship INT8")
     assert job_line({"state": "cancelled", "error": "cancelled; nothing was written"}) == \
         "cancelled: nothing was written"
+
+
+def test_the_budget_hover_judges_the_held_out_drop_too():
+    """On a `max_drop` line: each drop against that budget, the held-out one (data the search never
+    saw) after the validation one; the summary carries it from the result."""
+    from int8wb.calibration.jobs.ending import summarise
+    from int8wb.daemon.hover import drop_text
+
+    result = {"drop": 0.001, "drop_ci": [-0.002, 0.004],
+              "heldout": {"fp32": 0.9, "int8": 0.87, "drop": 0.03, "size": 600, "drop_ci": [0.02, 0.04]}}
+    text = drop_text(summarise(result), 0.01)
+    validation, held = text.split("\n\n")
+    assert validation == "**Last result**: drop 0.10 pp, 95 % interval -0.20 to 0.40 pp: within this budget on evidence"
+    assert held == ("**Held out** (600 samples): drop 3.00 pp, 95 % interval 2.00 to 4.00 pp: "
+                    "over this budget on evidence")
+    assert "Held out" not in drop_text(summarise({**result, "heldout": None}), 0.01)
+    assert drop_text({}, 0.01) is None
