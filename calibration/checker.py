@@ -176,6 +176,7 @@ def _spec_problems(spec: Spec, trusted: bool, summaries: bool) -> list[Problem]:
                 if p.rule.startswith("unannotated")]
         out += eligibility.budget_problems(spec, len(accuracy_set.subset_indices()) if spec.validation
                                            else len(accuracy_set))
+    out += eligibility.confirmation_problems(spec)
     return out
 
 

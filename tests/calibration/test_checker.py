@@ -273,3 +273,27 @@ def test_an_accuracy_aware_budget_with_no_room_is_a_warning(tmp_path):
     assert not [p for p in check_spec(spec) if p.rule.startswith("budget-")]
     spec.write_text(text.replace("max_drop = 0.01", "max_drop = 0.01\nconfidence = 0", 1))
     assert not [p for p in check_spec(spec) if p.rule.startswith("budget-")]
+
+
+def test_accuracy_aware_without_a_held_out_set_is_said_unconfirmed(tmp_path):
+    """AccuracyAware chooses and judges its answer on the validation samples: without an [evaluation]
+    set nothing confirms it on unseen data. Said once, as information, on the method's line; gone
+    with a held-out set, and never said of Default."""
+    from conftest import copy_example
+
+    spec = copy_example(tmp_path)
+    text = spec.read_text().replace('method = "default"', 'method = "accuracy_aware"\nmax_drop = 0.02')
+    spec.write_text(text)
+    (p,) = [p for p in check_spec(spec) if p.rule == "unconfirmed"]
+    assert (p.severity, p.key) == ("info", "calibration.method") and "[evaluation]" in p.fix
+    validation = text[text.index("[validation]"):].split("\n\n")[0]
+    same = validation.replace("[validation]", "[evaluation]", 1)
+    spec.write_text(text + "\n" + same + "\n")
+    (p,) = [p for p in check_spec(spec) if p.rule in ("unconfirmed", "heldout-is-validation")]
+    assert (p.rule, p.severity, p.key) == ("heldout-is-validation", "warning", "evaluation.path")
+    spec.write_text(text + "\n" + same.replace('path = "data/test"', 'path = "./data/../data/test"') + "\n")
+    assert [p.rule for p in check_spec(spec) if p.rule == "heldout-is-validation"] == ["heldout-is-validation"]
+    spec.write_text(text + "\n" + same.replace('path = "data/test"', 'path = "data/calibration"') + "\n")
+    assert not [p for p in check_spec(spec) if p.rule in ("unconfirmed", "heldout-is-validation")]
+    spec.write_text(text.replace('method = "accuracy_aware"', 'method = "default"'))
+    assert not [p for p in check_spec(spec) if p.rule == "unconfirmed"]
