@@ -33,7 +33,10 @@ class ImagePreprocessor:
         return np.asarray(values, dtype=np.float32)
 
     def __call__(self, path: str) -> np.ndarray:
-        arr, box = self._pixels(path)
+        return self.tensor(*self.decoded(path))
+
+    def tensor(self, arr: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray:
+        """The model input [1, ...] float32 of a decoded picture: layout, mean and scale applied."""
         per_channel = (-1,)
         if self.spec.layout == "NCHW":
             arr, per_channel = arr.transpose(2, 0, 1), (-1, 1, 1)
@@ -52,7 +55,7 @@ class ImagePreprocessor:
     def pixels(self, path: str) -> np.ndarray:
         """The decoded, resized (and letterboxed) image as uint8 [H, W, C] in the spec's channel order:
         what the named library gives, bit for bit (`int8wb tensors` lets users compare with their code)."""
-        return self._pixels(path)[0]
+        return self.decoded(path)[0]
 
     def _fit(self, height: int, width: int) -> tuple[int, int] | None:
         """The size the image is resized to: the target, or within it at the same aspect (letterbox)."""
@@ -72,7 +75,8 @@ class ImagePreprocessor:
             top, left = (self.size[0] - size[0]) // 2, (self.size[1] - size[1]) // 2
         return size[0] / height, size[1] / width, top, left
 
-    def _pixels(self, path: str) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    def decoded(self, path: str) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+        """The picture as `tensor` takes it: uint8 [H, W, C] and where a letterbox put it (top, left, h, w)."""
         try:
             arr = (_opencv if self.spec.interpolation.startswith("opencv") else _pillow)(
                 path, self.color == "GRAY", self._fit, self.spec.interpolation)

@@ -354,6 +354,7 @@ class Summary(_Record):
     speedup_vs_default: float | None
     speedup_verdict: str | None = None
     drop_ci: list[float] | None = None
+    heldout: HeldOut | None = None
     throughput: dict[Variant, float] | None
     model_size: ModelSize | None
     int8_layer_count: int | None

@@ -117,3 +117,24 @@ def test_an_images_folder_reads_its_sub_folders_only_when_asked(tmp_path, model_
     deep = open_dataset(spec_for(tmp_path, model_xml, 'kind = "images"\npath = "imgs"\nrecursive = true'), info)
     assert len(flat) == 5 and len(deep) == 8
     assert not any("masks" in e.source for e in flat.entries)
+
+
+@pytest.mark.parametrize("extra", ["", '[preprocessing]\nletterbox = true\npad_value = "mean"\nmean = [10, 20, 30]\n'
+                                      'scale = [2, 3, 4]\n'])
+def test_the_cache_keeps_8_bit_pictures_and_gives_what_decoding_gives(tmp_path, model_xml, monkeypatch, extra):
+    """A cached image dataset keeps each decoded picture in 8 bits (a quarter of its float tensor, so
+    four times the samples fit the budget) and builds the tensor on every load: the same values as
+    decoding again, and a fresh array each time, so a caller writing into one changes no other load."""
+    from int8wb.calibration import datasets
+
+    make_images(tmp_path / "imgs", 5, size=(20, 12))
+    spec = spec_for(tmp_path, model_xml, 'kind = "images"\npath = "imgs"', extra)
+    ds = open_dataset(spec, inspect_model(model_xml))
+    first = [ds.load(i)["image"].copy() for i in range(5)]
+    assert ds._cached_bytes == 5 * 16 * 16 * 3  # uint8 pixels, not 4-byte floats
+    again = ds.load(2)["image"]
+    again[...] = -1.0
+    assert all(np.array_equal(ds.load(i)["image"], first[i]) for i in range(5))
+    fresh = open_dataset(spec, inspect_model(model_xml))
+    monkeypatch.setattr(datasets, "CACHE_BYTES", 0)  # nothing cached: every load decodes
+    assert all(np.array_equal(fresh.load(i)["image"], first[i]) for i in range(5)) and not fresh._cache

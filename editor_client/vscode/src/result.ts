@@ -342,6 +342,7 @@ export interface Summary {
   speedup_vs_default: number | null;
   speedup_verdict?: string | null;
   drop_ci?: number[] | null;
+  heldout?: HeldOut | null;
   throughput: { [K in "fp32_f32" | "fp32_default" | "int8"]?: number } | null;
   model_size: ModelSize | null;
   int8_layer_count: number | null;
