@@ -74,6 +74,11 @@ def job_line(job: dict) -> str:
             parts[0] += f" (95 % interval {ci[0] * 100:.2f} to {ci[1] * 100:.2f} pp)"
         if verdict and isinstance(speed, (int, float)):
             parts[1] += f" ({verdict})"
+        held = s.get("heldout") if isinstance(s.get("heldout"), dict) else {}
+        if isinstance(held.get("drop"), (int, float)):  # the samples the search never saw
+            hci = held.get("drop_ci")
+            parts.insert(1, f"held-out drop {held['drop'] * 100:.2f} pp" + (
+                f" (95 % interval {hci[0] * 100:.2f} to {hci[1] * 100:.2f} pp)" if isinstance(hci, list) and len(hci) == 2 else ""))
         rec = s.get("recommendation") if isinstance(s.get("recommendation"), dict) else {}
         if rec.get("choice"):
             parts.append("ship INT8" if rec["choice"] == "int8" else "keep FP32: INT8 does not pay here" + (

@@ -34,3 +34,10 @@ def test_the_budget_hover_judges_the_held_out_drop_too():
                     "over this budget on evidence")
     assert "Held out" not in drop_text(summarise({**result, "heldout": None}), 0.01)
     assert drop_text({}, 0.01) is None
+
+
+def test_the_line_gives_the_held_out_drop_after_the_validation_drop():
+    line = job_line(done(heldout={"drop": 0.005, "drop_ci": [-0.002, 0.012], "size": 600}))
+    assert line.startswith("done: drop 0.12 pp (95 % interval -0.10 to 0.30 pp), "
+                           "held-out drop 0.50 pp (95 % interval -0.20 to 1.20 pp), 0.82x vs FP32 default (slower)")
+    assert "held-out" not in job_line(done(heldout=None))
