@@ -215,8 +215,8 @@ def confirmation_problems(spec: Spec) -> list[Problem]:
 
 def _data_of(spec: Spec, table) -> tuple:
     """What decides which samples a dataset table reads (paths resolved against the spec's folder)."""
-    where = lambda p: (spec.path.parent / p).resolve() if p else None  # noqa: E731
-    return (table.kind, where(table.path), where(table.annotations), table.split, table.subset, table.seed)
+    return (table.kind, table.path and spec.resolve(table.path), table.annotations and spec.resolve(table.annotations),
+            table.split, table.subset, table.seed)
 
 
 def device_problems(spec: Spec, core) -> list[Problem]:

@@ -134,8 +134,8 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
         compiled = core.compile_model(int8, spec.device, config_for(INT8, spec.device, int8_float))
         q = _accuracy(compiled, roles, metric, out, base, step.within("INT8 accuracy"), cancel)
         del compiled
-        budget = _budget(spec, metric, base["validation"], q["validation"], outcome,
-                         (base["evaluation"], q["evaluation"]) if "evaluation" in base else None)
+        accuracy = _accuracy_fields(spec, metric, base, q)
+        budget = _budget(spec, metric, base["validation"], q["validation"], outcome, accuracy["heldout"])
 
         sample = dataset.load(subset[0])
         step(SPEED)
@@ -162,7 +162,7 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
             preset=spec.calibration.preset,
             dataset={"kind": dataset.kind, "size": len(dataset), "subset": len(subset),
                      "subset_spec": spec.dataset.subset, "seed": spec.dataset.seed},
-            **_accuracy_fields(spec, metric, base, q), **speed_fields,
+            **accuracy, **speed_fields,
             model_size={"fp32": _pair_size(xml, info.bin_path),
                         "int8": _pair_size(tmp_xml, tmp_xml.with_suffix(".bin"))},
             output={k: str(v) for k, v in finals.items()}, settings=spec.inference.model_dump(),
@@ -227,7 +227,7 @@ def _refuse(problems: list) -> None:
 
 
 def _budget(spec: Spec, metric, fp32: Evaluation, int8: Evaluation, outcome,
-            held: tuple[Evaluation, Evaluation] | None = None) -> AccuracyAwareBudget | None:
+            held: dict | None = None) -> AccuracyAwareBudget | None:
     """AccuracyAware's promise, checked on the saved model's own validation run, at the spec's
     confidence, then confirmed on the held-out set when there is one: samples the search never
     saw, so the luckiest of its candidates cannot pass there by luck. A held-out drop over the
@@ -240,7 +240,7 @@ def _budget(spec: Spec, metric, fp32: Evaluation, int8: Evaluation, outcome,
     ok, bound = accepts(spec, metric, fp32, int8)
     sure = f"with {c.confidence:.0%} confidence (one-sided, paired bootstrap)" \
         if c.confidence and fp32.scores is not None else "as measured"
-    verdict, unseen = _held_out_verdict(spec, metric, held)
+    verdict, unseen = _held_out_verdict(spec, held)
     met = outcome.met and ok and within(measured, c.max_drop) and verdict != "exceeded"
     guarantee = (f"{c.drop_type} drop ≤ {c.max_drop:g} {sure} on the {fp32.size} validation samples; "
                  f"unseen data: {unseen}" if met else
@@ -250,21 +250,20 @@ def _budget(spec: Spec, metric, fp32: Evaluation, int8: Evaluation, outcome,
                                confidence=c.confidence, bound=round(bound, 6), guarantee=guarantee, heldout=verdict)
 
 
-def _held_out_verdict(spec: Spec, metric, held: tuple[Evaluation, Evaluation] | None) -> tuple[str | None, str]:
+def _held_out_verdict(spec: Spec, held: dict | None) -> tuple[str | None, str]:
     """The held-out set's verdict on the budget ("met", "exceeded", "undecided": its drop's 95 %
-    interval against max_drop), and the same in words."""
+    interval, the result's `heldout.drop_ci`, against max_drop), and the same in words."""
     if held is None:
         return None, "no held-out set ([evaluation]) to confirm it on"
-    fp32, int8 = held
-    if fp32.scores is None or int8.scores is None:
+    if held["drop_ci"] is None:
         return None, "see the held-out figures (the metric gives no per-sample scores to bound them with)"
-    low, high = stats.paired_drop_ci(fp32.scores, int8.scores, metric.higher_is_better)
+    low, high = held["drop_ci"]
     if spec.calibration.drop_type == "relative":
-        scale = abs(fp32.accuracy) or 1.0
+        scale = abs(held["fp32"]) or 1.0
         low, high = low / scale, high / scale
     verdict = stats.budget_verdict((low, high), spec.calibration.max_drop)
     words = {"met": "within the budget", "exceeded": "over the budget", "undecided": "not decided either way"}[verdict]
-    return verdict, (f"{words} on the {fp32.size} held-out samples (drop 95 % interval "
+    return verdict, (f"{words} on the {held['size']} held-out samples (drop 95 % interval "
                      f"{low:.4g} to {high:.4g})")
 
 

@@ -68,17 +68,13 @@ def job_line(job: dict) -> str:
     if job["state"] == "done":
         drop = s.get("drop")
         speed, ci, verdict = s.get("speedup_vs_default"), s.get("drop_ci"), s.get("speedup_verdict")
-        parts = [f"drop {drop * 100:.2f} pp" if isinstance(drop, (int, float)) else "drop ?",
+        parts = [_drop("drop", drop, ci),
                  f"{speed:.2f}x vs FP32 default" if isinstance(speed, (int, float)) else "speedup ?"]
-        if isinstance(drop, (int, float)) and isinstance(ci, list) and len(ci) == 2:
-            parts[0] += f" (95 % interval {ci[0] * 100:.2f} to {ci[1] * 100:.2f} pp)"
         if verdict and isinstance(speed, (int, float)):
             parts[1] += f" ({verdict})"
         held = s.get("heldout") if isinstance(s.get("heldout"), dict) else {}
         if isinstance(held.get("drop"), (int, float)):  # the samples the search never saw
-            hci = held.get("drop_ci")
-            parts.insert(1, f"held-out drop {held['drop'] * 100:.2f} pp" + (
-                f" (95 % interval {hci[0] * 100:.2f} to {hci[1] * 100:.2f} pp)" if isinstance(hci, list) and len(hci) == 2 else ""))
+            parts.insert(1, _drop("held-out drop", held["drop"], held.get("drop_ci")))
         rec = s.get("recommendation") if isinstance(s.get("recommendation"), dict) else {}
         if rec.get("choice"):
             parts.append("ship INT8" if rec["choice"] == "int8" else "keep FP32: INT8 does not pay here" + (
@@ -86,6 +82,13 @@ def job_line(job: dict) -> str:
         return "done: " + ", ".join(parts)
     error = (job.get("error") or "").removeprefix(job["state"]).lstrip(";: ")  # not "cancelled: cancelled; ..."
     return f"{job['state']}: {error}".strip().rstrip(":")
+
+
+def _drop(name: str, drop, ci) -> str:
+    if not isinstance(drop, (int, float)):
+        return f"{name} ?"
+    interval = f" (95 % interval {ci[0] * 100:.2f} to {ci[1] * 100:.2f} pp)" if isinstance(ci, list) and len(ci) == 2 else ""
+    return f"{name} {drop * 100:.2f} pp{interval}"
 
 
 # -- the commands ---------------------------------------------------------------------------------
