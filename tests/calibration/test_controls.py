@@ -62,6 +62,9 @@ def test_weights_only_has_int8_weights_and_no_activation_quantizers(project):
     weights = {k: os.path.getsize(x) for k, x in (("fp32", project / "mlp.bin"), ("int8", res["output"]["weights"]))}
     assert weights["int8"] < 0.4 * weights["fp32"]  # 1 byte per weight and a scale per channel, not 4 bytes
     assert res["method"] == "weights_only" and res["drop"] < 0.02  # float activations: the outlier is harmless
+    # ... on every CPU: some quantize a compressed layer's activations on the fly unless the model says not to
+    compiled = ov.Core().compile_model(res["output"]["model"], "CPU")
+    assert int(compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE")) == 0
 
 
 def test_every_control_becomes_an_nncf_argument(project):
