@@ -171,7 +171,7 @@ def _budget(r: Result) -> dict | None:
     if isinstance(budget, AccuracyAwareBudget):
         relative = budget.drop_type == "relative"
         return {"max_drop": budget.max_drop, "relative": relative, "measured": budget.measured, "met": budget.met,
-                "heldout": budget.heldout, "guarantee": budget.guarantee}
+                "heldout": budget.heldout, "unseen": budget.unseen, "guarantee": budget.guarantee}
     measured = r.drop
     return {"max_drop": budget, "relative": False, "measured": measured, "met": within(measured, budget),
             "heldout": None, "guarantee": None}

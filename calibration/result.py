@@ -207,6 +207,7 @@ class AccuracyAwareBudget(_Record):
     heldout: Literal["met", "exceeded", "undecided"] | None = Field(
         None, description="The held-out set's verdict on the budget (its drop's 95 % interval against max_drop); "
                           "exceeded: the promise does not hold on unseen data and the answer is set aside")
+    unseen: str | None = Field(None, description="What the held-out set says of the budget, in words")
 
 
 class Search(_Record):

@@ -189,7 +189,7 @@ def calibrate(spec: Spec, progress: ProgressFn | None = None, cancel: Callable[[
     if not met and budget.heldout == "exceeded":
         raise CalibrationError(spec.problem(
             f"the answer keeps max_drop ≤ {budget.max_drop:g} on the validation samples but not on the held-out "
-            f"ones: {budget.guarantee.removeprefix('none: on unseen data, ')}; it is kept as {finals['model'].name}",
+            f"ones: {budget.unseen}; it is kept as {finals['model'].name}",
             "calibration", "max_drop", rule="budget-not-confirmed",
             fix="give [validation] more samples (the search fitted the ones it has), or raise max_drop"))
     if not met:
@@ -247,7 +247,8 @@ def _budget(spec: Spec, metric, fp32: Evaluation, int8: Evaluation, outcome,
                  f"none: on unseen data, {unseen}" if verdict == "exceeded" else
                  f"none: the best model found keeps a drop bound of {bound:.4g} > {c.max_drop:g}")
     return AccuracyAwareBudget(max_drop=c.max_drop, drop_type=c.drop_type, measured=measured, met=met,
-                               confidence=c.confidence, bound=round(bound, 6), guarantee=guarantee, heldout=verdict)
+                               confidence=c.confidence, bound=round(bound, 6), guarantee=guarantee, heldout=verdict,
+                               unseen=unseen)
 
 
 def _held_out_verdict(spec: Spec, held: dict | None) -> tuple[str | None, str]:

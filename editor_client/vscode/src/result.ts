@@ -85,6 +85,8 @@ export interface AccuracyAwareBudget {
   guarantee?: string | null;
   /** The held-out set's verdict on the budget (its drop's 95 % interval against max_drop); exceeded: the promise does not hold on unseen data and the answer is set aside */
   heldout?: "met" | "exceeded" | "undecided" | null;
+  /** What the held-out set says of the budget, in words */
+  unseen?: string | null;
 }
 
 export interface AccuracyAwareRecord {
