@@ -8,8 +8,10 @@ draws) only grows as any sample's score falls. So the search takes the same deci
 validations, and a failing candidate costs the few samples that condemn it.
 
 Which samples first: those where FP32 itself is below the best (the candidate could gain there, so
-while they are unseen the best case is generous), then those the all-INT8 model damaged most (where a
-failing candidate fails), then the rest in dataset order.
+while they are unseen the best case is generous), then those earlier candidates lost (most often
+first), then those the all-INT8 model damaged most (where a failing candidate fails), then the rest in
+dataset order. A candidate near the budget's edge fails by a sample or two that all-INT8 never lost:
+the few fragile samples the search has met so far are where it fails, and they come first.
 """
 from __future__ import annotations
 
@@ -34,21 +36,35 @@ class Rejection:
         scores = baseline.scores
         usable = (self.best is not None and isinstance(scores, np.ndarray) and scores.ndim == 1
                   and isinstance(first.scores, np.ndarray) and first.scores.shape == scores.shape)
-        self.order: list[int] | None = None
+        self._order: list[int] | None = None
+        self.fp32 = scores
         if usable:
             short = np.flatnonzero(scores != self.best)
             damage = stats.per_sample_drops(scores, first.scores, metric.higher_is_better)
             damaged = [int(i) for i in np.argsort(-damage, kind="stable") if damage[i] > 0 and scores[i] == self.best]
             rest = sorted(set(range(len(scores))) - set(short.tolist()) - set(damaged))
-            self.order = [*short.tolist(), *damaged, *rest]
+            self._order = [*short.tolist(), *damaged, *rest]
+            self._short = len(short)
+            self.lost = np.zeros(len(scores), dtype=np.int64)  # how many candidates lost each sample so far
         self.condemned: tuple[float, float] = (float("nan"), float("nan"))  # the last hopeless candidate's
         # best-case accuracy and drop bound: it is at most that good
+
+    @property
+    def order(self) -> list[int] | None:
+        """The positions to validate in, for the next candidate."""
+        if self._order is None or not self.lost.any():
+            return self._order
+        head, tail = self._order[:self._short], self._order[self._short:]
+        return head + sorted(tail, key=lambda i: -self.lost[i])  # stable: within a count, the first order
 
     def hopeless(self, scores: np.ndarray, seen: np.ndarray, slot: int) -> bool:
         """Whether the candidate fails even if every unseen sample scores the best. Judged only when
         the sample just scored is below the best (nothing else makes the best case worse)."""
         if scores[slot] == self.best:
             return False
+        worse = scores[slot] < self.fp32[slot] if self.metric.higher_is_better else scores[slot] > self.fp32[slot]
+        if self._order is not None and worse:
+            self.lost[slot] += 1
         best_case = np.where(seen, scores, self.best)
         accuracy = self.metric.aggregate(best_case)
         ok, bound = self.judge(Evaluation(accuracy, best_case))

@@ -98,3 +98,21 @@ def test_a_custom_metric_may_declare_its_best_score():
     assert Custom(exact, "exact", True, True).best == 1.0
     exact.best = "high"
     assert Custom(exact, "exact", True, True).best is None
+
+
+def test_samples_earlier_candidates_lost_come_next():
+    """A candidate at the budget's edge fails on a fragile sample all-INT8 never lost: once any
+    candidate has lost it, the next ones run it right after FP32's own misses."""
+    base = Evaluation(4 / 6, np.array([1, 1, 0, 1, 1, 1.0]))
+    first = Evaluation(2 / 6, np.array([1, 0, 0, 1, 0, 1.0]))
+    rejection = Rejection(TopK(1), base, first, lambda ev: (True, 0.0))
+    assert rejection.order == [2, 1, 4, 0, 3, 5]
+    scores, seen = np.array([1, 1, 0, 1, 1, 0.0]), np.ones(6, dtype=bool)
+    rejection.hopeless(scores, seen, 2)  # missed as FP32 misses it: no loss
+    assert rejection.order == [2, 1, 4, 0, 3, 5]
+    rejection.hopeless(scores, seen, 5)  # lost: all-INT8 kept it
+    assert rejection.order == [2, 5, 1, 4, 0, 3]
+    scores[4] = 0.0
+    for _ in range(2):
+        rejection.hopeless(scores, seen, 4)  # lost twice: the most fragile first
+    assert rejection.order == [2, 4, 5, 1, 0, 3]
