@@ -98,9 +98,16 @@ def tiny_result(tmp_path_factory):
 
 
 def test_accuracy_aware_searches_the_tiny_detector_and_keeps_its_bound(tiny_result):
-    """INT8 costs PP-OCRv6 tiny AP over IoU .5:.95: the search runs, on a few pages per probe, and
-    the answer's bound is within the point of AP it was given."""
+    """On AMX CPUs INT8 (with bf16 float layers) costs PP-OCRv6 tiny AP over IoU .5:.95: the search
+    runs, on a few pages per probe. On AMD EPYC the all-INT8 model keeps the budget (−0.005 pp, bound
+    0.9 pp): nothing to search. Either way the answer's bound is within the point of AP it was given."""
     search, budget = tiny_result["search"], tiny_result["budget"]
-    assert tiny_result["metric"] == "coco_map" and search["ranked_groups"] > 0
-    assert search["ranking_samples"] == 4 and 0 < len(tiny_result["fp32_layers"]) < 10
+    first = tiny_result["accuracy_aware"]["probes"][0]
+    assert tiny_result["metric"] == "coco_map" and first["groups"] == []
+    if first["ok"]:
+        assert search["ranked_groups"] == search["ranking_samples"] == 0 and search["validations"] == 1
+        assert tiny_result["fp32_layers"] == []
+    else:
+        assert search["ranked_groups"] > 0 and search["ranking_samples"] == 4
+        assert 0 < len(tiny_result["fp32_layers"]) < 10
     assert budget["met"] and budget["bound"] <= 0.01 and tiny_result["drop"] <= budget["bound"]
