@@ -62,6 +62,7 @@ def one_split(seed: int, args, lines: list[str]) -> dict:
     val_file, held_file = write_split(lines, seed, args.size)
     spec = load_spec(args.spec)
     spec.calibration.max_drop, spec.calibration.confidence = args.max_drop, args.confidence
+    spec.calibration.search = args.search
     spec.validation.path, spec.evaluation.path = str(val_file), str(held_file)
     info = inspect_model(spec.model_path)
     fixed = deployment.shapes(spec, info)  # both methods search at the deployment shape
@@ -91,6 +92,9 @@ def one_split(seed: int, args, lines: list[str]) -> dict:
     row["ours_fp32_macs"] = sum(layer["macs"] for layer in ours.fp32_layers)
     row["ours_validations"] = ours.search.get("validations")
     row["ours_cut_short"] = ours.search.get("cut_short")
+    row["ours_search"] = ours.search
+    row["ours_probes"] = [{k: p[k] for k in ("groups", "fp32_layers", "macs", "ok", "stopped_after") if k in p}
+                          for p in ours.probes]  # the search step by step (--json keeps it)
     if not args.ours_only:
         t0 = time.perf_counter()
         models["nncf"] = nncf_accuracy_control(fp32_model(), cal, subset, val, val_idx,
@@ -116,6 +120,7 @@ def main() -> None:
     parser.add_argument("--max-drop", type=float, default=0.01)
     parser.add_argument("--confidence", type=float, default=0.95, help="ours: [calibration] confidence")
     parser.add_argument("--ours-only", action="store_true")
+    parser.add_argument("--search", default="ranked", choices=["ranked", "from_float"], help="ours: [calibration] search")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
     nncf.set_log_level(logging.ERROR)
@@ -124,14 +129,14 @@ def main() -> None:
         raise SystemExit(f"{len(lines)} pooled images; {2 * args.size} needed")
     spec = load_spec(args.spec)
     print(f"{args.splits} splits of {args.size} / {args.size}; max_drop {args.max_drop}, ours at confidence "
-          f"{args.confidence}; deployment shape {spec.deployment.shapes()}, resize {spec.preprocessing.interpolation}, "
+          f"{args.confidence}, search {args.search}; deployment shape {spec.deployment.shapes()}, resize {spec.preprocessing.interpolation}, "
           f"float layers {spec.inference.int8_float_precision}; {machine_facts()}; load average {load_average()}")
     rows = []
     for seed in range(args.splits):
         rows.append(one_split(seed, args, lines))
         r = rows[-1]
-        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}, default=str),
-              flush=True)
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "ours_probes"},
+                         default=str), flush=True)
     names = ["ours"] + ([] if args.ours_only else ["nncf"])
     print("\n| split | " + " | ".join(f"{n} validation drop | {n} held-out drop [95 %] | {n} s" for n in names) + " |")
     print("|---" * (1 + 3 * len(names)) + "|")

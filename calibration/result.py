@@ -212,6 +212,7 @@ class AccuracyAwareBudget(_Record):
 
 class Search(_Record):
     """How AccuracyAware's search ended."""
+    strategy: str = Field("ranked", description="[calibration] search: ranked, or from_float (no ranking)")
     cut_short: bool = Field(description="The validation cap stopped the give-back pass: the answer may keep "
                                         "more layers in FP32 than needed (not minimal)")
     validations: int

@@ -160,6 +160,10 @@ class CalibrationSpec(_Table):
         "either", description="Which speed the recommendation rests on: either (faster in throughput or in batch-1 "
         "latency, slower in neither), throughput (requests in flight) or latency (batch 1, one request in flight: "
         "a model served one request at a time)")
+    search: Literal["ranked", "from_float"] = Field(
+        "ranked", description="accuracy_aware: ranked: rank the layers, find the shortest prefix of the ranking that "
+        "keeps the budget, then give layers back to INT8; from_float: no ranking, every layer starts in float and goes "
+        "back to INT8 costliest first (fewer layers left in float where many are needed, BENCHMARKS.md)")
     precise_reverted: bool = Field(False, description="accuracy_aware, on a device that runs floats in bf16 by default: "
                                    "the layers put back in float are marked strict f32 in the IR (measured and shipped "
                                    "so); off by default, as it did not shorten the search on PP-OCRv5 (BENCHMARKS.md)")

@@ -11,6 +11,9 @@ per group). Then, each step a measured full validation:
    than a dozen small layers);
 3. the cheapest passing answer gives groups back to INT8, costliest first, while the budget holds:
    one at a time, then in growing chunks while they pass (most passengers are small groups).
+With `search = "from_float"` there is no ranking and no prefix: every group starts in FP32 and step 3
+runs from there, with the whole cap (BENCHMARKS.md: where many layers need float, the prefixes buy
+little that the give-back would not find, and the ranking costs a compile per group).
 A few dozen full validations at most. Every accepted answer is a measured validation, judged by the
 upper bound of its drop at the spec's `confidence` (not the drop alone: with a few hundred samples,
 dozens of candidates and a budget of a sample or two, the luckiest candidate fits the validation set
@@ -226,7 +229,14 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     judge = functools.partial(accepts, spec, metric, baseline)
     early = Rejection(metric, baseline, Evaluation(first["accuracy"], first["scores"]), judge)
     rejection = early if EARLY_REJECTION and early.order else None
-    if not first["ok"]:
+    if not first["ok"] and spec.calibration.search == "from_float":
+        types = {op.get_friendly_name(): op.get_type_name() for op in _units(quantized)}
+        ranked = [(g, [types[n] for n in g], None) for g in _groups(quantized)]
+        cost = layer_macs(core, fp32, val_ds.load(val_idx[0]), set(types))
+        group_macs = [sum(cost.get(n, 0) for n in g) for g, _, _ in ranked]
+        measure(list(range(len(ranked))))  # all in float: where the give-back starts
+        say(0.75)
+    elif not first["ok"]:
         # Rank on the samples INT8 got most wrong, where a layer's damage shows.
         damage = stats.per_sample_drops(baseline.scores, first["scores"], metric.higher_is_better)
         per_probe = ranking_samples(val_ds.load(val_idx[0]))
@@ -260,7 +270,7 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     if best.get("stopped_after"):  # nothing passed: the best attempt, set aside, gets its real figures
         best = measure(best["groups"], full=True)
     chosen = list(best["groups"])
-    untried = 0
+    untried, never_tried = 0, set()
     if best["ok"]:
         # 3. A prefix may carry passengers: give groups back to INT8, the costliest first (then the
         #    least sensitive), keeping each change the budget still allows.
@@ -271,8 +281,9 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
                 chosen, best = [c for c in chosen if c not in chunk], row
             return row["ok"]
 
-        untried = give_back(sorted(chosen, key=lambda g: (-group_macs[g], -g)), without,
-                            lambda: spent(probes, len(val_idx)) >= MAX_VALIDATIONS)
+        order = sorted(chosen, key=lambda g: (-group_macs[g], -g))
+        untried = give_back(order, without, lambda: spent(probes, len(val_idx)) >= MAX_VALIDATIONS)
+        never_tried = set(order[len(order) - untried:]) if untried else set()
     names = {n for g in chosen for n in ranked[g][0]}
     final = revert(quantized, names, biases, precise=precise)
     fp32_layers = []
@@ -281,12 +292,13 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
         for name, kind in zip(group, types):
             along = f" together with {', '.join(n for n in group if n != name)} (they share a quantizer)" \
                 if len(group) > 1 else ""
-            fp32_layers.append({"name": name, "type": kind, "score": score, "rank": g + 1, "macs": cost.get(name, 0),
-                                "precise": precise,
-                                "reason": f"rank {g + 1} of {len(ranked)}: back in FP32{along}, it alone removes "
-                                          f"{score:.1%} of the output error"})
+            fp32_layers.append({"name": name, "type": kind, "score": score, "macs": cost.get(name, 0),
+                                **({"rank": g + 1} if score is not None else {}), "precise": precise,
+                                "reason": _why_float(g, len(ranked), score, along,
+                                                     "untried" if g in never_tried else best["ok"])})
     say(1.0)
-    search = {"cut_short": untried > 0, "validations": len(probes), "max_validations": MAX_VALIDATIONS,
+    search = {"strategy": spec.calibration.search, "cut_short": untried > 0, "validations": len(probes),
+              "max_validations": MAX_VALIDATIONS,
               "untried_groups": untried, "ranked_groups": len(ranked), "repeats_avoided": repeats[0],
               "ranked_on": "ray" if where else "this process", "probes_on_cluster": where.on_cluster if where else 0,
               "stopped_early": sum(1 for p in probes if p.get("stopped_after")), "samples_run": samples_run[0],
@@ -294,6 +306,18 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     return Outcome(final, best["ok"], best["accuracy"], best["drop"], best["drop_relative"], fp32_layers,
                    len(_units(quantized)),
                    [{k: v for k, v in p.items() if k != "scores"} for p in probes], search)
+
+
+def _why_float(g: int, groups: int, score: float | None, along: str, tried: bool | str) -> str:
+    """Why a layer is in FP32: its rank (a ranked search), else what the give-back found: it failed
+    back in INT8 (`tried` true), was never tried ("untried"), or nothing met the budget (false)."""
+    if score is not None:
+        return f"rank {g + 1} of {groups}: back in FP32{along}, it alone removes {score:.1%} of the output error"
+    if tried == "untried":
+        return f"left in FP32{along}: not tried back in INT8 (the search was cut short)"
+    if tried:
+        return f"left in FP32{along}: back in INT8 it broke the budget"
+    return f"in FP32{along} in the best attempt (no candidate met the budget)"
 
 
 def ranking_samples(sample: dict) -> int:

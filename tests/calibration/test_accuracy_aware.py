@@ -362,3 +362,22 @@ def test_an_answer_over_budget_on_the_held_out_set_is_set_aside(project, tmp_pat
 def test_the_held_out_set_confirms_a_kept_promise(aa_result):
     assert aa_result["budget"]["heldout"] in ("met", "undecided")
     assert "held-out samples (drop 95 % interval" in aa_result["budget"]["guarantee"]
+
+
+def test_the_from_float_search_gives_layers_back_without_a_ranking(project, aa_result):
+    """search = "from_float": no ranking; after all-INT8 fails, every group starts in FP32 and goes back to
+    INT8 costliest first. The layer the ranked search reverts first stays in float, and each layer left
+    in float says why."""
+    res = calibrate(write_spec(project, "fromfloat", 'method = "accuracy_aware"\nmax_drop = 0.005\n'
+                                                     'search = "from_float"'))
+    assert res["budget"]["met"] and res["drop"] <= 0.005
+    assert res["search"]["strategy"] == "from_float" and res["search"]["ranking_samples"] == 0
+    assert aa_result["search"]["strategy"] == "ranked"
+    quantized, probes = res["accuracy_aware"]["quantized_layers"], res["accuracy_aware"]["probes"]
+    assert [p["fp32_layers"] for p in probes[:2]] == [0, quantized]  # all INT8, then all in float
+    layers = res["fp32_layers"]
+    assert 0 < len(layers) < quantized
+    assert aa_result["fp32_layers"][0]["name"] in {layer["name"] for layer in layers}
+    assert all("rank" not in layer and layer["score"] is None for layer in layers)
+    tried = "back in INT8 it broke the budget" if not res["search"]["cut_short"] else "INT8"
+    assert all(tried in layer["reason"] for layer in layers)

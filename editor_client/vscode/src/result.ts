@@ -286,6 +286,8 @@ export interface Recommendation {
 
 /** How AccuracyAware's search ended. */
 export interface Search {
+  /** [calibration] search: ranked, or from_float (no ranking) */
+  strategy?: string;
   /** The validation cap stopped the give-back pass: the answer may keep more layers in FP32 than needed (not minimal) */
   cut_short: boolean;
   validations: number;
