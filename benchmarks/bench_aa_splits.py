@@ -120,7 +120,8 @@ def main() -> None:
     parser.add_argument("--max-drop", type=float, default=0.01)
     parser.add_argument("--confidence", type=float, default=0.95, help="ours: [calibration] confidence")
     parser.add_argument("--ours-only", action="store_true")
-    parser.add_argument("--search", default="ranked", choices=["ranked", "from_float"], help="ours: [calibration] search")
+    parser.add_argument("--search", default="ranked", choices=["ranked", "from_float"],
+                        help="ours: [calibration] search")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
     nncf.set_log_level(logging.ERROR)
@@ -129,7 +130,8 @@ def main() -> None:
         raise SystemExit(f"{len(lines)} pooled images; {2 * args.size} needed")
     spec = load_spec(args.spec)
     print(f"{args.splits} splits of {args.size} / {args.size}; max_drop {args.max_drop}, ours at confidence "
-          f"{args.confidence}, search {args.search}; deployment shape {spec.deployment.shapes()}, resize {spec.preprocessing.interpolation}, "
+          f"{args.confidence}, search {args.search}; deployment shape {spec.deployment.shapes()}, "
+          f"resize {spec.preprocessing.interpolation}, "
           f"float layers {spec.inference.int8_float_precision}; {machine_facts()}; load average {load_average()}")
     rows = []
     for seed in range(args.splits):

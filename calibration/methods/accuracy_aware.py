@@ -229,27 +229,27 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
     judge = functools.partial(accepts, spec, metric, baseline)
     early = Rejection(metric, baseline, Evaluation(first["accuracy"], first["scores"]), judge)
     rejection = early if EARLY_REJECTION and early.order else None
-    if not first["ok"] and spec.calibration.search == "from_float":
+    if not first["ok"]:
+        groups = _groups(quantized)
         types = {op.get_friendly_name(): op.get_type_name() for op in _units(quantized)}
-        ranked = [(g, [types[n] for n in g], None) for g in _groups(quantized)]
+        scores: list[float | None] = [None] * len(groups)
+        if spec.calibration.search == "ranked":
+            # Rank on the samples INT8 got most wrong, where a layer's damage shows.
+            damage = stats.per_sample_drops(baseline.scores, first["scores"], metric.higher_is_better)
+            per_probe = ranking_samples(val_ds.load(val_idx[0]))
+            order = [val_idx[i] for i in np.argsort(-damage, kind="stable")[:per_probe]] if damage is not None \
+                else val_idx[:per_probe]  # a metric without per-sample scores: the first samples
+            where = where_to_probe()
+            ranking = rank(core, fp32, quantized, groups, functools.partial(revert, biases=biases, precise=precise),
+                           spec.device, int8_config, val_ds, order, lambda f: say(0.45 + 0.3 * f), cancel, where)
+            groups, scores = [groups[g] for g, _ in ranking], [score for _, score in ranking]
+        ranked = [(g, [types[n] for n in g], score) for g, score in zip(groups, scores)]
         cost = layer_macs(core, fp32, val_ds.load(val_idx[0]), set(types))
         group_macs = [sum(cost.get(n, 0) for n in g) for g, _, _ in ranked]
+        say(0.75)
+    if ranked and spec.calibration.search == "from_float":
         measure(list(range(len(ranked))))  # all in float: where the give-back starts
-        say(0.75)
-    elif not first["ok"]:
-        # Rank on the samples INT8 got most wrong, where a layer's damage shows.
-        damage = stats.per_sample_drops(baseline.scores, first["scores"], metric.higher_is_better)
-        per_probe = ranking_samples(val_ds.load(val_idx[0]))
-        order = [val_idx[i] for i in np.argsort(-damage, kind="stable")[:per_probe]] if damage is not None \
-            else val_idx[:per_probe]  # a metric without per-sample scores: the first samples
-        groups, where = _groups(quantized), where_to_probe()
-        types = {op.get_friendly_name(): op.get_type_name() for op in _units(quantized)}
-        ranked = [(groups[g], [types[n] for n in groups[g]], score) for g, score in
-                  rank(core, fp32, quantized, groups, functools.partial(revert, biases=biases, precise=precise),
-                       spec.device, int8_config, val_ds, order, lambda f: say(0.45 + 0.3 * f), cancel, where)]
-        cost = layer_macs(core, fp32, val_ds.load(val_idx[0]), {n for g, _, _ in ranked for n in g})
-        group_macs = [sum(cost.get(n, 0) for n in g) for g, _, _ in ranked]
-        say(0.75)
+    elif ranked:
         steps = 2 * math.log2(len(ranked) + 2) + 2
         tick = lambda done: say(0.75 + 0.2 * min(done / steps, 1.0))  # noqa: E731
         # 1. The shortest prefix of the ranking that meets the budget (fewest groups).
@@ -294,8 +294,8 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
                 if len(group) > 1 else ""
             fp32_layers.append({"name": name, "type": kind, "score": score, "macs": cost.get(name, 0),
                                 **({"rank": g + 1} if score is not None else {}), "precise": precise,
-                                "reason": _why_float(g, len(ranked), score, along,
-                                                     "untried" if g in never_tried else best["ok"])})
+                                "reason": _why_float(g, len(ranked), score, along, "untried" if g in never_tried
+                                                     else "failed" if best["ok"] else "unmet")})
     say(1.0)
     search = {"strategy": spec.calibration.search, "cut_short": untried > 0, "validations": len(probes),
               "max_validations": MAX_VALIDATIONS,
@@ -308,16 +308,14 @@ def calibrate_accuracy_aware(core: ov.Core, fp32: ov.Model, spec: Spec, dataset:
                    [{k: v for k, v in p.items() if k != "scores"} for p in probes], search)
 
 
-def _why_float(g: int, groups: int, score: float | None, along: str, tried: bool | str) -> str:
-    """Why a layer is in FP32: its rank (a ranked search), else what the give-back found: it failed
-    back in INT8 (`tried` true), was never tried ("untried"), or nothing met the budget (false)."""
+def _why_float(g: int, groups: int, score: float | None, along: str, give_back: str) -> str:
+    """Why a layer is in FP32: its rank (a ranked search), else what the give-back found: it `failed`
+    back in INT8, was `untried` (cut short), or nothing met the budget (`unmet`)."""
     if score is not None:
         return f"rank {g + 1} of {groups}: back in FP32{along}, it alone removes {score:.1%} of the output error"
-    if tried == "untried":
-        return f"left in FP32{along}: not tried back in INT8 (the search was cut short)"
-    if tried:
-        return f"left in FP32{along}: back in INT8 it broke the budget"
-    return f"in FP32{along} in the best attempt (no candidate met the budget)"
+    return {"failed": f"left in FP32{along}: back in INT8 it broke the budget",
+            "untried": f"left in FP32{along}: not tried back in INT8 (the search was cut short)",
+            "unmet": f"in FP32{along} in the best attempt (no candidate met the budget)"}[give_back]
 
 
 def ranking_samples(sample: dict) -> int:
